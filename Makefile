@@ -1,0 +1,69 @@
+# Verbs of the project. `make book` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= cpu
+NOTEBOOKS := $(wildcard notebooks/*.ipynb)
+MATHJAX_VERSION := 3.2.2
+MATHJAX := book/_static/mathjax/tex-chtml.js
+SMOKE_DIR := .cache/nbval
+# two cores: one thread each for faiss/OpenMP and torch
+export OMP_NUM_THREADS ?= 2
+export PYTHONUNBUFFERED := 1
+
+.PHONY: book test unit nbval notebooks data mathjax venv bench clean distclean
+
+venv: $(STAMP)
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+## data: verify the Tiny-ImageNet source (local mirror or download) and build the cache once
+data: $(STAMP)
+	$(BIN)/python -m compat data prepare
+
+## mathjax: a local copy of MathJax for offline math in the book (npm registry, integrity-checked by npm)
+mathjax: $(MATHJAX)
+$(MATHJAX):
+	rm -rf .cache/npm book/_static/mathjax && mkdir -p .cache/npm book/_static
+	cd .cache/npm && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null
+	tar -xzf .cache/npm/mathjax-$(MATHJAX_VERSION).tgz -C .cache/npm
+	cp -r .cache/npm/package/es5 book/_static/mathjax.tmp && mv book/_static/mathjax.tmp book/_static/mathjax
+
+## notebooks: execute every source notebook with papermill into book/ (PROFILE=cpu by default)
+notebooks: $(STAMP) data
+	for nb in $(NOTEBOOKS); do $(BIN)/python -m compat book execute $$nb --profile $(PROFILE); done
+
+## book: the HTML book from the committed results (warnings are errors)
+book: notebooks mathjax
+	$(BIN)/jupyter-book build . --warningiserror --keep-going --quiet
+	@echo "Book built: open file://$(CURDIR)/_build/html/index.html"
+
+## test: unit tests, every notebook under nbval with the smoke profile, and the book build
+test: unit nbval book
+
+# pytest exits 5 when it collects nothing: say so plainly instead of a bare failure
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests -q --color=no || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest collected no unit tests: tests/ is empty or broken"; exit $$rc; }
+
+nbval: $(STAMP)
+	rm -rf $(SMOKE_DIR) && mkdir -p $(SMOKE_DIR)
+	@[ -n "$(NOTEBOOKS)" ] || { echo "no notebooks in notebooks/: nothing for nbval"; exit 0; }
+	for nb in $(NOTEBOOKS); do $(BIN)/python -m compat book execute $$nb --profile smoke --prepare-only --output $(SMOKE_DIR)/$$(basename $$nb); done
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --color=no -q -p no:cacheprovider $(SMOKE_DIR)/*.ipynb
+
+## bench: benchmark commands that print figures
+bench: $(STAMP)
+	$(BIN)/python -m compat bench evaluate
+
+clean:
+	rm -rf _build $(SMOKE_DIR) book/*.ipynb
+
+distclean: clean
+	rm -rf $(VENV) .cache book/_static/mathjax

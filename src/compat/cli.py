@@ -1,0 +1,81 @@
+"""Command line: ``python -m compat data prepare``, ``bench evaluate``, ``book execute``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import CompatError
+
+
+def _data_prepare(args: argparse.Namespace) -> None:
+    import json
+    import time
+
+    from .data import prepare
+
+    start = time.perf_counter()
+    folder = prepare(mirror=args.mirror)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    print(f"Tiny-ImageNet-200 ready in {folder} ({manifest['counts']}; prepared in {manifest['prepare_seconds']} s, "
+          f"this call {time.perf_counter() - start:.1f} s)")
+
+
+def _bench_evaluate(args: argparse.Namespace) -> None:
+    from .bench import bench_evaluate
+
+    bench_evaluate(n=args.n, dim=args.dim, repeats=args.repeats, out=args.out)
+
+
+def _book_execute(args: argparse.Namespace) -> None:
+    import yaml
+
+    from .booktools import execute
+    from .config import get_profile
+
+    get_profile(args.profile)  # fail before starting a kernel
+    params = {"profile": args.profile}
+    for item in args.param:
+        key, _, value = item.partition("=")
+        params[key] = yaml.safe_load(value)  # as papermill's own -p: numbers, booleans, strings
+    out = execute(args.notebook, args.output or Path("book") / args.notebook.name, params, prepare_only=args.prepare_only)
+    print(f"wrote {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m compat", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    data = verbs.add_parser("data", help="dataset preparation").add_subparsers(dest="action", required=True)
+    p = data.add_parser("prepare", help="verify the Tiny-ImageNet source and build the uint8 cache")
+    p.add_argument("--mirror", help="folder with the zip shards and SHA256SUMS (default: ../shared/data/tiny-imagenet-200)")
+    p.set_defaults(func=_data_prepare)
+
+    bench = verbs.add_parser("bench", help="benchmarks that print figures").add_subparsers(dest="action", required=True)
+    p = bench.add_parser("evaluate", help="the retrieval evaluator against raw faiss")
+    p.add_argument("--n", type=int, default=10_000)
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
+    p.set_defaults(func=_bench_evaluate)
+
+    book = verbs.add_parser("book", help="notebooks into the book").add_subparsers(dest="action", required=True)
+    p = book.add_parser("execute", help="run a source notebook with papermill into book/")
+    p.add_argument("notebook", type=Path)
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--output", type=Path)
+    p.add_argument("-p", "--param", action="append", default=[], help="extra papermill parameter key=value")
+    p.add_argument("--prepare-only", action="store_true", help="inject parameters without executing (for nbval)")
+    p.set_defaults(func=_book_execute)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CompatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,47 @@
+"""The project's error types and the helpers that validate user input before any work starts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+class CompatError(Exception):
+    """Base class: every error this package raises on purpose."""
+
+
+class ConfigError(CompatError, ValueError):
+    """A parameter value is unknown or out of range."""
+
+
+class DataError(CompatError):
+    """A dataset source is missing, corrupt or cannot be prepared."""
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    """Return ``value`` if it is one of ``allowed``, else raise naming the bad value and the choices."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ConfigError(f"unknown {name} {value!r}; allowed: {', '.join(map(repr, allowed))}")
+    return value
+
+
+def check_range(
+    name: str,
+    value: float,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` if it lies in the given interval, else raise naming the value and the interval."""
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ConfigError(f"{name}={value!r} is out of range; allowed: {left}{lo}, {hi}{right}")
+    return value

@@ -1,0 +1,51 @@
+"""The few figure kinds the book reuses: image grids, split maps, metric bars."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+
+def image_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], classes: Sequence[int], per_class: int = 8):
+    """One row per class: its first ``per_class`` images, the class name on the left."""
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 0.95), squeeze=False)
+    for row, c in enumerate(classes):
+        rows = np.flatnonzero(labels == c)[:per_class]
+        for col in range(per_class):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if col < len(rows):
+                ax.imshow(images[rows[col]], interpolation="nearest")
+        axes[row, 0].set_ylabel(class_names[c].split(",")[0][:18], rotation=0, ha="right", va="center", fontsize=8)
+    fig.subplots_adjust(wspace=0.04, hspace=0.08)
+    return fig
+
+
+def split_map(coverage: dict[str, np.ndarray]):
+    """Rows = models of each scenario, columns = classes, colour = share of the class's images used."""
+    names = list(coverage)
+    matrix = np.stack([coverage[n] for n in names])
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(names) + 1.2))
+    im = ax.imshow(matrix, aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("class (label = index of the sorted WordNet id)")
+    fig.colorbar(im, ax=ax, label="share of the class's training images", fraction=0.025, pad=0.01)
+    for y in range(1, len(names)):
+        if names[y].split(":")[0] != names[y - 1].split(":")[0]:
+            ax.axhline(y - 0.5, color="k", lw=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def metric_bars(table: pd.DataFrame, x: str, hue: str, y: str = "value", col: str | None = None, **kwargs):
+    """Grouped bars of a long-form metrics table (one panel per ``col``)."""
+    grid = sns.catplot(data=table, kind="bar", x=x, y=y, hue=hue, col=col, height=3.2, aspect=1.1, sharey=False, **kwargs)
+    grid.set_titles("{col_name}")
+    return grid

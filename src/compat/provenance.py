@@ -1,0 +1,50 @@
+"""What ran where: git revision, device, library versions. Recorded with every result and benchmark."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+
+from .paths import project_root
+
+LIBRARIES = ("torch", "torchvision", "faiss-cpu", "numpy", "scikit-learn")
+
+
+def git_revision() -> str:
+    """The checkout's commit, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=project_root(), capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def environment() -> dict[str, object]:
+    """Machine and library facts for a result file."""
+    import torch
+
+    return {
+        "git_revision": git_revision(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "libraries": {name: _version(name) for name in LIBRARIES},
+    }

@@ -1,0 +1,36 @@
+"""Profiles and overrides: bad values fail before any work, naming the allowed ones."""
+
+import pytest
+
+from compat.cli import main
+from compat.config import DataConfig, get_profile
+from compat.errors import ConfigError
+
+
+def test_profiles_and_overrides():
+    assert get_profile("cpu").data.image_size == 32 and get_profile("gpu").data.image_size == 64
+    assert get_profile("smoke").data.dataset == "synthetic"
+    assert get_profile("cpu", {"data.image_size": "64"}).data.image_size == 64
+
+
+def test_bad_values_name_the_allowed_ones():
+    with pytest.raises(ConfigError, match="unknown profile 'laptop'; allowed: 'smoke', 'cpu', 'gpu'"):
+        get_profile("laptop")
+    with pytest.raises(ConfigError, match="unknown config key 'data.size'; allowed at this level: dataset, image_size"):
+        get_profile("cpu", {"data.size": 3})
+    with pytest.raises(ConfigError, match="unknown image_size 48; allowed: 64, 32"):
+        get_profile("cpu", {"data.image_size": "48"})
+    with pytest.raises(ConfigError, match="wants a int, got 'big'"):
+        get_profile("cpu", {"data.image_size": "big"})
+    with pytest.raises(ConfigError, match="unknown dataset 'mnist'"):
+        DataConfig(dataset="mnist")
+
+
+def test_smoke_profile_loads_synthetic_data():
+    data = get_profile("smoke").data.load()
+    assert data.name == "synthetic" and data.num_classes == 20
+
+
+def test_cli_reports_bad_profile(capsys):
+    assert main(["book", "execute", "notebooks/data_and_protocol.ipynb", "--profile", "laptop"]) == 2
+    assert "unknown profile 'laptop'" in capsys.readouterr().err

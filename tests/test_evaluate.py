@@ -1,0 +1,178 @@
+"""Retrieval and verification metrics against independent oracles: brute force, sklearn, hand-computed cases."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_curve
+
+from compat.errors import ConfigError
+from compat.evaluate import retrieval_metrics, tar_at_far, update_gain, verification_scores
+
+
+def brute_force(query, gallery, labels, topk=(1, 5), cosine=False):
+    """Per-query loop over a full distance matrix: CMC by explicit ranking, AP by sklearn."""
+    q, g = query.astype(np.float64), gallery.astype(np.float64)
+    if cosine:
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        g = g / np.linalg.norm(g, axis=1, keepdims=True)
+        dist = 1 - q @ g.T
+    else:
+        dist = np.sqrt(((q[:, None, :] - g[None, :, :]) ** 2).sum(-1))
+    hits = {k: [] for k in topk}
+    aps = []
+    for i in range(len(q)):
+        others = np.array([j for j in range(len(g)) if j != i])
+        d, same = dist[i, others], labels[others] == labels[i]
+        if not same.any():
+            continue
+        first_pos = d[same].min()
+        rank = int(((d <= first_pos) & ~same).sum())  # ties rank before the match
+        for k in topk:
+            hits[k].append(rank < k)
+        aps.append(average_precision_score(same, -d))
+    out = {f"top{k}": 100 * np.mean(hits[k]) for k in topk}
+    out["mAP"] = 100 * np.mean(aps)
+    out["n_queries"] = len(aps)
+    return out
+
+
+def assert_matches(ours, oracle):
+    for key, value in oracle.items():
+        assert ours[key] == pytest.approx(value, abs=1e-4), key
+
+
+@pytest.mark.parametrize("cosine", [False, True])
+def test_cross_model_metrics_match_brute_force(cosine):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 7, size=120)
+    old = rng.normal(size=(120, 8)).astype(np.float32) + labels[:, None] * 0.3
+    new = old + rng.normal(scale=0.8, size=old.shape).astype(np.float32)
+    ours = retrieval_metrics(new, old, labels, distance="cosine" if cosine else "l2", topk=(1, 3, 5), chunk_size=17)
+    assert_matches(ours, brute_force(new, old, labels, topk=(1, 3, 5), cosine=cosine))
+
+
+def test_ties_and_queries_without_positive_match_brute_force():
+    rng = np.random.default_rng(2)
+    # integer coordinates on a small grid: many exactly tied distances
+    x = rng.integers(0, 3, size=(60, 2)).astype(np.float32)
+    labels = rng.integers(0, 6, size=60)
+    labels[0] = 99  # a class of one item: its query has no positive
+    ours = retrieval_metrics(x, x, labels, chunk_size=7)
+    oracle = brute_force(x, x, labels)
+    assert ours["n_skipped"] == 1
+    assert_matches(ours, oracle)
+
+
+def test_hand_computed_case():
+    # 1-D gallery; query 0 (class a) at 0, others: b at 1, a at 2, b at 3, a at 4
+    x = np.array([[0.0], [1.0], [2.0], [3.0], [4.0]], dtype=np.float32)
+    labels = np.array([0, 1, 0, 1, 0])
+    q = x[:1]
+    out = retrieval_metrics(q, x[1:], labels[:1], labels[1:], leave_one_out=False, topk=(1, 2))
+    # ranking b, a, b, a: first match at rank 2; AP = (1/2 + 2/4) / 2
+    assert out["top1"] == 0.0 and out["top2"] == 100.0
+    assert out["mAP"] == pytest.approx(100 * 0.5)
+
+
+def test_hand_computed_tie_case():
+    # query at 0; a negative and a positive both at distance 1, a positive at 2
+    g = np.array([[1.0], [-1.0], [2.0]], dtype=np.float32)
+    out = retrieval_metrics(np.zeros((1, 1), np.float32), g, np.array([0]), np.array([1, 0, 0]), leave_one_out=False)
+    assert out["top1"] == 0.0  # the tie goes against the query
+    # sklearn: threshold group {1,-1} precision 1/2 recall 1/2; then precision 2/3 at recall 1
+    assert out["mAP"] == pytest.approx(100 * (0.5 * 0.5 + 0.5 * 2 / 3))
+
+
+def test_perfect_and_leave_one_out():
+    labels = np.repeat(np.arange(4), 3)
+    x = np.eye(4, dtype=np.float32)[labels] * 10
+    out = retrieval_metrics(x, x, labels)
+    assert out["top1"] == 100.0 and out["mAP"] == 100.0
+    # every item its own class: without leave-one-out each query finds itself; with it, nothing is left
+    distinct = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)
+    assert retrieval_metrics(distinct, distinct, np.arange(12), leave_one_out=False)["top1"] == 100.0
+    with pytest.raises(ConfigError, match="no query has a same-class item"):
+        retrieval_metrics(distinct, distinct, np.arange(12))
+
+
+def test_random_features_sit_at_chance():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(50), 20)
+    x = rng.normal(size=(1000, 32)).astype(np.float32)
+    out = retrieval_metrics(x, x, labels)
+    chance_top1 = 19 / 999
+    assert abs(out["top1"] / 100 - chance_top1) < 4 * np.sqrt(chance_top1 * (1 - chance_top1) / 1000)
+
+
+def test_mismatched_inputs_fail_clearly():
+    x, y = np.zeros((5, 4), np.float32), np.zeros((5, 3), np.float32)
+    with pytest.raises(ConfigError, match="4-d but gallery embeddings are 3-d"):
+        retrieval_metrics(x, y, np.arange(5))
+    with pytest.raises(ConfigError, match="leave_one_out"):
+        retrieval_metrics(x, x[:4], np.arange(5), np.arange(4))
+    with pytest.raises(ConfigError, match="labels"):
+        retrieval_metrics(x, x, np.arange(4))
+    with pytest.raises(ConfigError, match="unknown distance 'l1'"):
+        retrieval_metrics(x, x, np.arange(5), distance="l1")
+    with pytest.raises(ConfigError, match="NaN"):
+        retrieval_metrics(x * np.nan, x, np.arange(5))
+
+
+def test_update_gain_hand_computed():
+    assert update_gain(new_old=40.0, old_old=30.0, new_new=50.0) == pytest.approx(0.5)
+    assert update_gain(new_old=25.0, old_old=30.0, new_new=50.0) == pytest.approx(-0.25)
+    with pytest.raises(ConfigError):
+        update_gain(1.0, 2.0, 2.0)
+
+
+def oracle_tar(genuine, impostor, far):
+    scores = np.r_[genuine, impostor]
+    truth = np.r_[np.ones(len(genuine)), np.zeros(len(impostor))]
+    fpr, tpr, _ = roc_curve(truth, scores, drop_intermediate=False)
+    return tpr[fpr <= far + 1e-12].max()
+
+
+@pytest.mark.parametrize("far", [0.0, 1e-3, 0.01, 0.1, 0.5, 1.0])
+def test_tar_at_far_matches_roc_curve(far):
+    rng = np.random.default_rng(4)
+    genuine = np.round(rng.normal(1.0, 1.0, 500), 1)  # rounding makes ties across both sets
+    impostor = np.round(rng.normal(0.0, 1.0, 2000), 1)
+    assert tar_at_far(genuine, impostor, far) == pytest.approx(oracle_tar(genuine, impostor, far))
+
+
+def test_verification_scores_match_brute_force():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 4, size=30)
+    q, g = rng.normal(size=(30, 6)), rng.normal(size=(30, 6))
+    genuine, impostor = verification_scores(q, g, labels, max_impostors=None)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    gn = g / np.linalg.norm(g, axis=1, keepdims=True)
+    s = qn @ gn.T
+    off = ~np.eye(30, dtype=bool)
+    same = labels[:, None] == labels[None]
+    np.testing.assert_allclose(np.sort(genuine), np.sort(s[same & off]), atol=1e-5)
+    np.testing.assert_allclose(np.sort(impostor), np.sort(s[~same]), atol=1e-5)
+    _, sampled = verification_scores(q, g, labels, max_impostors=50, seed=0)
+    assert len(sampled) == 50
+    assert np.abs(sampled[:, None] - s[~same][None]).min(axis=1).max() < 1e-5  # each one is an impostor score
+
+
+def test_chance_metrics_match_simulated_random_rankings():
+    from compat.evaluate import chance_metrics
+
+    rng = np.random.default_rng(6)
+    sizes = np.array([2, 3, 5, 6])  # 16 items
+    labels = np.repeat(np.arange(4), sizes)
+    n = len(labels)
+    hits1, hits3, aps = [], [], []
+    for _ in range(4000):
+        i = rng.integers(n)
+        others = rng.permutation(np.delete(np.arange(n), i))
+        rel = labels[others] == labels[i]
+        first = np.argmax(rel)
+        hits1.append(first < 1)
+        hits3.append(first < 3)
+        aps.append(average_precision_score(rel, -np.arange(len(rel))))
+    chance = chance_metrics(sizes, topk=(1, 3))
+    assert chance["top1"] / 100 == pytest.approx(np.mean(hits1), abs=0.02)
+    assert chance["top3"] / 100 == pytest.approx(np.mean(hits3), abs=0.02)
+    assert chance["mAP"] / 100 == pytest.approx(np.mean(aps), abs=0.01)
