@@ -19,7 +19,6 @@ export PYTHONUNBUFFERED := 1
 venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
@@ -50,7 +49,7 @@ test: unit nbval book
 
 # pytest exits 5 when it collects nothing: say so plainly instead of a bare failure
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q --color=no || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest collected no unit tests: tests/ is empty or broken"; exit $$rc; }
+	$(BIN)/python -m pytest tests -q --color=no -p no:cacheprovider || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest collected no unit tests: tests/ is empty or broken"; exit $$rc; }
 
 nbval: $(STAMP)
 	rm -rf $(SMOKE_DIR) && mkdir -p $(SMOKE_DIR)

@@ -20,7 +20,7 @@ from .synthetic import make_synthetic
 
 DATASETS = ("tiny-imagenet", "synthetic")
 
-__all__ = ["DATASETS", "Dataset", "ImageSet", "load_dataset", "make_synthetic", "prepare", "load_tiny_imagenet"]
+__all__ = ["DATASETS", "Dataset", "ImageSet", "load_dataset", "make_synthetic", "prepare", "prepared_manifest", "load_tiny_imagenet"]
 
 
 def prepare(mirror: str | Path | None = None, cache_root: Path | None = None) -> Path:
@@ -31,6 +31,12 @@ def prepare(mirror: str | Path | None = None, cache_root: Path | None = None) ->
         return folder
     source = resolve_source(mirror, download_dir=cache_root / "downloads")
     return prepare_tiny_imagenet(source, cache_root)
+
+
+def prepared_manifest(cache_root: Path | None = None) -> dict | None:
+    """The Tiny-ImageNet cache's manifest (source, checksums, counts, preparation time), or None if not prepared."""
+    folder = (Path(cache_root) if cache_root else data_cache_dir()) / "tiny-imagenet-200"
+    return json.loads((folder / "manifest.json").read_text()) if is_complete(folder) else None
 
 
 def load_tiny_imagenet(image_size: int = 32, cache_root: Path | None = None, mirror: str | Path | None = None) -> Dataset:

@@ -1,0 +1,133 @@
+"""Loss terms of the training loop, each with its paper and equation.
+
+A term is called with the step's outputs and returns a weighted scalar; the loop sums
+the terms. Frozen models and classifiers live inside the terms as buffers without gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import ConfigError, check_range
+
+
+@dataclass
+class StepOutputs:
+    """What one training step produced.
+
+    :param images: the augmented, normalized input batch (B x 3 x H x W).
+    :param labels: class labels in the new model's classifier space (B).
+    :param embedding: the new model's embeddings (B x D).
+    :param logits: the new model's classifier outputs (B x C).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    embedding: torch.Tensor
+    logits: torch.Tensor
+
+
+class LossTerm(nn.Module):
+    """A named, weighted loss term."""
+
+    name = "loss"
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        check_range(f"{self.name} weight", weight, 0)
+        self.weight = weight
+
+
+class CrossEntropy(LossTerm):
+    """Cross-entropy with label smoothing on the model's own classifier (Szegedy et al., CVPR 2016, Sec. 7)."""
+
+    name = "ce"
+
+    def __init__(self, label_smoothing: float = 0.1, weight: float = 1.0) -> None:
+        super().__init__(weight)
+        self.label_smoothing = label_smoothing
+
+    def forward(self, out: StepOutputs) -> torch.Tensor:
+        return self.weight * F.cross_entropy(out.logits.float(), out.labels, label_smoothing=self.label_smoothing)
+
+
+class InfluenceLoss(LossTerm):
+    """BCT influence loss: the frozen old classifier scores the new embedding.
+
+    Shen et al., "Towards Backward-Compatible Representation Learning", CVPR 2020 (arXiv 2003.11942):
+    L = L_new(w_new, phi_new) + lambda * L_old(w_old, phi_new) (the influence loss; the paper's
+    equation number is not verified here). Rows of classes the old model never saw are synthesized
+    as the mean old-model embedding of that class over the new training set (openBCT issue #1).
+
+    :param classifier: C x D influence classifier, old rows then synthesized rows, indexed by ``labels``.
+    :param normalize: L2-normalize embedding and classifier rows (cosine logits, no scale; the BT-2 code).
+    :param label_smoothing: of this cross-entropy term.
+    """
+
+    name = "influence"
+
+    def __init__(self, classifier: torch.Tensor, weight: float = 1.0, normalize: bool = False, label_smoothing: float = 0.0) -> None:
+        super().__init__(weight)
+        self.register_buffer("classifier", classifier.detach().float().clone())  # C x D, never trained
+        self.normalize = normalize
+        self.label_smoothing = label_smoothing
+
+    def forward(self, out: StepOutputs) -> torch.Tensor:
+        z, w = out.embedding.float(), self.classifier
+        if z.shape[1] != w.shape[1]:
+            raise ConfigError(f"new embedding is {z.shape[1]}-d but the old classifier is {w.shape[1]}-d")
+        if self.normalize:
+            z, w = F.normalize(z, dim=1), F.normalize(w, dim=1)
+        logits = z @ w.T  # B x C
+        return self.weight * F.cross_entropy(logits, out.labels, label_smoothing=self.label_smoothing)
+
+
+class L2Compatibility(LossTerm):
+    """L2 compatibility baseline of BCT (Shen et al., CVPR 2020; openBCT ``--l2``):
+    MSE between the L2-normalized new and old embeddings of the same images, old model frozen.
+    """
+
+    name = "l2"
+
+    def __init__(self, old_model: nn.Module, weight: float = 1.0) -> None:
+        super().__init__(weight)
+        self.old_model = old_model.eval()
+        for p in self.old_model.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True):  # the old model stays in eval mode
+        super().train(mode)
+        self.old_model.eval()
+        return self
+
+    def forward(self, out: StepOutputs) -> torch.Tensor:
+        with torch.no_grad():
+            old = self.old_model.embed(out.images).float()  # B x D
+        new = out.embedding.float()
+        if new.shape[1] != old.shape[1]:
+            raise ConfigError(f"new embedding is {new.shape[1]}-d but the old one is {old.shape[1]}-d")
+        return self.weight * F.mse_loss(F.normalize(new, dim=1), F.normalize(old, dim=1), reduction="sum") / len(new)
+
+
+def synthesize_classifier(old_classifier: torch.Tensor, old_embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """BCT's influence classifier over ``num_classes``: the old rows for the classes the old model knew
+    (labels 0..C_old-1), and for each other class the mean old-model embedding of its training images.
+
+    :param old_classifier: C_old x D weights of the frozen old classifier.
+    :param old_embeddings: N x D old-model embeddings of the new training set.
+    :param labels: N labels of those images in 0..num_classes-1.
+    """
+    c_old, d = old_classifier.shape
+    if old_embeddings.shape[1] != d:
+        raise ConfigError(f"old embeddings are {old_embeddings.shape[1]}-d but the old classifier is {d}-d")
+    rows = [old_classifier.float()]
+    for c in range(c_old, num_classes):
+        members = old_embeddings[labels == c]
+        if len(members) == 0:
+            raise ConfigError(f"class {c} has no images to synthesize its classifier row from")
+        rows.append(members.float().mean(0, keepdim=True))
+    return torch.cat(rows)  # num_classes x D

@@ -1,0 +1,129 @@
+"""Backbones for small images with an embedding head and a bias-free classifier head.
+
+Built from torchvision's ResNet blocks with a 3x3 stride-1 stem and no max-pool (the usual
+adaptation to 32x32 and 64x64 images). The embedding is what retrieval compares (128-d, as
+in the FCT code); the classifier sits on top of it, as in FCT's and BCT's models, so that an
+old model's classifier can score a new model's embedding (the BCT influence loss).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchvision.models.resnet import BasicBlock
+
+from .errors import check_choice, check_range
+
+BACKBONES: dict[str, Callable[[int], nn.Module]] = {}
+
+
+def register_backbone(name: str):
+    """Decorator: a backbone factory ``f(width) -> module with .out_dim`` under ``name``."""
+
+    def wrap(factory):
+        BACKBONES[name] = factory
+        return factory
+
+    return wrap
+
+
+class SmallResNet(nn.Module):
+    """ResNet of BasicBlocks for small images: 3x3 stride-1 stem, no max-pool, global average pool.
+
+    :param stage_blocks: blocks per stage; each stage after the first halves the resolution.
+    :param stage_widths: channels per stage.
+    """
+
+    def __init__(self, stage_blocks: list[int], stage_widths: list[int]) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, stage_widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(stage_widths[0]), nn.ReLU(inplace=True)
+        )
+        layers, in_ch = [], stage_widths[0]
+        for i, (blocks, width) in enumerate(zip(stage_blocks, stage_widths)):
+            stride = 1 if i == 0 else 2
+            for b in range(blocks):
+                down = None
+                if b == 0 and (stride != 1 or in_ch != width):
+                    down = nn.Sequential(nn.Conv2d(in_ch, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width))
+                layers.append(BasicBlock(in_ch, width, stride=stride if b == 0 else 1, downsample=down))
+                in_ch = width
+        self.layers = nn.Sequential(*layers)
+        self.out_dim = in_ch
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for m in self.modules():  # zero-init the last BN of each block: each block starts as identity
+            if isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(self.stem(x))  # B x C x h x w
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # B x C
+
+
+@register_backbone("resnet18")
+def resnet18(width: int = 64) -> SmallResNet:
+    """ResNet-18 layout (2-2-2-2 blocks), stage widths w, 2w, 4w, 8w (w = 64 is full width)."""
+    return SmallResNet([2, 2, 2, 2], [width, 2 * width, 4 * width, 8 * width])
+
+
+@register_backbone("resnet20")
+def resnet20(width: int = 16) -> SmallResNet:
+    """CIFAR ResNet-20 layout (3-3-3 blocks), stage widths w, 2w, 4w (w = 16 in He et al.)."""
+    return SmallResNet([3, 3, 3], [width, 2 * width, 4 * width])
+
+
+@register_backbone("resnet10")
+def resnet10(width: int = 32) -> SmallResNet:
+    """A shallow ResNet (1-1-1-1 blocks), stage widths w, 2w, 4w, 8w: wide and fast on a CPU."""
+    return SmallResNet([1, 1, 1, 1], [width, 2 * width, 4 * width, 8 * width])
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one embedding model.
+
+    :param backbone: a name in :data:`BACKBONES`.
+    :param width: base channel width of the backbone.
+    :param embedding_dim: size of the retrieval embedding (128 in the FCT code).
+    :param normalize_embedding: output L2-normalized embeddings (then raw L2 ranks as cosine).
+    """
+
+    backbone: str = "resnet20"
+    width: int = 16
+    embedding_dim: int = 128
+    normalize_embedding: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice("backbone", self.backbone, BACKBONES)
+        check_range("width", self.width, 1, 1024)
+        check_range("embedding_dim", self.embedding_dim, 2, 4096)
+
+
+class EmbeddingModel(nn.Module):
+    """Backbone -> linear embedding -> bias-free linear classifier.
+
+    ``forward`` returns (embedding B x D, logits B x C). The classifier is applied to the
+    embedding itself, so another model's classifier can score it.
+    """
+
+    def __init__(self, config: ModelConfig, num_classes: int) -> None:
+        super().__init__()
+        check_range("num_classes", num_classes, 1)
+        self.config = config
+        self.backbone = BACKBONES[config.backbone](config.width)
+        self.embedding = nn.Linear(self.backbone.out_dim, config.embedding_dim)
+        self.classifier = nn.Linear(config.embedding_dim, num_classes, bias=False)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.embedding(self.backbone(x))  # B x D
+        return F.normalize(z, dim=1) if self.config.normalize_embedding else z
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.embed(x)
+        return z, self.classifier(z)
