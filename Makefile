@@ -55,11 +55,13 @@ nbval: $(STAMP)
 	rm -rf $(SMOKE_DIR) && mkdir -p $(SMOKE_DIR)
 	@[ -n "$(NOTEBOOKS)" ] || { echo "no notebooks in notebooks/: nothing for nbval"; exit 0; }
 	for nb in $(NOTEBOOKS); do $(BIN)/python -m compat book execute $$nb --profile smoke --prepare-only --output $(SMOKE_DIR)/$$(basename $$nb); done
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --color=no -q -p no:cacheprovider $(SMOKE_DIR)/*.ipynb
+	COMPAT_TRAIN=allow COMPAT_CACHE=$(CURDIR)/$(SMOKE_DIR)/cache COMPAT_RESULTS=$(CURDIR)/$(SMOKE_DIR)/results \
+	  $(BIN)/python -m pytest --nbval-lax --nbval-current-env --color=no -q -p no:cacheprovider $(SMOKE_DIR)/*.ipynb
 
 ## bench: benchmark commands that print figures
-bench: $(STAMP)
-	$(BIN)/python -m compat bench evaluate
+bench: $(STAMP) data
+	$(BIN)/python -m compat bench evaluate --out results/bench/evaluate.json
+	$(BIN)/python -m compat bench train --out results/bench/train.json
 
 clean:
 	rm -rf _build $(SMOKE_DIR) book/*.ipynb

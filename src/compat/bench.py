@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from .evaluate import retrieval_metrics
 from .provenance import environment
+from .store import write_json
 
 
 def _timed(fn, repeats: int) -> float:
@@ -47,7 +47,135 @@ def bench_evaluate(n: int = 10_000, dim: int = 128, classes: int = 200, repeats:
     print(f"raw faiss IndexFlatL2 search, k=6:                {figures['faiss_top6_s']:.2f} s")
     print(f"raw faiss IndexFlatL2 search, k={n} (full rank): {figures['faiss_full_ranking_s']:.2f} s")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(figures, indent=1))
+        write_json(out, figures)
+        print(f"wrote {out}")
+    return figures
+
+
+def matmul_peak(dtype, size: int = 2048, repeats: int = 5) -> float:
+    """Best measured GFLOP/s of a size x size matrix product in ``dtype`` on this machine."""
+    import torch
+
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    torch.mm(a, b)
+    seconds = _timed(lambda: torch.mm(a, b), repeats)
+    return 2 * size**3 / seconds / 1e9
+
+
+def training_flops_per_image(model, image_size: int, batch: int = 32) -> float:
+    """Forward + backward FLOPs per image, counted by torch's flop counter (convs and matmuls)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(batch, 3, image_size, image_size)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        embedding, logits = model(x)
+        (embedding.sum() + logits.sum()).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / batch
+
+
+def _conventional_rate(model_factory, images, labels, batch_size: int, steps: int, workers: int) -> float:
+    """Images/s of the textbook pipeline: JPEG files decoded per image by PIL, torchvision
+    transforms, a DataLoader with workers, fp32, default memory format."""
+    import tempfile
+
+    import torch
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    from .augment import MEAN, STD
+
+    class JpegFolder(Dataset):
+        def __init__(self, paths, targets, transform):
+            self.paths, self.targets, self.transform = paths, targets, transform
+
+        def __len__(self):
+            return len(self.paths)
+
+        def __getitem__(self, i):
+            return self.transform(Image.open(self.paths[i]).convert("RGB")), int(self.targets[i])
+
+    n = batch_size * (steps + 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i in range(n):
+            path = f"{tmp}/{i}.JPEG"
+            Image.fromarray(images[i % len(images)]).save(path, quality=90)
+            paths.append(path)
+        transform = transforms.Compose([
+            transforms.RandomCrop(images.shape[1], padding=4), transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(), transforms.Normalize(MEAN, STD),
+        ])
+        loader = DataLoader(JpegFolder(paths, labels[np.arange(n) % len(labels)], transform),
+                            batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)
+        model = model_factory()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        seen, start = 0, None
+        for step, (x, y) in enumerate(loader):
+            if step == 2:  # the first steps warm up workers and allocator
+                start, seen = time.perf_counter(), 0
+            embedding, logits = model(x)
+            loss = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen += len(y)
+        return seen / (time.perf_counter() - start)
+
+
+def bench_train(profile_name: str = "cpu", steps: int = 40, workers: int = 2, out: Path | None = None) -> dict:
+    """Training images/s of the profile's model: this engine against a conventional pipeline,
+    plus FLOPs per image and the share of this machine's measured matmul peak."""
+    import torch
+
+    from .config import get_profile
+    from .losses import CrossEntropy
+    from .models import EmbeddingModel
+    from .train import TrainConfig, fit
+
+    profile = get_profile(profile_name)
+    data = profile.data.load()
+    n = profile.old_train.batch_size * steps
+    images, labels = np.asarray(data.train.images[:: max(1, len(data.train) // n)][:n]), data.train.labels[:: max(1, len(data.train) // n)][:n]
+    labels = np.unique(labels, return_inverse=True)[1]
+    classes = int(labels.max()) + 1
+
+    def factory():
+        torch.manual_seed(0)
+        return EmbeddingModel(profile.model, classes)
+
+    recipe = TrainConfig(epochs=2, batch_size=profile.old_train.batch_size, warmup_epochs=0)
+    log = fit(factory(), images, labels, recipe, [CrossEntropy()], seed=0, progress=False)
+    engine = log["epochs"][-1]["images_per_s"]  # the second epoch: warmed up
+    conventional = _conventional_rate(factory, images, labels, recipe.batch_size, steps // 2, workers)
+    flops = training_flops_per_image(factory(), data.image_size)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    achieved = flops * engine / 1e9
+    figures = {
+        "profile": profile_name,
+        "model": f"{profile.model.backbone} width {profile.model.width}, {data.image_size}x{data.image_size}",
+        "batch_size": recipe.batch_size,
+        "engine_precision": log["precision"],
+        "engine_images_per_s": engine,
+        "conventional_images_per_s": conventional,
+        "speedup": engine / conventional,
+        "training_gflop_per_image": flops / 1e9,
+        "engine_gflop_per_s": achieved,
+        "matmul_peak_gflop_per_s": peaks,
+        "share_of_peak": achieved / peaks[log["precision"]],
+        "environment": environment(),
+    }
+    print(f"model: {figures['model']}, batch {recipe.batch_size}")
+    print(f"this engine ({log['precision']}, in-memory uint8, batch augmentation): {engine:8.0f} img/s")
+    print(f"conventional (JPEG + PIL + DataLoader x{workers}, fp32):        {conventional:8.0f} img/s")
+    print(f"speed-up: {figures['speedup']:.1f}x")
+    print(f"training FLOPs per image: {flops / 1e9:.3f} GFLOP -> {achieved:.0f} GFLOP/s achieved")
+    print(f"matmul peak here: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
+          f"share of the {log['precision']} peak: {100 * figures['share_of_peak']:.0f}%")
+    if out is not None:
+        write_json(out, figures)
         print(f"wrote {out}")
     return figures

@@ -1,4 +1,5 @@
-"""Command line: ``python -m compat data prepare``, ``bench evaluate``, ``book execute``."""
+"""Command line: ``python -m compat run EXPERIMENT --profile cpu --set key=value``, ``data prepare``,
+``bench evaluate``, ``bench train``, ``book execute``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,34 @@ def _data_prepare(args: argparse.Namespace) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     print(f"Tiny-ImageNet-200 ready in {folder} ({manifest['counts']}; prepared in {manifest['prepare_seconds']} s, "
           f"this call {time.perf_counter() - start:.1f} s)")
+
+
+def _parse_sets(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CompatError(f"--set wants key=value, got {item!r}")
+        out[key] = value
+    return out
+
+
+def _run(args: argparse.Namespace) -> None:
+    from . import experiments
+    from .config import get_profile
+
+    experiment = experiments.get(args.experiment)  # unknown names fail before any data is loaded
+    profile = get_profile(args.profile, _parse_sets(args.set))
+    results = experiment.run(profile)
+    for distance in profile.bct.distances:
+        print(f"\n{args.experiment}, profile {profile.name}, distance {distance}:")
+        print(experiment.summary_table(results, distance).to_string())
+
+
+def _bench_train(args: argparse.Namespace) -> None:
+    from .bench import bench_train
+
+    bench_train(args.profile, steps=args.steps, workers=args.workers, out=args.out)
 
 
 def _bench_evaluate(args: argparse.Namespace) -> None:
@@ -47,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m compat", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
+    p = verbs.add_parser("run", help="run an experiment (trains what is missing, writes result files)")
+    p.add_argument("experiment", help="one of: bct")
+    p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. bct.seeds=0,1")
+    p.set_defaults(func=_run)
+
     data = verbs.add_parser("data", help="dataset preparation").add_subparsers(dest="action", required=True)
     p = data.add_parser("prepare", help="verify the Tiny-ImageNet source and build the uint8 cache")
     p.add_argument("--mirror", help="folder with the zip shards and SHA256SUMS (default: ../shared/data/tiny-imagenet-200)")
@@ -59,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     p.set_defaults(func=_bench_evaluate)
+    p = bench.add_parser("train", help="training images/s: this engine against a conventional pipeline")
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
+    p.set_defaults(func=_bench_train)
 
     book = verbs.add_parser("book", help="notebooks into the book").add_subparsers(dest="action", required=True)
     p = book.add_parser("execute", help="run a source notebook with papermill into book/")

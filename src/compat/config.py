@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from .data import DATASETS, PREPARED_SIZES, Dataset, load_dataset
 from .errors import ConfigError, check_choice, check_range
+from .models import ModelConfig
+from .train import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -55,17 +57,59 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class BCTConfig:
+    """The BCT table: old model on the first classes, new models on all (FCT's CIFAR-100 protocol).
+
+    :param seeds: one full set of models per seed (old, independent new, BCT new, L2 new);
+        the ablation seed's models are shared with the main table when it is one of them.
+    :param old_fraction: share of classes the old model trains on (0.5: 100 of 200).
+    :param influence_weight: lambda of the BCT influence loss.
+    :param l2_weight: weight of the L2 compatibility loss.
+    :param ablation_seed: the seed of the one-seed ablations (influence weight, normalization).
+    :param ablation_weight: the larger influence weight of the ablation (10 in the BT-2 code).
+    :param distances: retrieval distances to report: ``l2`` on raw features (the FCT code's
+        protocol) and ``cosine`` (openBCT normalizes features before its L2 search).
+    """
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    old_fraction: float = 0.5
+    influence_weight: float = 1.0
+    l2_weight: float = 1.0
+    ablation_seed: int = 0
+    ablation_weight: float = 10.0
+    distances: tuple[str, ...] = ("l2", "cosine")
+
+    def __post_init__(self) -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be distinct and non-empty, got {self.seeds}")
+        check_range("old_fraction", self.old_fraction, 0, 1, low_open=True, high_open=True)
+        check_range("influence_weight", self.influence_weight, 0)
+        check_range("l2_weight", self.l2_weight, 0)
+        check_range("ablation_weight", self.ablation_weight, 0)
+        for d in self.distances:
+            check_choice("distance", d, ("l2", "cosine"))
+
+
+@dataclass(frozen=True)
 class Profile:
     """A named parameter set: the same code at another scale.
 
     :param name: ``smoke`` (CI), ``cpu`` (what the book shows) or ``gpu`` (full scale).
     :param description: one line for tables and the README.
     :param data: the data config.
+    :param model: the architecture of old and new models (identical, as in the FCT code).
+    :param old_train: the old model's recipe.
+    :param new_train: the new models' recipe (twice the data: fewer epochs in the cpu budget).
+    :param bct: the BCT table's settings.
     """
 
     name: str
     description: str
     data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    old_train: TrainConfig = field(default_factory=TrainConfig)
+    new_train: TrainConfig = field(default_factory=TrainConfig)
+    bct: BCTConfig = field(default_factory=BCTConfig)
 
 
 PROFILES: dict[str, Profile] = {
@@ -73,16 +117,28 @@ PROFILES: dict[str, Profile] = {
         "smoke",
         "synthetic 20-class images, tiny model: exercises every code path in seconds (CI)",
         DataConfig(dataset="synthetic", image_size=32),
+        ModelConfig(backbone="resnet20", width=4, embedding_dim=32),
+        TrainConfig(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1),
+        TrainConfig(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1),
+        BCTConfig(seeds=(0, 1)),
     ),
     "cpu": Profile(
         "cpu",
         "Tiny-ImageNet-200 at 32x32, narrow ResNet: what the book shows, trainable on 2 CPU cores",
         DataConfig(dataset="tiny-imagenet", image_size=32),
+        ModelConfig(backbone="resnet20", width=16, embedding_dim=128),
+        TrainConfig(epochs=4, batch_size=256, lr=0.2, warmup_epochs=0.5),
+        TrainConfig(epochs=2, batch_size=256, lr=0.2, warmup_epochs=0.5),
+        BCTConfig(seeds=(0, 1, 2)),
     ),
     "gpu": Profile(
         "gpu",
         "Tiny-ImageNet-200 at 64x64, full-width ResNet, the papers' longer schedules (for a GPU)",
         DataConfig(dataset="tiny-imagenet", image_size=64),
+        ModelConfig(backbone="resnet18", width=64, embedding_dim=128),
+        TrainConfig(epochs=100, batch_size=256, lr=0.2, warmup_epochs=5),
+        TrainConfig(epochs=100, batch_size=256, lr=0.2, warmup_epochs=5),
+        BCTConfig(seeds=(0, 1, 2)),
     ),
 }
 
@@ -109,12 +165,17 @@ def _override(obj, path: list[str], value, full_key: str):
         raise ConfigError(f"config key {full_key!r} names a group; set one of its keys")
     if isinstance(value, str) and not isinstance(current, str):
         value = _parse(value, type(current), full_key)
+    if isinstance(current, tuple) and isinstance(value, list):
+        value = tuple(value)
     return dataclasses.replace(obj, **{path[0]: value})
 
 
 def _parse(text: str, kind: type, key: str):
-    """Command-line text to the field's type (bool, int, float)."""
+    """Command-line text to the field's type (bool, int, float, or a comma-separated tuple of ints)."""
     try:
+        if kind is tuple:
+            items = [v.strip() for v in text.split(",") if v.strip()]
+            return tuple(int(v) if v.lstrip("-").isdigit() else v for v in items)
         if kind is bool:
             if text.lower() not in ("true", "false", "1", "0"):
                 raise ValueError

@@ -6,6 +6,7 @@ the terms. Frozen models and classifiers live inside the terms as buffers withou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -113,21 +114,35 @@ class L2Compatibility(LossTerm):
         return self.weight * F.mse_loss(F.normalize(new, dim=1), F.normalize(old, dim=1), reduction="sum") / len(new)
 
 
-def synthesize_classifier(old_classifier: torch.Tensor, old_embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """BCT's influence classifier over ``num_classes``: the old rows for the classes the old model knew
-    (labels 0..C_old-1), and for each other class the mean old-model embedding of its training images.
+def synthesize_classifier(
+    old_classifier: torch.Tensor,
+    old_classes: Sequence[int],
+    old_embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    new_classes: Sequence[int],
+) -> torch.Tensor:
+    """BCT's influence classifier: one row per class of the new model. Where the old model knew the
+    class, its frozen classifier row; otherwise the mean old-model embedding of the class's images
+    in the new training set (openBCT issue #1: "we only generate the new classes part").
 
-    :param old_classifier: C_old x D weights of the frozen old classifier.
+    :param old_classifier: C_old x D weights of the frozen old classifier, row i = class ``old_classes[i]``.
+    :param old_classes: global class ids of the old classifier's rows.
     :param old_embeddings: N x D old-model embeddings of the new training set.
-    :param labels: N labels of those images in 0..num_classes-1.
+    :param labels: N global class ids of those images.
+    :param new_classes: global class ids of the new model's classifier rows, in order.
+    :return: len(new_classes) x D.
     """
-    c_old, d = old_classifier.shape
+    d = old_classifier.shape[1]
     if old_embeddings.shape[1] != d:
         raise ConfigError(f"old embeddings are {old_embeddings.shape[1]}-d but the old classifier is {d}-d")
-    rows = [old_classifier.float()]
-    for c in range(c_old, num_classes):
-        members = old_embeddings[labels == c]
+    position = {int(c): i for i, c in enumerate(old_classes)}
+    rows = []
+    for c in new_classes:
+        if int(c) in position:
+            rows.append(old_classifier[position[int(c)]].float())
+            continue
+        members = old_embeddings[labels == int(c)]
         if len(members) == 0:
-            raise ConfigError(f"class {c} has no images to synthesize its classifier row from")
-        rows.append(members.float().mean(0, keepdim=True))
-    return torch.cat(rows)  # num_classes x D
+            raise ConfigError(f"class {int(c)} has no images to synthesize its classifier row from")
+        rows.append(members.float().mean(0))
+    return torch.stack(rows)

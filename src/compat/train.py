@@ -127,7 +127,7 @@ def fit(
         raise ConfigError("no loss terms given")
     dev = device()
     precision = resolve_precision(config.precision, dev)
-    data = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(dev)  # N x 3 x H x W uint8
+    data = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).contiguous().to(dev)  # N x 3 x H x W uint8 (a copy)
     targets = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(dev)
     model.to(dev).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
@@ -211,7 +211,7 @@ def embed(model: torch.nn.Module, images: np.ndarray, batch_size: int = 500, pre
     model.to(dev).eval()
     out = []
     for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).permute(0, 3, 1, 2).to(dev)
+        batch = torch.from_numpy(np.array(images[start : start + batch_size])).permute(0, 3, 1, 2).to(dev)  # a writable copy
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             z = model.embed(to_input(batch))
         out.append(z.float().cpu().numpy())

@@ -1,0 +1,166 @@
+"""Models and embeddings as stored artefacts: get-or-train, get-or-embed, keyed by their full spec.
+
+A :class:`ModelSpec` names everything that determines a trained model: data, training
+subset, architecture, recipe, method (plain, BCT influence loss, L2 compatibility), seed and,
+for compatible methods, the old model's own spec. Its key is a hash of all of that, so
+every experiment asking for the same old model gets the same stored artefact.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .config import DataConfig
+from .errors import ConfigError, check_choice, check_range
+from .losses import CrossEntropy, InfluenceLoss, L2Compatibility, LossTerm, synthesize_classifier
+from .models import EmbeddingModel, ModelConfig
+from .provenance import environment
+from .splits import SCENARIOS, Subset, make_split
+from .store import Store, canonical, config_key
+from .train import TrainConfig, embed, fit
+
+METHODS = ("plain", "bct", "l2")
+
+
+@dataclass(frozen=True)
+class SubsetSpec:
+    """Which training rows a model sees: the ``role`` side of a :func:`compat.splits.make_split` scenario."""
+
+    scenario: str = "extended-class"
+    old_fraction: float = 0.5
+    role: str = "old"
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("scenario", self.scenario, SCENARIOS)
+        check_choice("role", self.role, ("old", "new"))
+        check_range("old_fraction", self.old_fraction, 0, 1, low_open=True, high_open=True)
+
+    def select(self, labels: np.ndarray) -> Subset:
+        split = make_split(self.scenario, labels, self.old_fraction, self.split_seed)
+        return split.old if self.role == "old" else split.new
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """How the model is trained against its parent (old) model.
+
+    :param name: ``plain`` (cross-entropy only), ``bct`` (+ influence loss) or ``l2`` (+ L2 compatibility).
+    :param weight: lambda of the compatibility term.
+    :param normalize: BCT only: cosine logits of normalized embedding and classifier rows (BT-2 code).
+    """
+
+    name: str = "plain"
+    weight: float = 1.0
+    normalize: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice("method", self.name, METHODS)
+        check_range("method weight", self.weight, 0)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that determines one trained model."""
+
+    data: DataConfig
+    subset: SubsetSpec
+    model: ModelConfig
+    train: TrainConfig
+    seed: int
+    method: MethodSpec = field(default_factory=MethodSpec)
+    parent: ModelSpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.method.name != "plain" and self.parent is None:
+            raise ConfigError(f"method {self.method.name!r} needs a parent (old) model")
+        if self.parent is not None and self.parent.model.embedding_dim != self.model.embedding_dim:
+            raise ConfigError(
+                f"embedding sizes differ: old {self.parent.model.embedding_dim}, new {self.model.embedding_dim}; "
+                "BCT and L2 compare the two embeddings directly"
+            )
+
+    @property
+    def key(self) -> str:
+        return config_key(self)
+
+
+def _build(spec: ModelSpec, num_classes: int) -> EmbeddingModel:
+    torch.manual_seed(spec.seed)
+    return EmbeddingModel(spec.model, num_classes)
+
+
+def _influence_classifier(spec: ModelSpec, subset: Subset, labels: np.ndarray, store: Store) -> torch.Tensor:
+    """BCT's influence classifier for ``spec`` from its stored parent (old) model."""
+    parent = get_model(spec.parent, store)
+    return synthesize_classifier(
+        parent.classifier.weight.detach(),
+        store.model_meta(spec.parent.key)["classes"],
+        torch.from_numpy(get_embeddings(spec.parent, store, rows=spec.subset)),
+        torch.from_numpy(labels),
+        subset.classes.tolist(),
+    )
+
+
+def _terms(spec: ModelSpec, subset: Subset, labels: np.ndarray, store: Store) -> list[LossTerm]:
+    terms: list[LossTerm] = [CrossEntropy(spec.train.label_smoothing)]
+    if spec.method.name == "bct":
+        classifier = _influence_classifier(spec, subset, labels, store)
+        terms.append(InfluenceLoss(classifier, spec.method.weight, spec.method.normalize, spec.train.label_smoothing))
+    elif spec.method.name == "l2":
+        terms.append(L2Compatibility(get_model(spec.parent, store), spec.method.weight))
+    return terms
+
+
+def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None) -> EmbeddingModel:
+    """The trained model of ``spec``: loaded from the store, or trained (resuming a checkpoint) and stored."""
+    key = spec.key
+    with store.lock(key):
+        if store.has_model(key):
+            model = _build(spec, len(store.model_meta(key)["classes"]))
+            store.load_model(key, model)
+            return model.eval()
+        if os.environ.get("COMPAT_TRAIN", "allow") == "never":
+            raise ConfigError(
+                f"model {key} ({spec.method.name} {spec.subset.role}, seed {spec.seed}) is not in the store and "
+                "COMPAT_TRAIN=never forbids training it: its result file is missing or stale; run "
+                "`python -m compat run EXPERIMENT --profile PROFILE` where training is allowed, and commit results/"
+            )
+        data = spec.data.load()
+        subset = spec.subset.select(data.train.labels)
+        global_labels = data.train.labels[subset.indices]
+        model = _build(spec, len(subset.classes))
+        terms = _terms(spec, subset, global_labels, store)
+        log = fit(
+            model,
+            data.train.images[subset.indices],
+            subset.local_labels(global_labels),
+            spec.train,
+            terms,
+            seed=spec.seed,
+            workdir=store.model_dir(key) / "work",
+            desc=f"{spec.method.name} {spec.subset.role} seed {spec.seed}",
+            progress=progress,
+        )
+        meta = {"key": key, "spec": canonical(spec), "classes": subset.classes.tolist(), "log": log, "environment": environment()}
+        store.save_model(key, model, meta)
+        return model.eval()
+
+
+def get_embeddings(spec: ModelSpec, store: Store, part: str = "val", rows: SubsetSpec | None = None) -> np.ndarray:
+    """Embeddings of the ``part`` images (``val``, or ``train`` restricted to ``rows``) by the model of ``spec``."""
+    check_choice("part", part if rows is None else "train", ("val", "train"))
+    key = config_key({"model": spec.key, "part": "train" if rows else part, "rows": rows})
+    cached = store.load_embeddings(key)
+    if cached is not None:
+        return cached
+    model = get_model(spec, store)
+    data = spec.data.load()
+    images = data.val.images if rows is None else data.train.images[rows.select(data.train.labels).indices]
+    z = embed(model, images)
+    store.save_embeddings(key, z)
+    return z

@@ -1,0 +1,244 @@
+"""The BCT table: old model on the first half of the classes, new models on all of them.
+
+Shen et al., "Towards Backward-Compatible Representation Learning", CVPR 2020, under the
+protocol of FCT's CIFAR-100 experiments (apple/ml-fct): rows old/old, independent new/new,
+independent new/old, BCT new/old and new/new, L2 new/old and new/new; CMC top-1/5, mAP and
+the update gain. Each seed trains its own old and new models; one seed adds the ablations
+(influence weight 10, normalized embedding and classifier as in the BT-2 code).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, get_embeddings
+from ..config import Profile
+from ..evaluate import retrieval_metrics, update_gain
+from ..provenance import environment
+from ..store import Store, canonical, config_key
+
+METRICS = ("top1", "top5", "mAP")
+
+# (case, query model, gallery model); models by name in :func:`model_specs`
+CASES = [
+    ("old/old", "old", "old"),
+    ("independent new/new", "independent", "independent"),
+    ("independent new/old", "independent", "old"),
+    ("BCT new/old", "bct", "old"),
+    ("BCT new/new", "bct", "bct"),
+    ("L2 new/old", "l2", "old"),
+    ("L2 new/new", "l2", "l2"),
+]
+ABLATION_CASES = [
+    ("BCT λ=10 new/old", "bct_heavy", "old"),
+    ("BCT λ=10 new/new", "bct_heavy", "bct_heavy"),
+    ("BCT normalized new/old", "bct_normalized", "old"),
+    ("BCT normalized new/new", "bct_normalized", "bct_normalized"),
+]
+
+
+def model_specs(profile: Profile, seed: int, ablation: bool = False) -> dict[str, ModelSpec]:
+    """The models of one seed: old, independent new, BCT new, L2 new (+ the ablation models if asked)."""
+    cfg = profile.bct
+    common = {"data": profile.data, "model": profile.model, "seed": seed}
+    old = ModelSpec(subset=SubsetSpec("extended-class", cfg.old_fraction, "old"), train=profile.old_train, **common)
+    new = {"subset": SubsetSpec("extended-class", cfg.old_fraction, "new"), "train": profile.new_train, **common}
+    specs = {
+        "old": old,
+        "independent": ModelSpec(**new),
+        "bct": ModelSpec(**new, method=MethodSpec("bct", cfg.influence_weight), parent=old),
+        "l2": ModelSpec(**new, method=MethodSpec("l2", cfg.l2_weight), parent=old),
+    }
+    if ablation:
+        specs["bct_heavy"] = ModelSpec(**new, method=MethodSpec("bct", cfg.ablation_weight), parent=old)
+        specs["bct_normalized"] = ModelSpec(**new, method=MethodSpec("bct", cfg.influence_weight, normalize=True), parent=old)
+    return specs
+
+
+def result_key(profile: Profile, seed: int, ablation: bool = False) -> str:
+    """The key of one result file: every model's key plus the evaluation settings."""
+    specs = model_specs(profile, seed, ablation)
+    return config_key({"experiment": "bct", "models": {n: s.key for n, s in specs.items()}, "distances": profile.bct.distances})
+
+
+def run_seed(profile: Profile, seed: int, store: Store, ablation: bool = False) -> dict:
+    """Train (or load) the models of ``seed``, evaluate every case and write the result file.
+
+    With ``ablation``, the file holds only the ablation cases (and the references they need).
+    """
+    key = result_key(profile, seed, ablation)
+    cached = store.read_result("bct", profile.name, key)
+    if cached is not None:
+        return cached
+    specs = model_specs(profile, seed, ablation)
+    started = time.perf_counter()
+    embeddings = {name: get_embeddings(spec, store) for name, spec in specs.items()}  # trains what is missing
+    train_done = time.perf_counter()
+    labels = specs["old"].data.load().val.labels
+    cases = CASES + ABLATION_CASES if ablation else CASES
+    rows = []
+    for distance in profile.bct.distances:
+        for case, query, gallery in cases:
+            metrics = retrieval_metrics(embeddings[query], embeddings[gallery], labels, distance=distance)
+            rows.append({"distance": distance, "case": case, "query": query, "gallery": gallery, **{m: metrics[m] for m in METRICS}})
+    ref = {(r["distance"], r["case"]): r for r in rows}
+    for r in rows:
+        if r["gallery"] == "old" and r["query"] != "old":
+            old_old, new_new = ref[(r["distance"], "old/old")], ref[(r["distance"], "independent new/new")]
+            for m in METRICS:  # undefined (None) when the new model is no better or worse than the old
+                r[f"gain_{m}"] = update_gain(r[m], old_old[m], new_new[m]) if new_new[m] != old_old[m] else None
+    models = {}
+    for name, spec in specs.items():
+        meta = store.model_meta(spec.key)
+        log = meta["log"]
+        models[name] = {
+            "key": spec.key,
+            "train_seconds": log["train_seconds"],
+            "images_per_s": float(np.mean([e["images_per_s"] for e in log["epochs"]])),
+            "final_train_acc": log["epochs"][-1]["train_acc"],
+            "precision": log["precision"],
+            "device": log["device"],
+            "trained_at_revision": meta["environment"]["git_revision"],
+        }
+    payload = {
+        "experiment": "bct",
+        "profile": profile.name,
+        "seed": seed,
+        "kind": "ablation" if ablation else "main",
+        "key": key,
+        "rows": rows,
+        "models": models,
+        "config": canonical(profile),
+        "wall_seconds": {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done},
+        "environment": environment(),
+    }
+    store.write_result("bct", profile.name, key, payload)
+    return payload
+
+
+def run(profile: Profile, store: Store | None = None) -> list[dict]:
+    """Every seed of the profile's BCT table, then the one-seed ablation; loaded from result files where they exist.
+
+    The ablation comes last so that, on a tight budget, the main seeds land first.
+    """
+    store = store or Store()
+    main = [run_seed(profile, seed, store) for seed in profile.bct.seeds]
+    return main + [run_seed(profile, profile.bct.ablation_seed, store, ablation=True)]
+
+
+def _main(results: list[dict]) -> list[dict]:
+    return [r for r in results if r["kind"] == "main"]
+
+
+def long_table(results: list[dict]) -> pd.DataFrame:
+    """One row per (seed, distance, case, metric): the measured value, and the update gain where defined."""
+    records = []
+    for res in results:
+        for row in res["rows"]:
+            for m in METRICS:
+                records.append(
+                    {"seed": res["seed"], "distance": row["distance"], "case": row["case"], "metric": m,
+                     "value": row[m], "gain": row.get(f"gain_{m}")}
+                )
+    return pd.DataFrame.from_records(records)
+
+
+def summary_table(results: list[dict], distance: str = "l2") -> pd.DataFrame:
+    """Mean ± standard deviation over seeds at one distance: cases as rows, metrics and gains as columns."""
+    long = long_table(_main(results))
+    long = long[long["distance"] == distance]
+    order = list(dict.fromkeys(long["case"]))
+    stats = long.groupby(["case", "metric"]).agg(
+        value=("value", "mean"), value_sd=("value", "std"), gain=("gain", "mean"), gain_sd=("gain", "std"), seeds=("seed", "nunique")
+    )
+    def fmt(mean, sd, digits):
+        if pd.isna(mean):
+            return ""
+        return f"{mean:.{digits}f}" + ("" if pd.isna(sd) else f" ± {sd:.{digits}f}")
+    table = pd.DataFrame(index=pd.Index(order, name="case"))
+    for m in METRICS:
+        table[m] = [fmt(stats.loc[(c, m), "value"], stats.loc[(c, m), "value_sd"], 1) for c in order]
+    for m in METRICS:
+        table[f"G ({m})"] = [fmt(stats.loc[(c, m), "gain"], stats.loc[(c, m), "gain_sd"], 2) for c in order]
+    table["seeds"] = [int(stats.loc[(c, METRICS[0]), "seeds"]) for c in order]
+    return table
+
+
+def criterion(results: list[dict], case: str = "BCT new/old") -> pd.DataFrame:
+    """Per seed and distance: does M(new, old) > M(old, old) hold (BCT's empirical compatibility criterion)?"""
+    records = []
+    for res in _main(results):
+        ref = {(r["distance"], r["case"]): r for r in res["rows"]}
+        for distance in dict.fromkeys(r["distance"] for r in res["rows"]):
+            for m in METRICS:
+                new_old, old_old = ref[(distance, case)][m], ref[(distance, "old/old")][m]
+                records.append({"seed": res["seed"], "distance": distance, "metric": m, "new/old": new_old,
+                                "old/old": old_old, "holds": new_old > old_old})
+    return pd.DataFrame.from_records(records)
+
+
+def provenance_table(results: list[dict]) -> pd.DataFrame:
+    """Per seed and model: training time, speed, precision, device and the revisions that made it."""
+    records, seen = [], set()
+    for res in results:
+        for name, m in res["models"].items():
+            if m["key"] in seen:  # the ablation file repeats its seed's shared models
+                continue
+            seen.add(m["key"])
+            records.append({
+                "seed": res["seed"], "model": name, "train min": m["train_seconds"] / 60, "img/s": m["images_per_s"],
+                "train acc": m["final_train_acc"], "precision": m["precision"], "device": m["device"],
+                "trained at": m["trained_at_revision"][:12], "result written at": res["environment"]["git_revision"][:12],
+            })
+    return pd.DataFrame.from_records(records).set_index(["seed", "model"])
+
+
+def ablation_table(results: list[dict], distance: str = "l2") -> pd.DataFrame:
+    """The ablation seed's BCT variants next to the default BCT model of the same seed."""
+    res = next(r for r in results if r["kind"] == "ablation")
+    keep = [c for c, _, _ in ABLATION_CASES] + ["BCT new/old", "BCT new/new"]
+    rows = [r for r in res["rows"] if r["distance"] == distance and r["case"] in keep]
+    frame = pd.DataFrame(rows).set_index("case")
+    return frame[list(METRICS) + [f"gain_{m}" for m in METRICS]].rename(columns={f"gain_{m}": f"G ({m})" for m in METRICS})
+
+
+def _mean(results: list[dict], distance: str, case: str, metric: str) -> float:
+    rows = [next(r[metric] for r in res["rows"] if r["distance"] == distance and r["case"] == case) for res in _main(results)]
+    return float(np.mean(rows))
+
+
+def claims(results: list[dict], distance: str = "l2") -> dict[str, bool]:
+    """The paper's qualitative claims, checked on the seed means (top-1)."""
+    m = lambda case: _mean(results, distance, case, "top1")  # noqa: E731
+    return {
+        "BCT makes new/old retrieval work: BCT new/old far above independent new/old": m("BCT new/old") > m("independent new/old") + 5,
+        "empirical criterion: BCT new/old above old/old": m("BCT new/old") > m("old/old"),
+        "BCT beats the L2 baseline on new/old": m("BCT new/old") > m("L2 new/old"),
+        "the new model stays better than the old: BCT new/new above old/old": m("BCT new/new") > m("old/old"),
+    }
+
+
+def verdict(results: list[dict]) -> str:
+    """Markdown: the claims with what our numbers say, and a verdict (reproduced / partially / not)."""
+    lines = []
+    verdicts = {}
+    main = _main(results)
+    for distance in dict.fromkeys(r["distance"] for r in main[0]["rows"]):
+        checked = claims(results, distance)
+        core = list(checked.values())
+        verdicts[distance] = "reproduced" if all(core) else ("partially reproduced" if core[0] else "not reproduced")
+        lines.append(f"**{distance} distance: {verdicts[distance]}** (seed means of top-1, {len(main)} seeds)")
+        lines += [f"- {'holds' if ok else 'does not hold'}: {claim}" for claim, ok in checked.items()]
+        gain = _mean_gain(results, distance)
+        lines.append(f"- update gain of BCT (top-1): {gain:.2f} (0 = no better than the old model, 1 = as good as backfilling)")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _mean_gain(results: list[dict], distance: str, case: str = "BCT new/old", metric: str = "top1") -> float:
+    gains = [next(r.get(f"gain_{metric}") for r in res["rows"] if r["distance"] == distance and r["case"] == case) for res in _main(results)]
+    gains = [g for g in gains if g is not None]
+    return float(np.mean(gains)) if gains else float("nan")

@@ -1,0 +1,131 @@
+"""Content-addressed results store: every artefact is keyed by the full configuration that makes it.
+
+* Trained models and embeddings are cached under ``.cache/`` (git-ignored): the same old model
+  serves the BCT, FCT and BiCT chapters when their configs agree, and a changed parameter
+  retrains only what depends on it (a model's key includes its parent's key).
+* Each finished evaluation writes a small JSON result file under ``results/`` (committed):
+  metrics, config, git revision, device, precision, library versions, wall times.
+
+Writes go to a temporary file renamed into place; a per-key file lock makes two runs of the
+same key train once and never corrupt it. Models load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .paths import cache_dir, results_dir
+
+STORE_VERSION = 1  # bump when a change to the code invalidates every stored artefact
+
+
+def canonical(obj) -> object:
+    """A JSON-ready form of (nested) dataclasses, tuples and plain values, stable across runs."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): canonical(v) for k, v in sorted(obj.items())}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
+def config_key(obj) -> str:
+    """16 hex digits of sha256 over the canonical JSON of ``obj`` and the store version."""
+    text = json.dumps({"store_version": STORE_VERSION, "config": canonical(obj)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    write_atomic(path, (json.dumps(payload, indent=1, sort_keys=False) + "\n").encode())
+
+
+class Store:
+    """Models and embeddings under ``cache_root``, result files under ``results_root``."""
+
+    def __init__(self, cache_root: Path | None = None, results_root: Path | None = None) -> None:
+        self.cache = Path(cache_root) if cache_root else cache_dir()
+        self.results = Path(results_root) if results_root else results_dir()
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold an exclusive lock on ``key`` (other processes wait)."""
+        path = self.cache / "locks" / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def model_dir(self, key: str) -> Path:
+        return self.cache / "models" / key
+
+    def has_model(self, key: str) -> bool:
+        return (self.model_dir(key) / "meta.json").is_file()  # written last: the done-marker
+
+    def save_model(self, key: str, model: torch.nn.Module, meta: dict) -> None:
+        folder = self.model_dir(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".model.pt.tmp-{os.getpid()}"
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, folder / "model.pt")
+        write_json(folder / "meta.json", meta)
+
+    def model_meta(self, key: str) -> dict:
+        """The stored metadata of model ``key``: spec, classes, training log, environment."""
+        return json.loads((self.model_dir(key) / "meta.json").read_text())
+
+    def load_model(self, key: str, model: torch.nn.Module) -> dict:
+        """Load the stored weights of ``key`` into ``model``; return the stored metadata."""
+        folder = self.model_dir(key)
+        model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
+        return self.model_meta(key)
+
+    def embeddings_path(self, key: str) -> Path:
+        return self.cache / "embeddings" / f"{key}.npy"
+
+    def save_embeddings(self, key: str, array: np.ndarray) -> None:
+        path = self.embeddings_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
+        np.save(tmp, array, allow_pickle=False)
+        os.replace(tmp, path)
+
+    def load_embeddings(self, key: str) -> np.ndarray | None:
+        path = self.embeddings_path(key)
+        return np.load(path, allow_pickle=False) if path.is_file() else None
+
+    def result_path(self, experiment: str, profile: str, key: str) -> Path:
+        return self.results / experiment / profile / f"{key}.json"
+
+    def read_result(self, experiment: str, profile: str, key: str) -> dict | None:
+        path = self.result_path(experiment, profile, key)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def write_result(self, experiment: str, profile: str, key: str, payload: dict) -> Path:
+        path = self.result_path(experiment, profile, key)
+        write_json(path, payload)
+        return path

@@ -1,0 +1,141 @@
+"""Models, the training loop (determinism, resume) and the store (keys, reuse, partial retraining)."""
+
+import json
+import multiprocessing as mp
+
+import numpy as np
+import pytest
+import torch
+
+from compat.config import get_profile
+from compat.data import make_synthetic
+from compat.errors import ConfigError
+from compat.losses import CrossEntropy
+from compat.models import EmbeddingModel, ModelConfig
+from compat.store import Store, config_key, write_json
+from compat.train import TrainConfig, fit
+
+
+def test_model_shapes_and_normalized_embedding():
+    for backbone, width in [("resnet20", 4), ("resnet18", 4), ("resnet10", 4)]:
+        model = EmbeddingModel(ModelConfig(backbone, width, 16), num_classes=7)
+        z, logits = model(torch.randn(3, 3, 32, 32))
+        assert z.shape == (3, 16) and logits.shape == (3, 7)
+        assert model.classifier.bias is None
+    unit = EmbeddingModel(ModelConfig("resnet20", 4, 16, normalize_embedding=True), 7).eval()
+    assert torch.allclose(unit.embed(torch.randn(2, 3, 64, 64)).norm(dim=1), torch.ones(2), atol=1e-5)
+    with pytest.raises(ConfigError, match="unknown backbone 'vit'"):
+        ModelConfig("vit")
+
+
+class InterruptAfter(CrossEntropy):
+    """Cross-entropy that raises KeyboardInterrupt at its n-th call, as a killed run would stop."""
+
+    def __init__(self, calls):
+        super().__init__()
+        self.calls = calls
+
+    def forward(self, out):
+        self.calls -= 1
+        if self.calls < 0:
+            raise KeyboardInterrupt
+        return super().forward(out)
+
+
+def _tiny_run(workdir=None, epochs=2, seed=0, term=None):
+    data = make_synthetic(num_classes=4, train_per_class=16, image_size=16, seed=1)  # 64 images: 4 steps of 16
+    torch.manual_seed(seed)
+    model = EmbeddingModel(ModelConfig("resnet20", 2, 8), 4)
+    cfg = TrainConfig(epochs=epochs, batch_size=16, lr=0.05, warmup_epochs=1, precision="fp32")
+    terms = [term or CrossEntropy()]
+    log = fit(model, data.train.images, data.train.labels, cfg, terms, seed=seed, workdir=workdir, progress=False)
+    return model, log
+
+
+def test_same_seed_same_weights_on_cpu():
+    a, _ = _tiny_run()
+    b, _ = _tiny_run()
+    c, _ = _tiny_run(seed=1)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_resume_from_checkpoint_gives_the_uninterrupted_result(tmp_path):
+    full, log = _tiny_run(epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_run(workdir=tmp_path, epochs=3, term=InterruptAfter(calls=9))  # dies in epoch 3, step 2
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    resumed, resumed_log = _tiny_run(workdir=tmp_path, epochs=3)
+    assert [e["epoch"] for e in resumed_log["epochs"]] == [1, 2, 3]
+    assert all(torch.equal(x, y) for x, y in zip(full.state_dict().values(), resumed.state_dict().values()))
+    assert log["precision"] == "fp32" and len(log["epochs"]) == 3
+
+
+def test_config_key_is_stable_and_sensitive():
+    a = get_profile("cpu")
+    assert config_key(a) == config_key(get_profile("cpu"))
+    assert config_key(a) != config_key(get_profile("cpu", {"old_train.epochs": "11"}))
+
+
+def _writer(path, value):
+    for _ in range(50):
+        write_json(path, {"value": value, "payload": list(range(2000))})
+
+
+def test_concurrent_writers_never_leave_a_corrupt_file(tmp_path):
+    path = tmp_path / "r.json"
+    procs = [mp.Process(target=_writer, args=(path, v)) for v in (1, 2)]
+    for p in procs:
+        p.start()
+    for _ in range(200):
+        if path.exists():
+            assert json.loads(path.read_text())["value"] in (1, 2)
+    for p in procs:
+        p.join()
+    assert json.loads(path.read_text())["value"] in (1, 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+TINY = {
+    "data.synthetic_classes": "6", "data.synthetic_train_per_class": "12", "data.synthetic_val_per_class": "4",
+    "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "1", "new_train.epochs": "1",
+    "old_train.batch_size": "16", "new_train.batch_size": "16", "bct.seeds": "0",
+}
+
+
+def test_rerun_reuses_and_a_changed_parameter_retrains_only_its_dependents(tmp_path, monkeypatch):
+    from compat import artefacts
+    from compat.experiments import bct
+
+    store = Store(tmp_path / "cache", tmp_path / "results")
+    profile = get_profile("smoke", TINY)
+    trained = []
+    real_fit = artefacts.fit
+    monkeypatch.setattr(artefacts, "fit", lambda *a, **k: trained.append(k["desc"]) or real_fit(*a, **k))
+    first = bct.run(profile, store)
+    assert len(trained) == 6  # old, independent, bct, l2, and the two ablation models
+    assert len(list((tmp_path / "results" / "bct" / "smoke").glob("*.json"))) == 2  # main seed + ablation
+
+    trained.clear()
+    again = bct.run(profile, store)
+    assert trained == [] and again == first  # everything loaded
+
+    trained.clear()
+    changed = get_profile("smoke", {**TINY, "new_train.lr": "0.05"})
+    bct.run(changed, store)
+    assert len(trained) == 5 and not any(d.startswith("plain old") for d in trained)  # the old model is reused
+    rows = {(r["distance"], r["case"]): r for r in first[0]["rows"]}
+    assert rows[("l2", "BCT new/old")]["gain_top1"] == pytest.approx(
+        (rows[("l2", "BCT new/old")]["top1"] - rows[("l2", "old/old")]["top1"])
+        / (rows[("l2", "independent new/new")]["top1"] - rows[("l2", "old/old")]["top1"])
+    )
+    assert first[0]["environment"]["git_revision"] and first[0]["models"]["old"]["precision"] in ("bf16", "fp32")
+
+
+def test_training_can_be_forbidden_with_a_clear_error(tmp_path, monkeypatch):
+    from compat.experiments import bct
+
+    monkeypatch.setenv("COMPAT_TRAIN", "never")
+    with pytest.raises(ConfigError, match="COMPAT_TRAIN=never forbids training"):
+        bct.run(get_profile("smoke", TINY), Store(tmp_path / "c", tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
