@@ -34,3 +34,20 @@ def test_smoke_profile_loads_synthetic_data():
 def test_cli_reports_bad_profile(capsys):
     assert main(["book", "execute", "notebooks/data_and_protocol.ipynb", "--profile", "laptop"]) == 2
     assert "unknown profile 'laptop'" in capsys.readouterr().err
+
+
+def test_cli_run_rejects_unknown_experiment_profile_and_key(capsys):
+    assert main(["run", "fct2", "--profile", "smoke"]) == 2
+    assert "unknown experiment 'fct2'; allowed: 'bct'" in capsys.readouterr().err
+    assert main(["run", "bct", "--profile", "tiny"]) == 2
+    assert "unknown profile 'tiny'" in capsys.readouterr().err
+    assert main(["run", "bct", "--profile", "smoke", "--set", "bct.lambda=3"]) == 2
+    assert "unknown config key 'bct.lambda'" in capsys.readouterr().err
+    assert main(["run", "bct", "--profile", "smoke", "--set", "old_train.epochs=0"]) == 2
+    assert "epochs=0 is out of range" in capsys.readouterr().err
+
+
+def test_seed_tuples_parse_from_the_command_line():
+    assert get_profile("smoke", {"bct.seeds": "3,4"}).bct.seeds == (3, 4)
+    with pytest.raises(ConfigError, match="seeds must be distinct"):
+        get_profile("smoke", {"bct.seeds": "1,1"})

@@ -89,8 +89,16 @@ class ModelSpec:
         return config_key(self)
 
 
+def init_seed(spec: ModelSpec) -> int:
+    """The weight-initialisation seed: old and new models of one seed start from different weights,
+    as independently developed models do (shared starting weights would leave an "independent"
+    new model partly compatible after a short schedule); the new models of one seed share their
+    start, so independent, BCT and L2 are a paired comparison."""
+    return 1000 * spec.seed + (0 if spec.subset.role == "old" else 1)
+
+
 def _build(spec: ModelSpec, num_classes: int) -> EmbeddingModel:
-    torch.manual_seed(spec.seed)
+    torch.manual_seed(init_seed(spec))
     return EmbeddingModel(spec.model, num_classes)
 
 

@@ -127,8 +127,8 @@ PROFILES: dict[str, Profile] = {
         "Tiny-ImageNet-200 at 32x32, narrow ResNet: what the book shows, trainable on 2 CPU cores",
         DataConfig(dataset="tiny-imagenet", image_size=32),
         ModelConfig(backbone="resnet20", width=16, embedding_dim=128),
-        TrainConfig(epochs=4, batch_size=256, lr=0.2, warmup_epochs=0.5),
-        TrainConfig(epochs=2, batch_size=256, lr=0.2, warmup_epochs=0.5),
+        TrainConfig(epochs=5, batch_size=256, lr=0.2, warmup_epochs=0.5),
+        TrainConfig(epochs=3, batch_size=256, lr=0.2, warmup_epochs=0.5),
         BCTConfig(seeds=(0, 1, 2)),
     ),
     "gpu": Profile(

@@ -26,7 +26,7 @@ import torch
 
 from .paths import cache_dir, results_dir
 
-STORE_VERSION = 1  # bump when a change to the code invalidates every stored artefact
+STORE_VERSION = 2  # bump when a change to the code invalidates stored artefacts (2: old/new init seeds differ)
 
 
 def canonical(obj) -> object:

@@ -65,11 +65,8 @@ class TrainConfig:
 
 
 def device() -> torch.device:
-    """CUDA when present, else the CPU with every core."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    torch.set_num_threads(os.cpu_count() or 1)
-    return torch.device("cpu")
+    """CUDA when present, else the CPU (threads: torch's default, all cores, or OMP_NUM_THREADS)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def resolve_precision(requested: str, dev: torch.device) -> str:
