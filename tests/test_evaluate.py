@@ -176,3 +176,11 @@ def test_chance_metrics_match_simulated_random_rankings():
     assert chance["top1"] / 100 == pytest.approx(np.mean(hits1), abs=0.02)
     assert chance["top3"] / 100 == pytest.approx(np.mean(hits3), abs=0.02)
     assert chance["mAP"] / 100 == pytest.approx(np.mean(aps), abs=0.01)
+
+
+def test_published_gains_are_computed_from_the_quoted_rows():
+    from compat.published import OPENBCT_IMAGENET, reference_table
+
+    table = reference_table(OPENBCT_IMAGENET)
+    assert table.loc["BCT new/old", "G (top1)"] == pytest.approx((42.2 - 39.5) / (66.3 - 39.5))
+    assert np.isnan(table.loc["BCT new/new", "G (top1)"])

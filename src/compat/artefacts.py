@@ -159,10 +159,9 @@ def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None) ->
         return model.eval()
 
 
-def get_embeddings(spec: ModelSpec, store: Store, part: str = "val", rows: SubsetSpec | None = None) -> np.ndarray:
-    """Embeddings of the ``part`` images (``val``, or ``train`` restricted to ``rows``) by the model of ``spec``."""
-    check_choice("part", part if rows is None else "train", ("val", "train"))
-    key = config_key({"model": spec.key, "part": "train" if rows else part, "rows": rows})
+def get_embeddings(spec: ModelSpec, store: Store, rows: SubsetSpec | None = None) -> np.ndarray:
+    """Embeddings by the model of ``spec`` of the val images, or of the training rows that ``rows`` selects."""
+    key = config_key({"model": spec.key, "part": "train" if rows else "val", "rows": rows})
     cached = store.load_embeddings(key)
     if cached is not None:
         return cached

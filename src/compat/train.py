@@ -115,7 +115,7 @@ def fit(
     :param terms: the loss terms; the step's loss is their sum (each holds its own weight).
     :param seed: fixes initialisation order, shuffling and augmentation (a CPU run repeats exactly).
     :param workdir: where ``checkpoint.pt`` and ``log.jsonl`` go; an existing checkpoint is resumed.
-    :param progress: show a tqdm bar (default: only on a terminal, so CI logs stay quiet).
+    :param progress: show a tqdm bar (default: on a terminal outside CI, or when COMPAT_PROGRESS=1).
     :return: the training log: per-epoch loss terms, accuracy and images/s, precision, device, wall time.
     """
     if len(images) != len(labels):
@@ -141,7 +141,9 @@ def fit(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, log = state["epoch"], json.loads(state["log"])
-    show = progress if progress is not None else (os.isatty(2) and not os.environ.get("CI"))
+    if progress is None:
+        progress = os.environ.get("COMPAT_PROGRESS") == "1" or (os.isatty(2) and not os.environ.get("CI"))
+    show = progress
     wall_start = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)  # resumable: one stream per epoch
