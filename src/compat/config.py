@@ -122,7 +122,7 @@ PROFILES: dict[str, Profile] = {
         ModelConfig(backbone="resnet20", width=4, embedding_dim=32),
         TrainConfig(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1),
         TrainConfig(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1),
-        BCTConfig(seeds=(0, 1), ablation=False),
+        BCTConfig(seeds=(0, 1)),
     ),
     "cpu": Profile(
         "cpu",
