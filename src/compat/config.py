@@ -131,7 +131,7 @@ PROFILES: dict[str, Profile] = {
         ModelConfig(backbone="resnet20", width=16, embedding_dim=128),
         TrainConfig(epochs=5, batch_size=256, lr=0.2, warmup_epochs=0.5),
         TrainConfig(epochs=3, batch_size=256, lr=0.2, warmup_epochs=0.5),
-        BCTConfig(seeds=(0, 1), ablation=False),
+        BCTConfig(seeds=(0, 1)),
     ),
     "gpu": Profile(
         "gpu",
