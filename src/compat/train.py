@@ -141,9 +141,9 @@ def fit(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, log = state["epoch"], json.loads(state["log"])
-    if progress is None:
-        progress = os.environ.get("COMPAT_PROGRESS") == "1" or (os.isatty(2) and not os.environ.get("CI"))
     show = progress
+    if show is None:
+        show = os.environ.get("COMPAT_PROGRESS") == "1" or (os.isatty(2) and not os.environ.get("CI"))
     wall_start = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)  # resumable: one stream per epoch
