@@ -1,10 +1,13 @@
 """Batch augmentation and normalization on whole uint8 tensors (no per-image PIL work).
 
 Random crop with zero padding plus horizontal flip, the standard CIFAR recipe, done as
-tensor indexing on a batch, so the same code feeds a CPU or a GPU at full speed.
+tensor indexing on a batch, so the same code feeds a CPU or a GPU at full speed; and the
+SimCLR views (random resized crop, flip, colour jitter, grayscale) as batched tensor ops.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -16,10 +19,14 @@ STD = (0.2770, 0.2691, 0.2821)
 
 def to_input(batch: torch.Tensor) -> torch.Tensor:
     """uint8 B x 3 x H x W -> normalized float B x 3 x H x W in channels_last memory."""
-    mean = torch.tensor(MEAN, device=batch.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=batch.device).view(1, 3, 1, 1)
-    x = (batch.float() / 255 - mean) / std
-    return x.contiguous(memory_format=torch.channels_last)
+    return _standardize(batch.float() / 255)
+
+
+def _standardize(x: torch.Tensor) -> torch.Tensor:
+    """Float RGB on a 0..1 scale -> per-channel standardized, channels_last."""
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
 def random_crop_flip(batch: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -35,3 +42,44 @@ def random_crop_flip(batch: torch.Tensor, padding: int, generator: torch.Generat
         batch = batch.permute(0, 3, 1, 2)  # B x 3 x H x W
     flip = (torch.rand(b, generator=generator) < 0.5).to(batch.device)
     return torch.where(flip[:, None, None, None], batch.flip(3), batch)
+
+
+def simclr_view(batch: torch.Tensor, generator: torch.Generator, min_scale: float = 0.2) -> torch.Tensor:
+    """One SimCLR view of a uint8 B x 3 x H x W batch, as normalized float input.
+
+    Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations",
+    ICML 2020, Appendix A: random resized crop (area ``min_scale``..1, aspect 3/4..4/3) with
+    flip, colour jitter (brightness, contrast, saturation 0.4, hue left out) with p = 0.8,
+    grayscale with p = 0.2. Each image draws its own parameters; the crop is one batched
+    ``grid_sample``.
+    """
+    b, _, h, w = batch.shape
+    dev = batch.device
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return (low + (high - low) * torch.rand(b, generator=generator)).to(dev)
+
+    area = uniform(min_scale, 1.0)
+    log_ratio = uniform(math.log(3 / 4), math.log(4 / 3))
+    sx = torch.sqrt(area * torch.exp(log_ratio)).clamp(max=1.0)  # crop width / image width
+    sy = torch.sqrt(area / torch.exp(log_ratio)).clamp(max=1.0)
+    cx, cy = (1 - sx) * (2 * uniform(0, 1) - 1), (1 - sy) * (2 * uniform(0, 1) - 1)  # crop centre, inside the image
+    flip = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3, device=dev)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx * flip, cx, sy, cy
+    grid = F.affine_grid(theta, (b, 3, h, w), align_corners=False)
+    x = F.grid_sample(batch.float() / 255, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    jitter = (uniform(0, 1) < 0.8).view(b, 1, 1, 1)
+    brightness, contrast, saturation = (uniform(0.6, 1.4).view(b, 1, 1, 1) for _ in range(3))
+    y = x * brightness
+    y = (y - y.mean(dim=(1, 2, 3), keepdim=True)) * contrast + y.mean(dim=(1, 2, 3), keepdim=True)
+    y = (y - _luma(y)) * saturation + _luma(y)
+    x = torch.where(jitter, y.clamp(0, 1), x)
+    x = torch.where((uniform(0, 1) < 0.2).view(b, 1, 1, 1), _luma(x).expand_as(x), x)
+    return _standardize(x)
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """Grayscale B x 1 x H x W of float RGB B x 3 x H x W (ITU-R 601 weights, as PIL)."""
+    return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)

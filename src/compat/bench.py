@@ -1,7 +1,10 @@
-"""Benchmarks that print figures (no timed tests): the evaluator against raw faiss."""
+"""Benchmarks that print figures (no timed tests): the evaluator against raw faiss, the training
+engine against a conventional pipeline, and FCT's gallery upgrade against re-embedding images."""
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -179,3 +182,80 @@ def bench_train(profile_name: str = "cpu", steps: int = 40, workers: int = 2, ou
         write_json(out, figures)
         print(f"wrote {out}")
     return figures
+
+
+def _rss_bytes() -> int | None:
+    """Resident memory of this process now (Linux ``/proc``; None elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return None
+
+
+def _peak_extra_memory(work) -> tuple[float, int | None]:
+    """Run ``work()``; return its wall seconds and its peak resident memory above the start (sampled every 2 ms)."""
+    start_rss, peak, done = _rss_bytes(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes() or 0)
+            done.wait(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    work()
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    peak[0] = max(peak[0], _rss_bytes() or 0)
+    return seconds, None if start_rss is None else max(0, peak[0] - start_rss)
+
+
+def _cost_child(kind: str, spec, n: int, cache_root: str, results_root: str) -> dict:
+    """In a fresh process: load the inputs of one upgrade (or re-embedding) of ``n`` gallery rows, then measure it."""
+    from .artefacts import get_embeddings, get_model, get_transformation
+    from .store import Store
+    from .train import embed
+    from .transformation import upgrade_gallery
+
+    store = Store(Path(cache_root), Path(results_root))
+    if kind == "upgrade":  # stored vectors only: old embeddings and side-information of the training images
+        h = get_transformation(spec, store)
+        old = get_embeddings(spec.old, store, rows=spec.new.subset)
+        side = old if spec.side is None else get_embeddings(spec.side, store, rows=spec.new.subset)
+        reps = -(-n // len(old))
+        old, side = np.tile(old, (reps, 1))[:n].copy(), np.tile(side, (reps, 1))[:n].copy()
+        inputs = old.nbytes + side.nbytes
+        upgrade_gallery(h, old[:64], side[:64])  # warm-up: one-time kernel set-up is not the upgrade's cost
+        seconds, extra = _peak_extra_memory(lambda: upgrade_gallery(h, old, side))
+    else:  # backfilling: the new model re-embeds the raw images
+        model = get_model(spec.new, store)
+        train = spec.new.data.load().train.images
+        images = np.concatenate([train] * -(-n // len(train)))[:n] if n > len(train) else np.array(train[:n])
+        inputs = images.nbytes
+        embed(model, images[:64])  # warm-up, as for the upgrade
+        seconds, extra = _peak_extra_memory(lambda: embed(model, images))
+    return {"method": kind, "n": n, "seconds": seconds, "rows_per_s": n / seconds, "input_mb": inputs / 2**20,
+            "peak_extra_mb": None if extra is None else extra / 2**20}
+
+
+def measure_upgrade_cost(spec, sizes, store) -> list[dict]:
+    """FCT's upgrade (h on N stored rows) against backfilling (the new model on N images), each N in its own
+    fresh process so that peak memory is its own; time and peak resident memory above the loaded inputs."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .artefacts import get_transformation
+
+    get_transformation(spec, store)  # train (or check) it once, here, before the timed children
+    rows = []
+    for n in sizes:
+        for kind in ("upgrade", "re-embed"):
+            with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+                row = pool.submit(_cost_child, kind, spec, n, str(store.cache), str(store.results)).result()
+            print(f"{kind:9s} N={n:>8,d}: {row['seconds']:8.3f} s  {row['rows_per_s']:12,.0f} rows/s  "
+                  f"inputs {row['input_mb']:8.1f} MB  peak extra {row['peak_extra_mb'] or 0:8.1f} MB")
+            rows.append(row)
+    return rows

@@ -1,5 +1,5 @@
 """Command line: ``python -m compat run EXPERIMENT --profile cpu --set key=value``, ``data prepare``,
-``bench evaluate``, ``bench train``, ``book execute``."""
+``bench evaluate``, ``bench train``, ``bench upgrade``, ``book execute``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,16 @@ def _bench_train(args: argparse.Namespace) -> None:
     bench_train(args.profile, steps=args.steps, workers=args.workers, out=args.out)
 
 
+def _bench_upgrade(args: argparse.Namespace) -> None:
+    from .config import get_profile
+    from .experiments import fct
+
+    profile = get_profile(args.profile, _parse_sets(args.set))
+    print(f"FCT upgrade cost, profile {profile.name} (stored as a result file; measured once per configuration):")
+    for row in fct.upgrade_cost(profile)["rows"]:
+        print(f"{row['method']:9s} N={row['n']:>8,d}: {row['seconds']:8.3f} s, peak extra {row['peak_extra_mb'] or 0:.1f} MB")
+
+
 def _bench_evaluate(args: argparse.Namespace) -> None:
     from .bench import bench_evaluate
 
@@ -77,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     p = verbs.add_parser("run", help="run an experiment (trains what is missing, writes result files)")
-    p.add_argument("experiment", help="one of: bct")
+    p.add_argument("experiment", help="one of: bct, fct")
     p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. bct.seeds=0,1")
     p.set_defaults(func=_run)
@@ -100,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     p.set_defaults(func=_bench_train)
+    p = bench.add_parser("upgrade", help="FCT: upgrading N stored gallery rows with h against re-embedding N images")
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.set_defaults(func=_bench_upgrade)
 
     book = verbs.add_parser("book", help="notebooks into the book").add_subparsers(dest="action", required=True)
     p = book.add_parser("execute", help="run a source notebook with papermill into book/")

@@ -14,6 +14,7 @@ from .data import DATASETS, PREPARED_SIZES, Dataset, load_dataset
 from .errors import ConfigError, check_choice, check_range
 from .models import ModelConfig
 from .train import TrainConfig
+from .transformation import TransformationConfig
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,43 @@ class BCTConfig:
 
 
 @dataclass(frozen=True)
+class FCTConfig:
+    """The FCT tables: the BCT table's old and independent new models (same seeds, shared through the
+    store), a SimCLR side-information model on the old training data, and the transformation h.
+
+    :param side_dim: side-information size of the main table (128 in the paper).
+    :param ablation_side_dims: further sizes for the one-seed ablation (0 and ``side_dim`` come from the main table).
+    :param side_train: the SimCLR model's recipe (two views per image; same backbone as the old model).
+    :param temperature: of SimCLR's NT-Xent loss.
+    :param transformation: h's architecture and recipe.
+    :param ablation: also run the one-seed ablations (side-information size, BatchNorm freezing).
+    :param ablation_seed: the seed of the ablations.
+    :param cost_sizes: gallery sizes N at which the upgrade cost (h on stored vectors vs re-embedding images) is measured.
+    :param picture_queries: val queries shown with their top-5 in the retrieval picture.
+    """
+
+    side_dim: int = 128
+    ablation_side_dims: tuple[int, ...] = (8, 32)
+    side_train: TrainConfig = field(default_factory=TrainConfig)
+    temperature: float = 0.2
+    transformation: TransformationConfig = field(default_factory=TransformationConfig)
+    ablation: bool = True
+    ablation_seed: int = 0
+    cost_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
+    picture_queries: int = 6
+
+    def __post_init__(self) -> None:
+        for d in (self.side_dim, *self.ablation_side_dims):
+            check_range("side-information size", d, 1, 4096)
+        check_range("temperature", self.temperature, 0, 10, low_open=True)
+        if not self.cost_sizes:
+            raise ConfigError("cost_sizes must name at least one gallery size")
+        for n in self.cost_sizes:
+            check_range("cost size", n, 1, 10_000_000)
+        check_range("picture_queries", self.picture_queries, 1, 50)
+
+
+@dataclass(frozen=True)
 class Profile:
     """A named parameter set: the same code at another scale.
 
@@ -102,7 +140,8 @@ class Profile:
     :param model: the architecture of old and new models (identical, as in the FCT code).
     :param old_train: the old model's recipe.
     :param new_train: the new models' recipe (twice the data: fewer epochs in the cpu budget).
-    :param bct: the BCT table's settings.
+    :param bct: the BCT table's settings (its seeds serve every chapter).
+    :param fct: the FCT tables' settings.
     """
 
     name: str
@@ -112,6 +151,7 @@ class Profile:
     old_train: TrainConfig = field(default_factory=TrainConfig)
     new_train: TrainConfig = field(default_factory=TrainConfig)
     bct: BCTConfig = field(default_factory=BCTConfig)
+    fct: FCTConfig = field(default_factory=FCTConfig)
 
 
 PROFILES: dict[str, Profile] = {
@@ -123,6 +163,14 @@ PROFILES: dict[str, Profile] = {
         TrainConfig(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1),
         TrainConfig(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1),
         BCTConfig(seeds=(0, 1)),
+        FCTConfig(
+            side_dim=16,
+            ablation_side_dims=(4, 8),
+            side_train=TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=1),
+            transformation=TransformationConfig(inner_dim=64, epochs=4, batch_size=128, warmup_epochs=1),
+            cost_sizes=(100, 400),
+            picture_queries=3,
+        ),
     ),
     "cpu": Profile(
         "cpu",
@@ -132,6 +180,10 @@ PROFILES: dict[str, Profile] = {
         TrainConfig(epochs=5, batch_size=256, lr=0.2, warmup_epochs=0.5),
         TrainConfig(epochs=3, batch_size=256, lr=0.2, warmup_epochs=0.5),
         BCTConfig(seeds=(0, 1)),
+        FCTConfig(
+            side_train=TrainConfig(epochs=3, batch_size=256, lr=0.3, warmup_epochs=0.5),
+            transformation=TransformationConfig(inner_dim=512, epochs=20, warmup_epochs=1.25),
+        ),
     ),
     "gpu": Profile(
         "gpu",
@@ -141,6 +193,7 @@ PROFILES: dict[str, Profile] = {
         TrainConfig(epochs=100, batch_size=256, lr=0.2, warmup_epochs=5),
         TrainConfig(epochs=100, batch_size=256, lr=0.2, warmup_epochs=5),
         BCTConfig(seeds=(0, 1, 2)),
+        FCTConfig(side_train=TrainConfig(epochs=200, batch_size=512, lr=0.6, warmup_epochs=10)),
     ),
 }
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from pytorch_metric_learning.losses import NTXentLoss
 
 from .errors import ConfigError, check_range
 
@@ -33,9 +34,10 @@ class StepOutputs:
 
 
 class LossTerm(nn.Module):
-    """A named, weighted loss term."""
+    """A named, weighted loss term. ``classifies``: it trains the model's classifier (the loop then reports accuracy)."""
 
     name = "loss"
+    classifies = False
 
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()
@@ -47,6 +49,7 @@ class CrossEntropy(LossTerm):
     """Cross-entropy with label smoothing on the model's own classifier (Szegedy et al., CVPR 2016, Sec. 7)."""
 
     name = "ce"
+    classifies = True
 
     def __init__(self, label_smoothing: float = 0.1, weight: float = 1.0) -> None:
         super().__init__(weight)
@@ -112,6 +115,29 @@ class L2Compatibility(LossTerm):
         if new.shape[1] != old.shape[1]:
             raise ConfigError(f"new embedding is {new.shape[1]}-d but the old one is {old.shape[1]}-d")
         return self.weight * F.mse_loss(F.normalize(new, dim=1), F.normalize(old, dim=1), reduction="sum") / len(new)
+
+
+class NTXent(LossTerm):
+    """SimCLR's contrastive loss (NT-Xent), Chen et al., ICML 2020, Eq. (1), averaged over all 2N anchors.
+
+    The batch holds two views of N images, view 1 rows then view 2 rows; each row's positive is
+    the other view of its image and its negatives are the other 2N - 2 rows. Computed by
+    pytorch-metric-learning's ``NTXentLoss`` (cosine similarity / temperature).
+    """
+
+    name = "ntxent"
+
+    def __init__(self, temperature: float = 0.1, weight: float = 1.0) -> None:
+        super().__init__(weight)
+        check_range("temperature", temperature, 0, 10, low_open=True)
+        self.loss = NTXentLoss(temperature=temperature)
+
+    def forward(self, out: StepOutputs) -> torch.Tensor:
+        z = out.embedding.float()
+        if len(z) % 2:
+            raise ConfigError(f"NT-Xent wants two views per image (an even batch), got {len(z)} rows")
+        pairs = torch.arange(len(z) // 2, device=z.device).repeat(2)  # row i and row i + N are one image
+        return self.weight * self.loss(z, pairs)
 
 
 def synthesize_classifier(

@@ -1,4 +1,4 @@
-"""The few figure kinds the book reuses: image grids, split maps, metric bars."""
+"""The few figure kinds the book reuses: image grids, split maps, metric bars, retrieval results, cost curves."""
 
 from __future__ import annotations
 
@@ -49,3 +49,47 @@ def metric_bars(table: pd.DataFrame, x: str, hue: str, y: str = "value", col: st
     grid = sns.catplot(data=table, kind="bar", x=x, y=y, hue=hue, col=col, height=3.2, aspect=1.1, sharey=False, **kwargs)
     grid.set_titles("{col_name}")
     return grid
+
+
+def _bare(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def retrieval_grid(images: np.ndarray, labels: np.ndarray, queries: Sequence[int], top5: dict[str, list[list[int]]]):
+    """One row per query: the query image, then its top-5 gallery images under each case
+    (green frame: same class as the query; red: another class)."""
+    cases = list(top5)
+    cols = 1 + 6 * len(cases)  # query, then per case 5 results and a spacer
+    fig, axes = plt.subplots(len(queries), cols, figsize=(cols * 0.62, len(queries) * 0.72 + 0.4), squeeze=False,
+                             gridspec_kw={"width_ratios": [1] + [1, 1, 1, 1, 1, 0.25] * len(cases)})
+    for row, q in enumerate(queries):
+        axes[row, 0].imshow(images[q], interpolation="nearest")
+        _bare(axes[row, 0])
+        for spine in axes[row, 0].spines.values():
+            spine.set_linewidth(2)
+        for c, case in enumerate(cases):
+            base = 1 + 6 * c
+            for k, g in enumerate(top5[case][row]):
+                ax = axes[row, base + k]
+                ax.imshow(images[g], interpolation="nearest")
+                _bare(ax)
+                colour = "#1b9e77" if labels[g] == labels[q] else "#d95f02"
+                for spine in ax.spines.values():
+                    spine.set_edgecolor(colour)
+                    spine.set_linewidth(2.5)
+                if row == 0 and k == 2:
+                    ax.set_title(case, fontsize=8)
+            axes[row, base + 5].axis("off")
+    axes[0, 0].set_title("query", fontsize=8)
+    fig.subplots_adjust(wspace=0.05, hspace=0.08)
+    return fig
+
+
+def cost_curves(table: pd.DataFrame, x: str = "n", y: str = "seconds", hue: str = "method", ylabel: str = "seconds"):
+    """Log-log lines of a cost measure against gallery size, one line per method."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    sns.lineplot(data=table, x=x, y=y, hue=hue, marker="o", ax=ax, palette="colorblind")
+    ax.set(xscale="log", yscale="log", xlabel="gallery size N", ylabel=ylabel)
+    fig.tight_layout()
+    return fig

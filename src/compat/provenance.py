@@ -34,17 +34,27 @@ def _version(name: str) -> str:
         return "not installed"
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, object]:
     """Machine and library facts for a result file."""
     import torch
 
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
+        "device": cuda or f"{_cpu_name()}, {os.cpu_count()} cores",
         "git_revision": git_revision(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda": cuda,
         "libraries": {name: _version(name) for name in LIBRARIES},
     }

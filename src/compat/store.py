@@ -29,10 +29,19 @@ from .paths import cache_dir, results_dir
 STORE_VERSION = 2  # bump when a change to the code invalidates stored artefacts (2: old/new init seeds differ)
 
 
+# field metadata of an option added after results were committed: left out of keys while at its default,
+# so adding an option keeps every stored artefact and committed result that never used it
+ADDED_OPTION = {"omit_from_key_at_default": True}
+
+
+def _in_key(obj, f: dataclasses.Field) -> bool:
+    return not (f.metadata.get("omit_from_key_at_default") and getattr(obj, f.name) == f.default)
+
+
 def canonical(obj) -> object:
     """A JSON-ready form of (nested) dataclasses, tuples and plain values, stable across runs."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj) if _in_key(obj, f)}
     if isinstance(obj, dict):
         return {str(k): canonical(v) for k, v in sorted(obj.items())}
     if isinstance(obj, (list, tuple)):

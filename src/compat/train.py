@@ -12,8 +12,9 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,11 @@ class TrainConfig:
         check_choice("precision", self.precision, PRECISIONS)
 
 
+def crop_flip_view(batch: torch.Tensor, generator: torch.Generator, padding: int) -> torch.Tensor:
+    """The supervised training view: random crop with ``padding`` and flip, normalized."""
+    return to_input(random_crop_flip(batch, padding, generator))
+
+
 def device() -> torch.device:
     """CUDA when present, else the CPU (threads: torch's default, all cores, or OMP_NUM_THREADS)."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -109,6 +115,8 @@ def fit(
     workdir: Path | None = None,
     desc: str = "train",
     progress: bool | None = None,
+    views: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    num_views: int = 1,
 ) -> dict:
     """Train ``model`` in place on uint8 N x H x W x 3 ``images`` with class ``labels`` 0..C-1.
 
@@ -116,12 +124,17 @@ def fit(
     :param seed: fixes initialisation order, shuffling and augmentation (a CPU run repeats exactly).
     :param workdir: where ``checkpoint.pt`` and ``log.jsonl`` go; an existing checkpoint is resumed.
     :param progress: show a tqdm bar (default: on a terminal outside CI, or when COMPAT_PROGRESS=1).
+    :param views: makes one augmented, normalized view of a uint8 batch (default: the config's crop + flip).
+    :param num_views: views per image in a step (2 for SimCLR): rows are view 1 of the batch, then view 2, ...
     :return: the training log: per-epoch loss terms, accuracy and images/s, precision, device, wall time.
     """
     if len(images) != len(labels):
         raise ConfigError(f"{len(images)} images but {len(labels)} labels")
     if not terms:
         raise ConfigError("no loss terms given")
+    check_range("num_views", num_views, 1, 16)
+    make_view = views or partial(crop_flip_view, padding=config.crop_padding)
+    classifies = any(t.classifies for t in terms)
     dev = device()
     precision = resolve_precision(config.precision, dev)
     data = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).contiguous().to(dev)  # N x 3 x H x W uint8 (a copy)
@@ -155,8 +168,8 @@ def fit(
         bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{config.epochs}", disable=not show, leave=False)
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            x = to_input(random_crop_flip(data[idx], config.crop_padding, generator))
-            y = targets[idx]
+            x = torch.cat([make_view(data[idx], generator) for _ in range(num_views)])
+            y = targets[idx].repeat(num_views)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * _lr_factor(epoch * steps_per_epoch + step, warmup, total)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -173,13 +186,13 @@ def fit(
             seen += len(y)
             if show and step % 10 == 0:
                 rate = seen / (time.perf_counter() - epoch_start)
-                bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{correct / seen:.3f}", img_s=f"{rate:.0f}")
+                bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{correct / seen:.3f}" if classifies else "-", img_s=f"{rate:.0f}")
         seconds = time.perf_counter() - epoch_start
         entry = {
             "epoch": epoch + 1,
             **{f"loss_{k}": v / steps_per_epoch for k, v in sums.items()},
-            "train_acc": correct / seen,
-            "images_per_s": seen / seconds,
+            "train_acc": correct / seen if classifies else None,
+            "images_per_s": seen / seconds,  # every view counts: the model's throughput
             "seconds": seconds,
         }
         log.append(entry)

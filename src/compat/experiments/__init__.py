@@ -6,9 +6,9 @@ from __future__ import annotations
 from types import ModuleType
 
 from ..errors import check_choice
-from . import bct
+from . import bct, fct
 
-EXPERIMENTS: dict[str, ModuleType] = {"bct": bct}
+EXPERIMENTS: dict[str, ModuleType] = {"bct": bct, "fct": fct}
 
 
 def get(name: str) -> ModuleType:

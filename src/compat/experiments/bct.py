@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pandas as pd
 
 from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, get_embeddings
 from ..config import Profile
-from ..evaluate import retrieval_metrics, update_gain
 from ..provenance import environment
 from ..store import Store, canonical, config_key
+from .common import METRICS, evaluate_cases, long_table, main_results, mean_gain, model_record, summary_table, value
 
-METRICS = ("top1", "top5", "mAP")
+__all__ = ["run", "summary_table", "long_table", "criterion", "provenance_table", "ablation_table", "claims", "verdict"]
 
 # (case, query model, gallery model); models by name in :func:`model_specs`
 CASES = [
@@ -79,30 +78,8 @@ def run_seed(profile: Profile, seed: int, store: Store, ablation: bool = False) 
     train_done = time.perf_counter()
     labels = specs["old"].data.load().val.labels
     cases = CASES + ABLATION_CASES if ablation else CASES
-    rows = []
-    for distance in profile.bct.distances:
-        for case, query, gallery in cases:
-            metrics = retrieval_metrics(embeddings[query], embeddings[gallery], labels, distance=distance)
-            rows.append({"distance": distance, "case": case, "query": query, "gallery": gallery, **{m: metrics[m] for m in METRICS}})
-    ref = {(r["distance"], r["case"]): r for r in rows}
-    for r in rows:
-        if r["gallery"] == "old" and r["query"] != "old":
-            old_old, new_new = ref[(r["distance"], "old/old")], ref[(r["distance"], "independent new/new")]
-            for m in METRICS:  # undefined (None) when the new model is no better or worse than the old
-                r[f"gain_{m}"] = update_gain(r[m], old_old[m], new_new[m]) if new_new[m] != old_old[m] else None
-    models = {}
-    for name, spec in specs.items():
-        meta = store.model_meta(spec.key)
-        log = meta["log"]
-        models[name] = {
-            "key": spec.key,
-            "train_seconds": log["train_seconds"],
-            "images_per_s": float(np.mean([e["images_per_s"] for e in log["epochs"]])),
-            "final_train_acc": log["epochs"][-1]["train_acc"],
-            "precision": log["precision"],
-            "device": log["device"],
-            "trained_at_revision": meta["environment"]["git_revision"],
-        }
+    rows = evaluate_cases(embeddings, labels, cases, profile.bct.distances, "old/old", "independent new/new")
+    models = {name: model_record(store, spec.key) for name, spec in specs.items()}
     payload = {
         "experiment": "bct",
         "profile": profile.name,
@@ -131,48 +108,10 @@ def run(profile: Profile, store: Store | None = None) -> list[dict]:
     return main + [run_seed(profile, profile.bct.ablation_seed, store, ablation=True)]
 
 
-def _main(results: list[dict]) -> list[dict]:
-    return [r for r in results if r["kind"] == "main"]
-
-
-def long_table(results: list[dict]) -> pd.DataFrame:
-    """One row per (seed, distance, case, metric): the measured value, and the update gain where defined."""
-    records = []
-    for res in results:
-        for row in res["rows"]:
-            for m in METRICS:
-                records.append(
-                    {"seed": res["seed"], "distance": row["distance"], "case": row["case"], "metric": m,
-                     "value": row[m], "gain": row.get(f"gain_{m}")}
-                )
-    return pd.DataFrame.from_records(records)
-
-
-def summary_table(results: list[dict], distance: str = "l2") -> pd.DataFrame:
-    """Mean ± standard deviation over seeds at one distance: cases as rows, metrics and gains as columns."""
-    long = long_table(_main(results))
-    long = long[long["distance"] == distance]
-    order = list(dict.fromkeys(long["case"]))
-    stats = long.groupby(["case", "metric"]).agg(
-        value=("value", "mean"), value_sd=("value", "std"), gain=("gain", "mean"), gain_sd=("gain", "std"), seeds=("seed", "nunique")
-    )
-    def fmt(mean, sd, digits):
-        if pd.isna(mean):
-            return ""
-        return f"{mean:.{digits}f}" + ("" if pd.isna(sd) else f" ± {sd:.{digits}f}")
-    table = pd.DataFrame(index=pd.Index(order, name="case"))
-    for m in METRICS:
-        table[m] = [fmt(stats.loc[(c, m), "value"], stats.loc[(c, m), "value_sd"], 1) for c in order]
-    for m in METRICS:
-        table[f"G ({m})"] = [fmt(stats.loc[(c, m), "gain"], stats.loc[(c, m), "gain_sd"], 2) for c in order]
-    table["seeds"] = [int(stats.loc[(c, METRICS[0]), "seeds"]) for c in order]
-    return table
-
-
 def criterion(results: list[dict], case: str = "BCT new/old") -> pd.DataFrame:
     """Per seed and distance: does M(new, old) > M(old, old) hold (BCT's empirical compatibility criterion)?"""
     records = []
-    for res in _main(results):
+    for res in main_results(results):
         ref = {(r["distance"], r["case"]): r for r in res["rows"]}
         for distance in dict.fromkeys(r["distance"] for r in res["rows"]):
             for m in METRICS:
@@ -209,16 +148,12 @@ def ablation_table(results: list[dict], distance: str = "l2") -> pd.DataFrame:
     return frame[list(METRICS) + [f"gain_{m}" for m in METRICS]].rename(columns={f"gain_{m}": f"G ({m})" for m in METRICS})
 
 
-def _value(res: dict, distance: str, case: str, metric: str = "top1") -> float:
-    return next(r[metric] for r in res["rows"] if r["distance"] == distance and r["case"] == case)
-
-
 def claims(results: list[dict], distance: str = "l2") -> dict[str, bool]:
     """The paper's qualitative claims at top-1; a claim holds only if it holds in every seed."""
-    main = _main(results)
+    main = main_results(results)
 
     def every(better: str, worse: str) -> bool:
-        return all(_value(r, distance, better) > _value(r, distance, worse) for r in main)
+        return all(value(r, distance, better) > value(r, distance, worse) for r in main)
 
     return {
         "compatibility is learned: BCT new/old above independent new/old": every("BCT new/old", "independent new/old"),
@@ -232,20 +167,14 @@ def verdict(results: list[dict]) -> str:
     """Markdown: the claims with what our numbers say, and a verdict (reproduced / partially / not)."""
     lines = []
     verdicts = {}
-    main = _main(results)
+    main = main_results(results)
     for distance in dict.fromkeys(r["distance"] for r in main[0]["rows"]):
         checked = claims(results, distance)
         core = list(checked.values())
         verdicts[distance] = "reproduced" if all(core) else ("partially reproduced" if core[0] else "not reproduced")
         lines.append(f"**{distance} distance: {verdicts[distance]}** (top-1, each claim checked in every one of {len(main)} seeds)")
         lines += [f"- {'holds' if ok else 'does not hold'}: {claim}" for claim, ok in checked.items()]
-        gain = _mean_gain(results, distance)
+        gain = mean_gain(results, distance, "BCT new/old")
         lines.append(f"- update gain of BCT (top-1): {gain:.2f} (0 = no better than the old model, 1 = as good as backfilling)")
         lines.append("")
     return "\n".join(lines)
-
-
-def _mean_gain(results: list[dict], distance: str, case: str = "BCT new/old", metric: str = "top1") -> float:
-    gains = [next(r.get(f"gain_{metric}") for r in res["rows"] if r["distance"] == distance and r["case"] == case) for res in _main(results)]
-    gains = [g for g in gains if g is not None]
-    return float(np.mean(gains)) if gains else float("nan")

@@ -1,0 +1,162 @@
+"""FCT's forward transformation h(old embedding, side-info) -> new embedding, its training, and the gallery upgrade.
+
+Ramanujan et al., "Forward Compatible Training for Large-Scale Embedding Retrieval Systems",
+CVPR 2022 (arXiv 2112.02805), Sec. 3; architecture and recipe of the official code
+(apple/ml-fct ``models/transformations.py:MLP_BN_SIDE_PROJECTION``,
+``trainers/transformation_trainer.py``): an old branch and a side branch of Linear + BatchNorm
++ ReLU blocks, concatenated and mixed by an MLP; trained with MSE to the frozen new model's
+embeddings; Adam with warm-up + cosine; BatchNorm statistics frozen for the second half.
+Without side-information the official code feeds the old embedding into both branches; so
+do we (the side input *is* the old embedding).
+
+The upgrade needs only stored vectors: :func:`upgrade_gallery` takes no image and no image model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .errors import ConfigError, check_range
+
+
+@dataclass(frozen=True)
+class TransformationConfig:
+    """Architecture and recipe of h (defaults: the official configs, except where a profile says otherwise).
+
+    :param inner_dim: width of the mixer's hidden layers (2048 in the official configs).
+    :param epochs: passes over the new training set's stored embeddings (80 in the official configs).
+    :param batch_size: rows per step (1024 officially).
+    :param lr: peak Adam learning rate (5e-4).
+    :param weight_decay: Adam's L2 penalty (2^-15 officially).
+    :param warmup_epochs: linear warm-up, then cosine decay to zero (5 of 80 officially).
+    :param freeze_bn: BatchNorm in eval mode, its statistics frozen, from half-way (``switch_mode_to_eval``).
+    """
+
+    inner_dim: int = 2048
+    epochs: int = 80
+    batch_size: int = 1024
+    lr: float = 5e-4
+    weight_decay: float = 2.0**-15
+    warmup_epochs: float = 5.0
+    freeze_bn: bool = True
+
+    def __post_init__(self) -> None:
+        check_range("inner_dim", self.inner_dim, 1, 65_536)
+        check_range("transformation epochs", self.epochs, 1, 10_000)
+        check_range("transformation batch_size", self.batch_size, 2, 1 << 20)
+        check_range("transformation lr", self.lr, 0, 1, low_open=True)
+        check_range("transformation weight_decay", self.weight_decay, 0, 1)
+        check_range("transformation warmup_epochs", self.warmup_epochs, 0, self.epochs)
+
+
+def _block(d_in: int, d_out: int) -> nn.Sequential:
+    """Linear (no bias) + BatchNorm + ReLU: the official ConvBlock on N x C x 1 x 1 tensors."""
+    return nn.Sequential(nn.Linear(d_in, d_out, bias=False), nn.BatchNorm1d(d_out), nn.ReLU(inplace=True))
+
+
+class Transformation(nn.Module):
+    """h(old, side): old branch d_old -> 2 d_old -> 2 d_new, side branch d_side -> 2 d_side -> 2 d_new,
+    concatenated (4 d_new) and mixed: -> inner -> inner -> d_new (the last layer a plain linear map with bias)."""
+
+    def __init__(self, old_dim: int, side_dim: int, new_dim: int, inner_dim: int = 2048) -> None:
+        super().__init__()
+        for name, value in (("old_dim", old_dim), ("side_dim", side_dim), ("new_dim", new_dim), ("inner_dim", inner_dim)):
+            check_range(name, value, 1, 65_536)
+        self.old_dim, self.side_dim, self.new_dim = old_dim, side_dim, new_dim
+        self.old_branch = nn.Sequential(_block(old_dim, 2 * old_dim), _block(2 * old_dim, 2 * new_dim))
+        self.side_branch = nn.Sequential(_block(side_dim, 2 * side_dim), _block(2 * side_dim, 2 * new_dim))
+        self.mixer = nn.Sequential(_block(4 * new_dim, inner_dim), _block(inner_dim, inner_dim), nn.Linear(inner_dim, new_dim))
+
+    def check_inputs(self, old: torch.Tensor | np.ndarray, side: torch.Tensor | np.ndarray) -> None:
+        """One clear error for inputs that are not N x d_old and N x d_side vectors."""
+        if old.ndim != 2 or old.shape[1] != self.old_dim:
+            raise ConfigError(f"old embeddings must be N x {self.old_dim} vectors, got shape {tuple(old.shape)}")
+        if side.ndim != 2 or side.shape[1] != self.side_dim:
+            raise ConfigError(f"side-information must be N x {self.side_dim} vectors, got shape {tuple(side.shape)}")
+        if len(old) != len(side):
+            raise ConfigError(f"{len(old)} old embeddings but {len(side)} side-information rows")
+
+    def forward(self, old: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+        self.check_inputs(old, side)
+        return self.mixer(torch.cat([self.old_branch(old), self.side_branch(side)], dim=1))  # N x d_new
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm layer of ``module`` in eval mode: running statistics frozen, used for normalization."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def fit_transformation(
+    h: Transformation,
+    old: np.ndarray,
+    side: np.ndarray,
+    target: np.ndarray,
+    config: TransformationConfig,
+    *,
+    seed: int,
+    desc: str = "transformation",
+    progress: bool = False,
+) -> dict:
+    """Train ``h`` in place: MSE(h(old, side), target) over stored N x d vectors of the new training set.
+
+    :return: the training log: per-epoch MSE and whether BatchNorm was frozen, wall time.
+    """
+    old_t, side_t, target_t = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in (old, side, target))
+    h.check_inputs(old_t, side_t)
+    if target_t.shape != (len(old_t), h.new_dim):
+        raise ConfigError(f"targets must be {len(old_t)} x {h.new_dim} new embeddings, got shape {tuple(target_t.shape)}")
+    torch.manual_seed(seed)
+    optimizer = torch.optim.Adam(h.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(old_t) // config.batch_size)
+    total, warmup = steps_per_epoch * config.epochs, int(round(config.warmup_epochs * steps_per_epoch))
+    generator = torch.Generator().manual_seed(seed)
+    log, start = [], time.perf_counter()
+    for epoch in tqdm(range(config.epochs), desc=desc, disable=not progress, leave=False):
+        h.train()
+        frozen = config.freeze_bn and epoch >= config.epochs // 2
+        if frozen:
+            freeze_batchnorm(h)
+        order = torch.randperm(len(old_t), generator=generator)
+        total_loss = 0.0
+        for step in range(steps_per_epoch):
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            t = epoch * steps_per_epoch + step
+            factor = (t + 1) / warmup if t < warmup else 0.5 * (1 + math.cos(math.pi * (t - warmup) / max(1, total - warmup)))
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * factor
+            loss = F.mse_loss(h(old_t[idx], side_t[idx]), target_t[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += float(loss.detach())
+        log.append({"epoch": epoch + 1, "mse": total_loss / steps_per_epoch, "bn_frozen": frozen})
+    h.eval()
+    return {"epochs": log, "train_seconds": time.perf_counter() - start, "config": asdict(config)}
+
+
+@torch.inference_mode()
+def upgrade_gallery(h: Transformation, old: np.ndarray, side: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    """FCT's gallery upgrade: stored (old embedding, side-information) rows -> new-space embeddings.
+
+    Works from the stored N x d_old and N x d_side vectors alone, in batches; no image and no
+    image model enters (by the signature), which is what makes it private and cheap.
+    """
+    h.check_inputs(old, side)
+    check_range("batch_size", batch_size, 1)
+    h.eval()
+    out = []
+    for start in range(0, len(old), batch_size):
+        o = torch.from_numpy(np.ascontiguousarray(old[start : start + batch_size], dtype=np.float32))
+        s = torch.from_numpy(np.ascontiguousarray(side[start : start + batch_size], dtype=np.float32))
+        out.append(h(o, s).numpy())
+    return np.concatenate(out) if out else np.zeros((0, h.new_dim), np.float32)

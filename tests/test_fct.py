@@ -1,0 +1,176 @@
+"""FCT: the transformation h, BatchNorm freezing, the no-side-info path, NT-Xent against its formula,
+SimCLR views, the gallery upgrade from stored vectors only, and the experiment on a tiny profile."""
+
+import dataclasses
+import inspect
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from compat.augment import simclr_view
+from compat.config import get_profile
+from compat.data import make_synthetic
+from compat.errors import ConfigError
+from compat.losses import NTXent, StepOutputs
+from compat.models import EmbeddingModel, ModelConfig
+from compat.store import ADDED_OPTION, Store, config_key
+from compat.train import TrainConfig, fit
+from compat.transformation import Transformation, TransformationConfig, fit_transformation, freeze_batchnorm, upgrade_gallery
+
+from test_models_train import TINY
+
+
+def test_transformation_shapes_follow_the_official_layout():
+    h = Transformation(old_dim=16, side_dim=4, new_dim=12, inner_dim=32)
+    linear = [(m.in_features, m.out_features) for m in h.modules() if isinstance(m, torch.nn.Linear)]
+    # old branch d_old -> 2 d_old -> 2 d_new; side branch d_side -> 2 d_side -> 2 d_new; mixer 4 d_new -> inner -> inner -> d_new
+    assert linear == [(16, 32), (32, 24), (4, 8), (8, 24), (48, 32), (32, 32), (32, 12)]
+    assert h(torch.randn(5, 16), torch.randn(5, 4)).shape == (5, 12)
+    with pytest.raises(ConfigError, match="side-information must be N x 4"):
+        h(torch.randn(5, 16), torch.randn(5, 8))
+    with pytest.raises(ConfigError, match="5 old embeddings but 3"):
+        h(torch.randn(5, 16), torch.randn(3, 4))
+
+
+def _regression_data(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    old, side = rng.normal(size=(n, 8)).astype(np.float32), rng.normal(size=(n, 3)).astype(np.float32)
+    target = np.tanh(old[:, :6] + side.sum(1, keepdims=True)).astype(np.float32)
+    return old, side, target
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_batchnorm_statistics_freeze_for_the_second_half(freeze):
+    old, side, target = _regression_data()
+    h = Transformation(8, 3, 6, inner_dim=16)
+    config = TransformationConfig(inner_dim=16, epochs=4, batch_size=64, lr=1e-2, warmup_epochs=1, freeze_bn=freeze)
+    log = fit_transformation(h, old, side, target, config, seed=0)
+    steps = len(old) // config.batch_size
+    tracked = {int(m.num_batches_tracked) for m in h.modules() if isinstance(m, torch.nn.BatchNorm1d)}
+    assert tracked == {steps * (2 if freeze else 4)}  # statistics update only in the epochs before the freeze
+    assert [e["bn_frozen"] for e in log["epochs"]] == ([False, False, True, True] if freeze else [False] * 4)
+    assert log["epochs"][-1]["mse"] < log["epochs"][0]["mse"]  # it learns
+
+
+def test_freeze_batchnorm_keeps_statistics_but_not_weights():
+    h = Transformation(4, 4, 4, inner_dim=8).train()
+    freeze_batchnorm(h)
+    before = {k: v.clone() for k, v in h.state_dict().items() if "running" in k}
+    out = h(torch.randn(10, 4), torch.randn(10, 4))
+    out.sum().backward()
+    assert all(torch.equal(before[k], v) for k, v in h.state_dict().items() if "running" in k)
+    assert all(p.grad is not None for p in h.parameters())
+
+
+def test_gallery_upgrade_takes_stored_vectors_only():
+    params = inspect.signature(upgrade_gallery).parameters
+    assert list(params) == ["h", "old", "side", "batch_size"]  # no image, no image model
+    h = Transformation(8, 3, 6, inner_dim=16).eval()
+    old, side, _ = _regression_data(n=50)
+    small_batches = upgrade_gallery(h, old, side, batch_size=7)
+    with torch.no_grad():
+        direct = h(torch.from_numpy(old), torch.from_numpy(side)).numpy()
+    np.testing.assert_allclose(small_batches, direct, rtol=1e-5, atol=1e-6)
+    images = np.zeros((50, 32, 32, 3), np.uint8)
+    with pytest.raises(ConfigError, match="old embeddings must be N x 8 vectors, got shape \\(50, 32, 32, 3\\)"):
+        upgrade_gallery(h, images, side)
+
+
+def _nt_xent_oracle(z: torch.Tensor, tau: float) -> float:
+    """SimCLR Eq. (1) written out: mean over 2N anchors of -log softmax of the positive among the other rows."""
+    z = torch.nn.functional.normalize(z.double(), dim=1)
+    n2 = len(z)
+    total = 0.0
+    for i in range(n2):
+        p = (i + n2 // 2) % n2
+        sims = [math.exp(float(z[i] @ z[k]) / tau) for k in range(n2) if k != i]
+        total += -math.log(math.exp(float(z[i] @ z[p]) / tau) / sum(sims))
+    return total / n2
+
+
+def test_nt_xent_matches_the_formula():
+    torch.manual_seed(0)
+    z = torch.randn(8, 5)  # 4 images, 2 views
+    out = StepOutputs(torch.zeros(8, 3, 2, 2), torch.zeros(8, dtype=torch.long), z, torch.zeros(8, 2))
+    for tau in (0.1, 0.5):
+        assert float(NTXent(tau)(out)) == pytest.approx(_nt_xent_oracle(z, tau), rel=1e-5)
+    with pytest.raises(ConfigError, match="two views"):
+        NTXent()(StepOutputs(torch.zeros(3, 3, 2, 2), torch.zeros(3, dtype=torch.long), torch.randn(3, 5), torch.zeros(3, 2)))
+
+
+def test_simclr_views_are_random_per_image_and_repeatable():
+    batch = torch.from_numpy(make_synthetic(num_classes=2, train_per_class=4, image_size=16).train.images).permute(0, 3, 1, 2)
+    a = simclr_view(batch, torch.Generator().manual_seed(0))
+    b = simclr_view(batch, torch.Generator().manual_seed(0))
+    c = simclr_view(batch, torch.Generator().manual_seed(1))
+    assert a.shape == (8, 3, 16, 16) and torch.isfinite(a).all()
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_contrastive_training_uses_two_views_and_no_labels():
+    data = make_synthetic(num_classes=4, train_per_class=8, image_size=16, seed=1)
+    model = EmbeddingModel(ModelConfig("resnet20", 2, 8), 4)
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.05, warmup_epochs=0, precision="fp32")
+    seen = []
+
+    class Spy(NTXent):
+        def forward(self, out):
+            seen.append(len(out.embedding))
+            return super().forward(out)
+
+    log = fit(model, data.train.images, data.train.labels, cfg, [Spy(0.2)], seed=0, views=simclr_view, num_views=2, progress=False)
+    assert set(seen) == {16} and log["epochs"][0]["train_acc"] is None
+
+
+def test_added_options_keep_old_keys():
+    @dataclasses.dataclass(frozen=True)
+    class Before:
+        a: int = 1
+
+    @dataclasses.dataclass(frozen=True)
+    class After:
+        a: int = 1
+        b: float = dataclasses.field(default=0.5, metadata=ADDED_OPTION)
+
+    Before.__qualname__ = After.__qualname__ = "Spec"
+    assert config_key(Before()) == config_key(After())
+    assert config_key(After(b=0.7)) != config_key(Before())
+
+
+FCT_TINY = {
+    **TINY, "bct.ablation": "false", "fct.side_dim": "4", "fct.ablation_side_dims": "2", "fct.side_train.epochs": "1",
+    "fct.side_train.batch_size": "16", "fct.transformation.inner_dim": "16", "fct.transformation.epochs": "2",
+    "fct.transformation.batch_size": "16", "fct.transformation.warmup_epochs": "1", "fct.picture_queries": "2",
+}
+
+
+def test_fct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
+    from compat.artefacts import get_embeddings, get_transformation
+    from compat.experiments import fct
+
+    store = Store(tmp_path / "cache", tmp_path / "results")
+    profile = get_profile("smoke", FCT_TINY)
+    results = fct.run(profile, store)
+    assert [r["kind"] for r in results] == ["main", "ablation"]
+    cases = {r["case"] for r in results[1]["rows"]}
+    assert {"FCT side-info 0 new/old", "FCT side-info 2 new/old", "FCT side-info 4 new/old",
+            "FCT side-info 4, BatchNorm not frozen new/old"} <= cases
+
+    # the no-side-info gallery is h(old, old): the old embedding fills the side input, as in the official code
+    spec = fct.transformation_spec(profile, 0, 0)
+    assert spec.side is None and spec.side_dim() == profile.model.embedding_dim
+    old = get_embeddings(spec.old, store)
+    upgraded = upgrade_gallery(get_transformation(spec, store), old, old)
+    from compat.evaluate import retrieval_metrics
+
+    labels = profile.data.load().val.labels
+    row = next(r for r in results[0]["rows"] if r["case"] == fct.NO_SIDE and r["distance"] == "l2")
+    assert retrieval_metrics(get_embeddings(spec.new, store), upgraded, labels)["top1"] == pytest.approx(row["top1"])
+
+    picture = fct.examples(results)
+    assert len(picture["queries"]) == 2 and set(picture["top5"]) == set(fct.PICTURE_CASES)
+    assert all(q not in top for case in picture["top5"].values() for q, top in zip(picture["queries"], case))  # leave-one-out
+    assert fct.run(profile, store) == results  # reloaded, nothing retrained
+    assert not fct.ablation_table(results).empty and len(fct.provenance_table(results))
