@@ -165,7 +165,7 @@ PROFILES: dict[str, Profile] = {
         BCTConfig(seeds=(0, 1)),
         FCTConfig(
             side_dim=16,
-            ablation_side_dims=(4, 8),
+            ablation_side_dims=(8,),
             side_train=TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=1),
             transformation=TransformationConfig(inner_dim=64, epochs=4, batch_size=128, warmup_epochs=1),
             cost_sizes=(100, 400),
@@ -179,9 +179,9 @@ PROFILES: dict[str, Profile] = {
         ModelConfig(backbone="resnet20", width=16, embedding_dim=128),
         TrainConfig(epochs=5, batch_size=256, lr=0.2, warmup_epochs=0.5),
         TrainConfig(epochs=3, batch_size=256, lr=0.2, warmup_epochs=0.5),
-        BCTConfig(seeds=(0, 1)),
+        BCTConfig(seeds=(0, 1, 2)),
         FCTConfig(
-            side_train=TrainConfig(epochs=3, batch_size=256, lr=0.3, warmup_epochs=0.5),
+            side_train=TrainConfig(epochs=4, batch_size=256, lr=0.3, warmup_epochs=0.5),
             transformation=TransformationConfig(inner_dim=512, epochs=20, warmup_epochs=1.25),
         ),
     ),
