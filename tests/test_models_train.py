@@ -113,7 +113,7 @@ def test_rerun_reuses_and_a_changed_parameter_retrains_only_its_dependents(tmp_p
     real_fit = artefacts.fit
     monkeypatch.setattr(artefacts, "fit", lambda *a, **k: trained.append(k["desc"]) or real_fit(*a, **k))
     first = bct.run(profile, store)
-    assert len(trained) == 6  # old, independent, bct, l2, and the two ablation models
+    assert len(trained) == 7  # old, independent, bct, l2, and the three ablation models
     assert len(list((tmp_path / "results" / "bct" / "smoke").glob("*.json"))) == 2  # main seed + ablation
 
     trained.clear()
@@ -123,7 +123,7 @@ def test_rerun_reuses_and_a_changed_parameter_retrains_only_its_dependents(tmp_p
     trained.clear()
     changed = get_profile("smoke", {**TINY, "new_train.lr": "0.05"})
     bct.run(changed, store)
-    assert len(trained) == 5 and not any(d.startswith("plain old") for d in trained)  # the old model is reused
+    assert len(trained) == 6 and not any(d.startswith("plain old") for d in trained)  # the old model is reused
     rows = {(r["distance"], r["case"]): r for r in first[0]["rows"]}
     assert rows[("l2", "BCT new/old")]["gain_top1"] == pytest.approx(
         (rows[("l2", "BCT new/old")]["top1"] - rows[("l2", "old/old")]["top1"])

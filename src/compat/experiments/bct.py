@@ -4,7 +4,7 @@ Shen et al., "Towards Backward-Compatible Representation Learning", CVPR 2020, u
 protocol of FCT's CIFAR-100 experiments (apple/ml-fct): rows old/old, independent new/new,
 independent new/old, BCT new/old and new/new, L2 new/old and new/new; CMC top-1/5, mAP and
 the update gain. Each seed trains its own old and new models; one seed adds the ablations
-(influence weight 10, normalized embedding and classifier as in the BT-2 code).
+(influence weight 10, normalized embedding and classifier, and both together as in the BT-2 code).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ ABLATION_CASES = [
     ("BCT λ=10 new/new", "bct_heavy", "bct_heavy"),
     ("BCT normalized new/old", "bct_normalized", "old"),
     ("BCT normalized new/new", "bct_normalized", "bct_normalized"),
+    ("BCT λ=10 normalized new/old", "bct_heavy_normalized", "old"),
+    ("BCT λ=10 normalized new/new", "bct_heavy_normalized", "bct_heavy_normalized"),
 ]
 
 
@@ -54,6 +56,7 @@ def model_specs(profile: Profile, seed: int, ablation: bool = False) -> dict[str
     if ablation:
         specs["bct_heavy"] = ModelSpec(**new, method=MethodSpec("bct", cfg.ablation_weight), parent=old)
         specs["bct_normalized"] = ModelSpec(**new, method=MethodSpec("bct", cfg.influence_weight, normalize=True), parent=old)
+        specs["bct_heavy_normalized"] = ModelSpec(**new, method=MethodSpec("bct", cfg.ablation_weight, normalize=True), parent=old)
     return specs
 
 
