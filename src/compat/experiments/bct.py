@@ -15,9 +15,10 @@ import pandas as pd
 
 from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, get_embeddings
 from ..config import Profile
-from ..provenance import environment
-from ..store import Store, canonical, config_key
-from .common import METRICS, evaluate_cases, long_table, main_results, mean_gain, model_record, summary_table, value
+from ..store import Store, config_key
+from .common import (
+    METRICS, evaluate_cases, long_table, main_results, mean_gain, model_record, summary_table, value, write_seed_result,
+)
 
 __all__ = ["run", "summary_table", "long_table", "criterion", "provenance_table", "ablation_table", "claims", "verdict"]
 
@@ -83,20 +84,8 @@ def run_seed(profile: Profile, seed: int, store: Store, ablation: bool = False) 
     cases = CASES + ABLATION_CASES if ablation else CASES
     rows = evaluate_cases(embeddings, labels, cases, profile.bct.distances, "old/old", "independent new/new")
     models = {name: model_record(store, spec.key) for name, spec in specs.items()}
-    payload = {
-        "experiment": "bct",
-        "profile": profile.name,
-        "seed": seed,
-        "kind": "ablation" if ablation else "main",
-        "key": key,
-        "rows": rows,
-        "models": models,
-        "config": canonical(profile),
-        "wall_seconds": {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done},
-        "environment": environment(),
-    }
-    store.write_result("bct", profile.name, key, payload)
-    return payload
+    wall = {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done}
+    return write_seed_result(store, profile, seed, ablation, key, rows, models, wall, experiment="bct")
 
 
 def run(profile: Profile, store: Store | None = None) -> list[dict]:

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ..evaluate import retrieval_metrics, update_gain
-from ..store import Store
+from ..provenance import environment
+from ..store import Store, canonical
 
 METRICS = ("top1", "top5", "mAP")
 
@@ -53,6 +54,26 @@ def model_record(store: Store, key: str) -> dict:
         "device": log.get("device", meta["environment"].get("device", "cpu")),
         "trained_at_revision": meta["environment"]["git_revision"],
     }
+
+
+def write_seed_result(store: Store, profile, seed: int, ablation: bool, key: str, rows: list[dict], models: dict,
+                      wall_seconds: dict, experiment: str, **extra) -> dict:
+    """Write (atomically) and return one seed's result file: metrics, models' provenance, full config, wall times, environment."""
+    payload = {
+        "experiment": experiment,
+        "profile": profile.name,
+        "seed": seed,
+        "kind": "ablation" if ablation else "main",
+        "key": key,
+        "rows": rows,
+        "models": models,
+        **extra,
+        "config": canonical(profile),
+        "wall_seconds": wall_seconds,
+        "environment": environment(),
+    }
+    store.write_result(experiment, profile.name, key, payload)
+    return payload
 
 
 def main_results(results: list[dict]) -> list[dict]:

@@ -20,9 +20,11 @@ import pandas as pd
 from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec, get_embeddings, get_upgraded_gallery
 from ..config import Profile
 from ..provenance import environment
-from ..store import Store, canonical, config_key
+from ..store import Store, config_key
 from . import bct
-from .common import METRICS, evaluate_cases, long_table, main_results, mean_gain, model_record, summary_table, value
+from .common import (
+    METRICS, evaluate_cases, long_table, main_results, mean_gain, model_record, summary_table, value, write_seed_result,
+)
 
 __all__ = ["run", "summary_table", "long_table", "ablation_table", "examples", "upgrade_cost", "claims", "verdict"]
 
@@ -126,22 +128,12 @@ def run_seed(profile: Profile, seed: int, store: Store, ablation: bool = False) 
         if t.side is not None:
             models[f"side-info {t.side_dim()}-d"] = model_record(store, t.side.key)
         models[name] = model_record(store, t.key)
-    payload = {
-        "experiment": "fct",
-        "profile": profile.name,
-        "seed": seed,
-        "kind": "ablation" if ablation else "main",
-        "key": key,
-        "rows": rows,
-        "models": models,
-        "transformations": {name: {"side_dim": t.side_dim() if t.side else 0, "freeze_bn": t.config.freeze_bn} for name, t in transforms.items()},
-        "picture": None if ablation else _picture(embeddings, labels, cases, profile.fct.picture_queries, seed),
-        "config": canonical(profile),
-        "wall_seconds": {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done},
-        "environment": environment(),
-    }
-    store.write_result("fct", profile.name, key, payload)
-    return payload
+    wall = {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done}
+    return write_seed_result(
+        store, profile, seed, ablation, key, rows, models, wall, experiment="fct",
+        transformations={n: {"side_dim": t.side_dim() if t.side else 0, "freeze_bn": t.config.freeze_bn} for n, t in transforms.items()},
+        picture=None if ablation else _picture(embeddings, labels, cases, profile.fct.picture_queries, seed),
+    )
 
 
 def upgrade_cost(profile: Profile, store: Store | None = None) -> dict:
