@@ -17,7 +17,8 @@ from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, get_embeddings
 from ..config import Profile
 from ..store import Store, config_key
 from .common import (
-    METRICS, evaluate_cases, long_table, main_results, mean_gain, model_record, summary_table, value, write_seed_result,
+    METRICS, evaluate_cases, long_table, main_results, mean_gain, model_record, run_seeds, summary_table, value,
+    write_seed_result,
 )
 
 __all__ = ["run", "summary_table", "long_table", "criterion", "provenance_table", "ablation_table", "claims", "verdict"]
@@ -89,15 +90,9 @@ def run_seed(profile: Profile, seed: int, store: Store, ablation: bool = False) 
 
 
 def run(profile: Profile, store: Store | None = None) -> list[dict]:
-    """Every seed of the profile's BCT table, then the one-seed ablation; loaded from result files where they exist.
-
-    The ablation comes last so that, on a tight budget, the main seeds land first.
-    """
-    store = store or Store()
-    main = [run_seed(profile, seed, store) for seed in profile.bct.seeds]
-    if not profile.bct.ablation:
-        return main
-    return main + [run_seed(profile, profile.bct.ablation_seed, store, ablation=True)]
+    """Every seed of the profile's BCT table, then the one-seed ablation; loaded from result files where they exist."""
+    cfg = profile.bct
+    return run_seeds(run_seed, profile, store or Store(), cfg.ablation_seed if cfg.ablation else None)
 
 
 def criterion(results: list[dict], case: str = "BCT new/old") -> pd.DataFrame:

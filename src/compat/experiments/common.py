@@ -76,6 +76,13 @@ def write_seed_result(store: Store, profile, seed: int, ablation: bool, key: str
     return payload
 
 
+def run_seeds(run_seed, profile, store: Store, ablation_seed: int | None) -> list[dict]:
+    """``run_seed`` for every seed of the profile (the BCT table's seeds serve every chapter), then the
+    one-seed ablation unless ``ablation_seed`` is None; last, so that on a tight budget the main seeds land first."""
+    main = [run_seed(profile, seed, store) for seed in profile.bct.seeds]
+    return main if ablation_seed is None else main + [run_seed(profile, ablation_seed, store, ablation=True)]
+
+
 def main_results(results: list[dict]) -> list[dict]:
     return [r for r in results if r["kind"] == "main"]
 

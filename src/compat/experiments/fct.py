@@ -23,7 +23,8 @@ from ..provenance import environment
 from ..store import Store, config_key
 from . import bct
 from .common import (
-    METRICS, evaluate_cases, long_table, main_results, mean_gain, model_record, summary_table, value, write_seed_result,
+    METRICS, evaluate_cases, long_table, main_results, mean_gain, model_record, run_seeds, summary_table, value,
+    write_seed_result,
 )
 
 __all__ = ["run", "summary_table", "long_table", "ablation_table", "examples", "upgrade_cost", "claims", "verdict"]
@@ -164,11 +165,8 @@ def run(profile: Profile, store: Store | None = None) -> list[dict]:
 
     The upgrade cost is a separate result (:func:`upgrade_cost`), measured after the tables.
     """
-    store = store or Store()
-    main = [run_seed(profile, seed, store) for seed in profile.bct.seeds]
-    if not profile.fct.ablation:
-        return main
-    return main + [run_seed(profile, profile.fct.ablation_seed, store, ablation=True)]
+    cfg = profile.fct
+    return run_seeds(run_seed, profile, store or Store(), cfg.ablation_seed if cfg.ablation else None)
 
 
 def ablation_table(results: list[dict], distance: str = "l2") -> pd.DataFrame:
