@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 
 from .paths import project_root
@@ -12,8 +13,13 @@ from .paths import project_root
 LIBRARIES = ("torch", "torchvision", "faiss-cpu", "numpy", "scikit-learn")
 
 
+@cache
 def git_revision() -> str:
-    """The checkout's commit, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git."""
+    """The checkout's commit, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git.
+
+    Read once per process, when the package is imported: the revision of the code this process
+    runs, even if the checkout moves on while a long run trains.
+    """
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, check=True
@@ -58,3 +64,6 @@ def environment() -> dict[str, object]:
         "cuda": cuda,
         "libraries": {name: _version(name) for name in LIBRARIES},
     }
+
+
+git_revision()  # at import: the code this process loaded
