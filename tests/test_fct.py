@@ -100,6 +100,38 @@ def test_nt_xent_matches_the_formula():
         NTXent()(StepOutputs(torch.zeros(3, 3, 2, 2), torch.zeros(3, dtype=torch.long), torch.randn(3, 5), torch.zeros(3, 2)))
 
 
+def _reference_view(batch, generator, min_scale=0.2):
+    """SimCLR's view written as the sequence of operations it describes (one op per step), as an oracle."""
+    from compat.augment import MEAN, STD
+
+    b, _, h, w = batch.shape
+    uniform = lambda low, high: low + (high - low) * torch.rand(b, generator=generator)  # noqa: E731
+    luma = lambda x: (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)  # noqa: E731
+    area, log_ratio = uniform(min_scale, 1.0), uniform(math.log(3 / 4), math.log(4 / 3))
+    sx, sy = torch.sqrt(area * torch.exp(log_ratio)).clamp(max=1.0), torch.sqrt(area / torch.exp(log_ratio)).clamp(max=1.0)
+    cx, cy = (1 - sx) * (2 * uniform(0, 1) - 1), (1 - sy) * (2 * uniform(0, 1) - 1)
+    flip = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx * flip, cx, sy, cy
+    grid = torch.nn.functional.affine_grid(theta, (b, 3, h, w), align_corners=False)
+    x = torch.nn.functional.grid_sample(batch.float() / 255, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    jitter = (uniform(0, 1) < 0.8).view(b, 1, 1, 1)
+    brightness, contrast, saturation = (uniform(0.6, 1.4).view(b, 1, 1, 1) for _ in range(3))
+    y = x * brightness
+    y = (y - y.mean(dim=(1, 2, 3), keepdim=True)) * contrast + y.mean(dim=(1, 2, 3), keepdim=True)
+    y = (y - luma(y)) * saturation + luma(y)
+    x = torch.where(jitter, y.clamp(0, 1), x)
+    x = torch.where((uniform(0, 1) < 0.2).view(b, 1, 1, 1), luma(x).expand_as(x), x)
+    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def test_simclr_view_matches_the_step_by_step_oracle():
+    batch = torch.randint(0, 256, (64, 3, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    fast = simclr_view(batch, torch.Generator().manual_seed(5))
+    slow = _reference_view(batch, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
+
+
 def test_simclr_views_are_random_per_image_and_repeatable():
     batch = torch.from_numpy(make_synthetic(num_classes=2, train_per_class=4, image_size=16).train.images).permute(0, 3, 1, 2)
     a = simclr_view(batch, torch.Generator().manual_seed(0))
