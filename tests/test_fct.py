@@ -90,12 +90,16 @@ def _nt_xent_oracle(z: torch.Tensor, tau: float) -> float:
     return total / n2
 
 
-def test_nt_xent_matches_the_formula():
+def test_nt_xent_matches_the_formula_and_pytorch_metric_learning():
+    from pytorch_metric_learning.losses import NTXentLoss
+
     torch.manual_seed(0)
     z = torch.randn(8, 5)  # 4 images, 2 views
     out = StepOutputs(torch.zeros(8, 3, 2, 2), torch.zeros(8, dtype=torch.long), z, torch.zeros(8, 2))
     for tau in (0.1, 0.5):
-        assert float(NTXent(tau)(out)) == pytest.approx(_nt_xent_oracle(z, tau), rel=1e-5)
+        ours = float(NTXent(tau)(out))
+        assert ours == pytest.approx(_nt_xent_oracle(z, tau), rel=1e-5)
+        assert ours == pytest.approx(float(NTXentLoss(temperature=tau)(z, torch.arange(4).repeat(2))), rel=1e-5)
     with pytest.raises(ConfigError, match="two views"):
         NTXent()(StepOutputs(torch.zeros(3, 3, 2, 2), torch.zeros(3, dtype=torch.long), torch.randn(3, 5), torch.zeros(3, 2)))
 

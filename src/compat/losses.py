@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pytorch_metric_learning.losses import NTXentLoss
 
 from .errors import ConfigError, check_range
 
@@ -121,8 +120,9 @@ class NTXent(LossTerm):
     """SimCLR's contrastive loss (NT-Xent), Chen et al., ICML 2020, Eq. (1), averaged over all 2N anchors.
 
     The batch holds two views of N images, view 1 rows then view 2 rows; each row's positive is
-    the other view of its image and its negatives are the other 2N - 2 rows. Computed by
-    pytorch-metric-learning's ``NTXentLoss`` (cosine similarity / temperature).
+    the other view of its image and its negatives are the other 2N - 2 rows: a cross-entropy over
+    the cosine similarities / temperature, self-similarity masked out. Written here because
+    pytorch-metric-learning's ``NTXentLoss`` (the tests' oracle) took 3x a ResNet-20 step on the CPU.
     """
 
     name = "ntxent"
@@ -130,14 +130,16 @@ class NTXent(LossTerm):
     def __init__(self, temperature: float = 0.1, weight: float = 1.0) -> None:
         super().__init__(weight)
         check_range("temperature", temperature, 0, 10, low_open=True)
-        self.loss = NTXentLoss(temperature=temperature)
+        self.temperature = temperature
 
     def forward(self, out: StepOutputs) -> torch.Tensor:
         z = out.embedding.float()
         if len(z) % 2:
             raise ConfigError(f"NT-Xent wants two views per image (an even batch), got {len(z)} rows")
-        pairs = torch.arange(len(z) // 2, device=z.device).repeat(2)  # row i and row i + N are one image
-        return self.weight * self.loss(z, pairs)
+        z = F.normalize(z, dim=1)
+        logits = (z @ z.T / self.temperature).masked_fill(torch.eye(len(z), dtype=torch.bool, device=z.device), float("-inf"))
+        positive = (torch.arange(len(z), device=z.device) + len(z) // 2) % len(z)  # row i and row i + N are one image
+        return self.weight * F.cross_entropy(logits, positive)
 
 
 def synthesize_classifier(
