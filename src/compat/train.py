@@ -70,6 +70,13 @@ def crop_flip_view(batch: torch.Tensor, generator: torch.Generator, padding: int
     return to_input(random_crop_flip(batch, padding, generator))
 
 
+def show_progress(progress: bool | None) -> bool:
+    """Whether to draw a progress bar: as asked, else on a terminal outside CI, or when COMPAT_PROGRESS=1."""
+    if progress is not None:
+        return progress
+    return os.environ.get("COMPAT_PROGRESS") == "1" or (os.isatty(2) and not os.environ.get("CI"))
+
+
 def device() -> torch.device:
     """CUDA when present, else the CPU (threads: torch's default, all cores, or OMP_NUM_THREADS)."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -154,9 +161,7 @@ def fit(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, log = state["epoch"], json.loads(state["log"])
-    show = progress
-    if show is None:
-        show = os.environ.get("COMPAT_PROGRESS") == "1" or (os.isatty(2) and not os.environ.get("CI"))
+    show = show_progress(progress)
     wall_start = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)  # resumable: one stream per epoch

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import ConfigError, check_range
+from .train import show_progress
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,11 @@ def fit_transformation(
     *,
     seed: int,
     desc: str = "transformation",
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> dict:
     """Train ``h`` in place: MSE(h(old, side), target) over stored N x d vectors of the new training set.
 
+    :param progress: a tqdm bar over epochs (default: as the training loop decides, :func:`compat.train.show_progress`).
     :return: the training log: per-epoch MSE and whether BatchNorm was frozen, wall time.
     """
     old_t, side_t, target_t = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in (old, side, target))
@@ -121,7 +123,7 @@ def fit_transformation(
     total, warmup = steps_per_epoch * config.epochs, int(round(config.warmup_epochs * steps_per_epoch))
     generator = torch.Generator().manual_seed(seed)
     log, start = [], time.perf_counter()
-    for epoch in tqdm(range(config.epochs), desc=desc, disable=not progress, leave=False):
+    for epoch in tqdm(range(config.epochs), desc=desc, disable=not show_progress(progress), leave=False):
         h.train()
         frozen = config.freeze_bn and epoch >= config.epochs // 2
         if frozen:
