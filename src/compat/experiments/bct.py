@@ -163,5 +163,11 @@ def verdict(results: list[dict]) -> str:
         lines += [f"- {'holds' if ok else 'does not hold'}: {claim}" for claim, ok in checked.items()]
         gain = mean_gain(results, distance, "BCT new/old")
         lines.append(f"- update gain of BCT (top-1): {gain:.2f} (0 = no better than the old model, 1 = as good as backfilling)")
+        ablation = next((r for r in results if r["kind"] == "ablation"), None)
+        if ablation is not None:
+            variants = [c for c, _, gallery in ABLATION_CASES if gallery == "old"]
+            holding = [c.removesuffix(" new/old") for c in variants if value(ablation, distance, c) > value(ablation, distance, "old/old")]
+            lines.append(f"- one-seed ablation (seed {ablation['seed']}): the empirical criterion holds for "
+                         + (", ".join(holding) if holding else "none of the variants"))
         lines.append("")
     return "\n".join(lines)
