@@ -213,6 +213,11 @@ def _peak_extra_memory(work) -> tuple[float, int | None]:
     return seconds, None if start_rss is None else max(0, peak[0] - start_rss)
 
 
+def _rows(array: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` rows of ``array`` in memory, repeating it cyclically when it has fewer."""
+    return np.array(array[:n]) if n <= len(array) else np.resize(array, (n, *array.shape[1:]))
+
+
 def _cost_child(kind: str, spec, n: int, cache_root: str, results_root: str) -> dict:
     """In a fresh process: load the inputs of one upgrade (or re-embedding) of ``n`` gallery rows, then measure it."""
     from .artefacts import get_embeddings, get_model, get_transformation
@@ -225,15 +230,13 @@ def _cost_child(kind: str, spec, n: int, cache_root: str, results_root: str) -> 
         h = get_transformation(spec, store)
         old = get_embeddings(spec.old, store, rows=spec.new.subset)
         side = old if spec.side is None else get_embeddings(spec.side, store, rows=spec.new.subset)
-        reps = -(-n // len(old))
-        old, side = np.tile(old, (reps, 1))[:n].copy(), np.tile(side, (reps, 1))[:n].copy()
+        old, side = _rows(old, n), _rows(side, n)
         inputs = old.nbytes + side.nbytes
         upgrade_gallery(h, old[:64], side[:64])  # warm-up: one-time kernel set-up is not the upgrade's cost
         seconds, extra = _peak_extra_memory(lambda: upgrade_gallery(h, old, side))
     else:  # backfilling: the new model re-embeds the raw images
         model = get_model(spec.new, store)
-        train = spec.new.data.load().train.images
-        images = np.concatenate([train] * -(-n // len(train)))[:n] if n > len(train) else np.array(train[:n])
+        images = _rows(spec.new.data.load().train.images, n)
         inputs = images.nbytes
         embed(model, images[:64])  # warm-up, as for the upgrade
         seconds, extra = _peak_extra_memory(lambda: embed(model, images))
@@ -255,7 +258,5 @@ def measure_upgrade_cost(spec, sizes, store) -> list[dict]:
         for kind in ("upgrade", "re-embed"):
             with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
                 row = pool.submit(_cost_child, kind, spec, n, str(store.cache), str(store.results)).result()
-            print(f"{kind:9s} N={n:>8,d}: {row['seconds']:8.3f} s  {row['rows_per_s']:12,.0f} rows/s  "
-                  f"inputs {row['input_mb']:8.1f} MB  peak extra {row['peak_extra_mb'] or 0:8.1f} MB")
             rows.append(row)
     return rows

@@ -58,7 +58,8 @@ def _bench_upgrade(args: argparse.Namespace) -> None:
     profile = get_profile(args.profile, _parse_sets(args.set))
     print(f"FCT upgrade cost, profile {profile.name} (stored as a result file; measured once per configuration):")
     for row in fct.upgrade_cost(profile)["rows"]:
-        print(f"{row['method']:9s} N={row['n']:>8,d}: {row['seconds']:8.3f} s, peak extra {row['peak_extra_mb'] or 0:.1f} MB")
+        print(f"{row['method']:9s} N={row['n']:>8,d}: {row['seconds']:8.3f} s  {row['rows_per_s']:10,.0f} rows/s  "
+              f"inputs {row['input_mb']:7.1f} MB  peak extra {row['peak_extra_mb'] or 0:7.1f} MB")
 
 
 def _bench_evaluate(args: argparse.Namespace) -> None:

@@ -10,6 +10,12 @@ import pandas as pd
 import seaborn as sns
 
 
+def _bare(ax) -> None:
+    """No ticks: the axes hold a picture."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def image_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], classes: Sequence[int], per_class: int = 8):
     """One row per class: its first ``per_class`` images, the class name on the left."""
     fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 0.95), squeeze=False)
@@ -17,8 +23,7 @@ def image_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str
         rows = np.flatnonzero(labels == c)[:per_class]
         for col in range(per_class):
             ax = axes[row, col]
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _bare(ax)
             for spine in ax.spines.values():
                 spine.set_visible(False)
             if col < len(rows):
@@ -49,11 +54,6 @@ def metric_bars(table: pd.DataFrame, x: str, hue: str, y: str = "value", col: st
     grid = sns.catplot(data=table, kind="bar", x=x, y=y, hue=hue, col=col, height=3.2, aspect=1.1, sharey=False, **kwargs)
     grid.set_titles("{col_name}")
     return grid
-
-
-def _bare(ax) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def retrieval_grid(images: np.ndarray, labels: np.ndarray, queries: Sequence[int], top5: dict[str, list[list[int]]]):

@@ -99,7 +99,8 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _lr_factor(step: int, warmup: int, total: int) -> float:
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Share of the peak learning rate at ``step``: linear warm-up over ``warmup`` steps, then cosine to zero at ``total``."""
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
@@ -176,7 +177,7 @@ def fit(
             x = torch.cat([make_view(data[idx], generator) for _ in range(num_views)])
             y = targets[idx].repeat(num_views)
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * _lr_factor(epoch * steps_per_epoch + step, warmup, total)
+                group["lr"] = config.lr * lr_factor(epoch * steps_per_epoch + step, warmup, total)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 embedding, logits = model(x)
                 out = StepOutputs(x, y, embedding, logits)

@@ -14,7 +14,6 @@ The upgrade needs only stored vectors: :func:`upgrade_gallery` takes no image an
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -25,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import ConfigError, check_range
-from .train import show_progress
+from .train import lr_factor, show_progress
 
 
 @dataclass(frozen=True)
@@ -132,10 +131,8 @@ def fit_transformation(
         total_loss = 0.0
         for step in range(steps_per_epoch):
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            t = epoch * steps_per_epoch + step
-            factor = (t + 1) / warmup if t < warmup else 0.5 * (1 + math.cos(math.pi * (t - warmup) / max(1, total - warmup)))
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * factor
+                group["lr"] = config.lr * lr_factor(epoch * steps_per_epoch + step, warmup, total)
             loss = F.mse_loss(h(old_t[idx], side_t[idx]), target_t[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
