@@ -36,52 +36,37 @@ BT2_CIFAR100 = {
 }
 
 
-_FCT_SETTING = (
-    "{data}, ResNet-50 128-d old on the first half of the classes, new on all; side-information: SimCLR ResNet-50 "
-    "128-d {side}; CMC top-1 / top-5 / mAP (%)"
-)
-FCT_CIFAR100 = {
-    "source": "apple/ml-fct@fa1f8d1 README.md (official FCT code)",
-    "setting": _FCT_SETTING.format(data="CIFAR-100 test", side="trained on ImageNet-1k (other data)"),
-    "new_case": "new/new",
-    "rows": {
-        "old/old": {"top1": 32.9, "top5": 59.3, "mAP": 16.1},
-        "new/new": {"top1": 56.4, "top5": 77.5, "mAP": 36.5},
-        "FCT (side-info) new/old": {"top1": 50.6, "top5": 74.2, "mAP": 34.2},
-    },
+_FCT_SETTINGS = {
+    "CIFAR-100": "CIFAR-100 test, {models}; side-information: SimCLR ResNet-50 128-d trained on ImageNet-1k (other data); {metrics}",
+    "ImageNet-1k": "ImageNet-1k val, {models}; side-information: SimCLR ResNet-50 128-d trained on the 500 old classes; {metrics}",
 }
-FCT_IMAGENET = {
-    "source": "apple/ml-fct@fa1f8d1 README.md (official FCT code)",
-    "setting": _FCT_SETTING.format(data="ImageNet-1k val", side="trained on the 500 old classes"),
-    "new_case": "new/new",
-    "rows": {
-        "old/old": {"top1": 46.4, "top5": 65.1, "mAP": 28.3},
-        "new/new": {"top1": 68.4, "top5": 84.7, "mAP": 45.6},
-        "FCT (side-info) new/old": {"top1": 65.1, "top5": 82.7, "mAP": 44.0},
-    },
-}
-FASTFILL_CIFAR100 = {
-    "source": "AllenWrong/ml-fct@1a7f8b5 README.md (Apple's FastFill commit of the FCT code; CIFAR-100 'not averaged over multiple runs'), without backfilling",
-    "setting": _FCT_SETTING.format(data="CIFAR-100 test", side="trained on ImageNet-1k (other data)"),
-    "new_case": "new/new",
-    "rows": {
-        "old/old": {"top1": 34.2, "top5": 60.6, "mAP": 16.5},
-        "new/new": {"top1": 56.5, "top5": 77.0, "mAP": 36.3},
-        "FCT (no side-info) new/old": {"top1": 47.2, "top5": 72.6, "mAP": 25.8},
-        "FCT (side-info) new/old": {"top1": 50.2, "top5": 73.7, "mAP": 32.2},
-    },
-}
-FASTFILL_IMAGENET = {
-    "source": "AllenWrong/ml-fct@1a7f8b5 README.md (Apple's FastFill commit of the FCT code), without backfilling",
-    "setting": _FCT_SETTING.format(data="ImageNet-1k val", side="trained on the 500 old classes"),
-    "new_case": "new/new",
-    "rows": {
-        "old/old": {"top1": 46.4, "top5": 65.1, "mAP": 28.3},
-        "new/new": {"top1": 68.4, "top5": 84.7, "mAP": 45.6},
-        "FCT (no side-info) new/old": {"top1": 61.8, "top5": 80.5, "mAP": 39.9},
-        "FCT (side-info) new/old": {"top1": 65.1, "top5": 82.7, "mAP": 44.0},
-    },
-}
+_FCT_SOURCE = "apple/ml-fct@fa1f8d1 README.md (official FCT code)"
+_FASTFILL_SOURCE = "AllenWrong/ml-fct@1a7f8b5 README.md (Apple's FastFill commit of the FCT code{note}), without backfilling"
+
+
+def _fct_table(source: str, dataset: str, rows: dict[str, tuple[float, float, float]]) -> dict:
+    """A table of the FCT code's READMEs: rows of (CMC top-1, top-5, mAP) in %, new/new = the new model."""
+    setting = _FCT_SETTINGS[dataset].format(
+        models="ResNet-50 128-d old on the first half of the classes, new on all", metrics="CMC top-1 / top-5 / mAP (%)"
+    )
+    return {"source": source, "setting": setting, "new_case": "new/new",
+            "rows": {case: dict(zip(("top1", "top5", "mAP"), values)) for case, values in rows.items()}}
+
+
+FCT_CIFAR100 = _fct_table(_FCT_SOURCE, "CIFAR-100", {
+    "old/old": (32.9, 59.3, 16.1), "new/new": (56.4, 77.5, 36.5), "FCT (side-info) new/old": (50.6, 74.2, 34.2),
+})
+FCT_IMAGENET = _fct_table(_FCT_SOURCE, "ImageNet-1k", {
+    "old/old": (46.4, 65.1, 28.3), "new/new": (68.4, 84.7, 45.6), "FCT (side-info) new/old": (65.1, 82.7, 44.0),
+})
+FASTFILL_CIFAR100 = _fct_table(_FASTFILL_SOURCE.format(note="; CIFAR-100 'not averaged over multiple runs'"), "CIFAR-100", {
+    "old/old": (34.2, 60.6, 16.5), "new/new": (56.5, 77.0, 36.3),
+    "FCT (no side-info) new/old": (47.2, 72.6, 25.8), "FCT (side-info) new/old": (50.2, 73.7, 32.2),
+})
+FASTFILL_IMAGENET = _fct_table(_FASTFILL_SOURCE.format(note=""), "ImageNet-1k", {
+    "old/old": (46.4, 65.1, 28.3), "new/new": (68.4, 84.7, 45.6),
+    "FCT (no side-info) new/old": (61.8, 80.5, 39.9), "FCT (side-info) new/old": (65.1, 82.7, 44.0),
+})
 
 
 def reference_table(table: dict) -> pd.DataFrame:
