@@ -20,7 +20,7 @@ import pandas as pd
 from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec, get_embeddings, get_upgraded_gallery
 from ..config import Profile
 from ..provenance import environment
-from ..store import Store, config_key
+from ..store import Store, canonical, config_key
 from . import bct
 from .common import (
     METRICS, evaluate_cases, long_table, main_results, mean_gain, model_record, run_seeds, summary_table, value,
@@ -148,12 +148,17 @@ def upgrade_cost(profile: Profile, store: Store | None = None) -> dict:
     cached = store.read_result("fct", profile.name, key)
     if cached is not None:
         return cached
+    started = time.perf_counter()
+    rows = measure_upgrade_cost(spec, profile.fct.cost_sizes, store)
     payload = {
         "experiment": "fct",
         "profile": profile.name,
         "kind": "cost",
         "key": key,
-        "rows": measure_upgrade_cost(spec, profile.fct.cost_sizes, store),
+        "rows": rows,
+        "transformation": {"key": spec.key, "spec": canonical(spec)},
+        "config": canonical(profile),
+        "wall_seconds": {"measure": time.perf_counter() - started},
         "environment": environment(),
     }
     store.write_result("fct", profile.name, key, payload)
