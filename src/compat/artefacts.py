@@ -143,8 +143,11 @@ def _check_training_allowed(what: str) -> None:
         )
 
 
-def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None) -> EmbeddingModel:
-    """The trained model of ``spec``: loaded from the store, or trained (resuming a checkpoint) and stored."""
+def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None, on_epoch=None) -> EmbeddingModel:
+    """The trained model of ``spec``: loaded from the store, or trained (resuming a checkpoint) and stored.
+
+    :param on_epoch: passed to :func:`compat.train.fit` when the model is trained here (a per-epoch measurement).
+    """
     key = spec.key
     with store.lock(key):
         if store.has_model(key):
@@ -167,6 +170,7 @@ def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None) ->
             workdir=store.model_dir(key) / "work",
             desc=f"{spec.method.name} {spec.subset.role} seed {spec.seed}",
             progress=progress,
+            on_epoch=on_epoch,
             **({"views": simclr_view, "num_views": 2} if spec.method.name == "simclr" else {}),
         )
         meta = {"key": key, "spec": canonical(spec), "classes": subset.classes.tolist(), "log": log, "environment": environment()}

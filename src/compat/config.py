@@ -130,6 +130,38 @@ class FCTConfig:
         check_range("picture_queries", self.picture_queries, 1, 50)
 
 
+# recipe study (compat.experiments.recipe): candidate name -> changes to the profile's model and old-model recipe
+RECIPE_CANDIDATES: dict[str, dict[str, dict]] = {
+    "ResNet-20 w16": {"model": {"backbone": "resnet20", "width": 16}, "train": {}},
+    "airnet w32": {"model": {"backbone": "airnet", "width": 32}, "train": {}},
+    "airnet w32 + EMA": {"model": {"backbone": "airnet", "width": 32}, "train": {"ema_decay": 0.999}},
+    "airnet w48": {"model": {"backbone": "airnet", "width": 48}, "train": {}},
+    "airnet w32, lr 0.4, smoothing 0.2": {"model": {"backbone": "airnet", "width": 32}, "train": {"lr": 0.4, "label_smoothing": 0.2}},
+}
+
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """The recipe study: candidate old-model recipes, time to accuracy.
+
+    :param candidates: names in :data:`RECIPE_CANDIDATES`.
+    :param epochs: epochs of every candidate.
+    :param seed: the study's one seed (seed 0 of the chapters: the chosen candidate's model is shared).
+    """
+
+    candidates: tuple[str, ...] = ("ResNet-20 w16", "airnet w32", "airnet w32 + EMA", "airnet w48", "airnet w32, lr 0.4, smoothing 0.2")
+    epochs: int = 6
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.candidates:
+            raise ConfigError("recipe.candidates must name at least one candidate")
+        for name in self.candidates:
+            check_choice("recipe candidate", name, RECIPE_CANDIDATES)
+        check_range("recipe.epochs", self.epochs, 1, 1000)
+
+
 @dataclass(frozen=True)
 class Profile:
     """A named parameter set: the same code at another scale.
@@ -152,6 +184,7 @@ class Profile:
     new_train: TrainConfig = field(default_factory=TrainConfig)
     bct: BCTConfig = field(default_factory=BCTConfig)
     fct: FCTConfig = field(default_factory=FCTConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
 
 
 PROFILES: dict[str, Profile] = {

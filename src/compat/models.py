@@ -84,6 +84,72 @@ def resnet10(width: int = 32) -> SmallResNet:
     return SmallResNet([1, 1, 1, 1], [width, 2 * width, 4 * width, 8 * width])
 
 
+class PatchWhitening(nn.Module):
+    """A frozen 2x2 convolution that whitens image patches, the first layer of airbench
+    (Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU", arXiv 2404.00498, Sec. 3.2).
+
+    Its 2 x 12 filters are the eigenvectors of the training patches' covariance, scaled by
+    1/sqrt(eigenvalue + eps), with both signs; set from data by :meth:`fit` before training.
+    """
+
+    def __init__(self, eps: float = 5e-4) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 24, 2, bias=False)
+        self.conv.weight.requires_grad_(False)
+        self.eps = eps
+        self.out_channels = 24
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        """Set the filters from a normalized float batch ``x`` (B x 3 x H x W)."""
+        patches = x.float().unfold(2, 2, 1).unfold(3, 2, 1)  # B x 3 x H-1 x W-1 x 2 x 2
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)  # P x 12
+        eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(patches.T))  # 12, 12 x 12 (columns)
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + self.eps)[:, None]).reshape(12, 3, 2, 2)
+        self.conv.weight.copy_(torch.cat([filters, -filters]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class AirNet(nn.Module):
+    """airbench's network for small images (Jordan, arXiv 2404.00498): patch whitening, then three
+    blocks of conv3x3 -> max-pool 2 -> BN -> GELU -> conv3x3 -> BN -> GELU, global max pool.
+    Few, wide layers keep a CPU's matrix units busy.
+
+    :param widths: channels of the three blocks (airbench: 64, 256, 256).
+    """
+
+    def __init__(self, widths: list[int]) -> None:
+        super().__init__()
+        self.whiten = PatchWhitening()
+        layers, in_ch = [], self.whiten.out_channels
+        for width in widths:
+            layers += [
+                nn.Conv2d(in_ch, width, 3, padding="same", bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(width), nn.GELU(),
+                nn.Conv2d(width, width, 3, padding="same", bias=False), nn.BatchNorm2d(width), nn.GELU(),
+            ]
+            in_ch = width
+        self.layers = nn.Sequential(*layers)
+        self.out_dim = in_ch
+        for m in self.layers.modules():
+            if isinstance(m, nn.Conv2d):  # identity (dirac) init of the first in_channels filters, as airbench
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                with torch.no_grad():
+                    n = min(m.in_channels, m.out_channels)
+                    nn.init.dirac_(m.weight[:n])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(self.whiten(x))  # B x C x h x w
+        return torch.flatten(F.adaptive_max_pool2d(x, 1), 1)  # B x C
+
+
+@register_backbone("airnet")
+def airnet(width: int = 16) -> AirNet:
+    """airbench's three-block network, widths w, 4w, 4w (w = 64 in airbench)."""
+    return AirNet([width, 4 * width, 4 * width])
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of one embedding model.
@@ -92,12 +158,15 @@ class ModelConfig:
     :param width: base channel width of the backbone.
     :param embedding_dim: size of the retrieval embedding (128 in the FCT code).
     :param normalize_embedding: output L2-normalized embeddings (then raw L2 ranks as cosine).
+    :param test_flip: retrieval embeddings average the image and its mirror image (airbench's
+        test-time augmentation); training is unchanged.
     """
 
     backbone: str = "resnet20"
     width: int = 16
     embedding_dim: int = 128
     normalize_embedding: bool = False
+    test_flip: bool = False
 
     def __post_init__(self) -> None:
         check_choice("backbone", self.backbone, BACKBONES)
@@ -120,9 +189,21 @@ class EmbeddingModel(nn.Module):
         self.embedding = nn.Linear(self.backbone.out_dim, config.embedding_dim)
         self.classifier = nn.Linear(config.embedding_dim, num_classes, bias=False)
 
+    @torch.no_grad()
+    def fit_data_layers(self, x: torch.Tensor) -> None:
+        """Set the layers initialized from data (patch whitening) from a normalized batch ``x``."""
+        for m in self.modules():
+            if isinstance(m, PatchWhitening):
+                m.fit(x)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         z = self.embedding(self.backbone(x))  # B x D
         return F.normalize(z, dim=1) if self.config.normalize_embedding else z
+
+    def retrieval_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The embedding a gallery stores: :meth:`embed`, averaged with the mirror image's when ``test_flip``."""
+        z = self.embed(x)
+        return (z + self.embed(x.flip(3))) / 2 if self.config.test_flip else z
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.embed(x)

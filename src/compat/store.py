@@ -26,7 +26,7 @@ import torch
 
 from .paths import cache_dir, results_dir
 
-STORE_VERSION = 2  # bump when a change to the code invalidates stored artefacts (2: old/new init seeds differ)
+STORE_VERSION = 3  # bump when a change to the code invalidates stored artefacts (2: old/new init seeds differ; 3: faithful BCT/L2 losses)
 
 
 # field metadata of an option added after results were committed: left out of keys while at its default,

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from .augment import random_crop_flip, to_input
-from .errors import ConfigError, check_choice, check_range
+from .errors import CompatError, ConfigError, check_choice, check_range
 from .losses import LossTerm, StepOutputs
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -41,6 +41,8 @@ class TrainConfig:
     :param label_smoothing: of the cross-entropy terms (0.1 in the FCT code).
     :param crop_padding: random-crop shift in pixels (0 turns cropping off).
     :param precision: ``auto`` (bf16 where supported), ``bf16`` or ``fp32``.
+    :param ema_decay: per-step decay of an exponential moving average of the weights, which then
+        becomes the trained model (airbench's lookahead/EMA idea); 0 turns it off.
     """
 
     epochs: int = 8
@@ -52,6 +54,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     crop_padding: int = 4
     precision: str = "auto"
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 1, 10_000)
@@ -63,6 +66,11 @@ class TrainConfig:
         check_range("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
         check_range("crop_padding", self.crop_padding, 0, 64)
         check_choice("precision", self.precision, PRECISIONS)
+        check_range("ema_decay", self.ema_decay, 0, 1, high_open=True)
+
+
+class TrainingDiverged(CompatError):
+    """The loss became NaN or infinite: training stopped at once."""
 
 
 def crop_flip_view(batch: torch.Tensor, generator: torch.Generator, padding: int) -> torch.Tensor:
@@ -112,6 +120,16 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def resuming(workdir: Path | None) -> bool:
+    """Whether a run in ``workdir`` resumes from a checkpoint (which also holds its data-set layers)."""
+    return workdir is not None and (workdir / "checkpoint.pt").exists()
+
+
+def chance_accuracy(labels: np.ndarray) -> float:
+    """Training accuracy of always guessing the most frequent class."""
+    return float(np.bincount(np.asarray(labels)).max() / len(labels))
+
+
 def fit(
     model: torch.nn.Module,
     images: np.ndarray,
@@ -125,6 +143,7 @@ def fit(
     progress: bool | None = None,
     views: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     num_views: int = 1,
+    on_epoch: Callable[[torch.nn.Module, int], dict] | None = None,
 ) -> dict:
     """Train ``model`` in place on uint8 N x H x W x 3 ``images`` with class ``labels`` 0..C-1.
 
@@ -134,7 +153,11 @@ def fit(
     :param progress: show a tqdm bar (default: on a terminal outside CI, or when COMPAT_PROGRESS=1).
     :param views: makes one augmented, normalized view of a uint8 batch (default: the config's crop + flip).
     :param num_views: views per image in a step (2 for SimCLR): rows are view 1 of the batch, then view 2, ...
-    :return: the training log: per-epoch loss terms, accuracy and images/s, precision, device, wall time.
+    :param on_epoch: called after each epoch with the model as it would be saved (eval mode) and the
+        epoch number; what it returns joins the epoch's log entry (its time is not training time).
+    :return: the training log: per-epoch loss terms, accuracy and images/s, precision, device, wall time,
+        and ``diverged`` (None, or why the run counts as diverged: training accuracy at chance).
+    :raises TrainingDiverged: the loss became NaN or infinite (the step, epoch and learning rate named).
     """
     if len(images) != len(labels):
         raise ConfigError(f"{len(images)} images but {len(labels)} labels")
@@ -147,10 +170,19 @@ def fit(
     precision = resolve_precision(config.precision, dev)
     data = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).contiguous().to(dev)  # N x 3 x H x W uint8 (a copy)
     targets = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(dev)
+    terms = [t.to(dev) for t in terms]  # frozen old models and classifiers follow the model's device
     model.to(dev).to(memory_format=torch.channels_last)
+    if not resuming(workdir) and hasattr(model, "fit_data_layers"):  # patch whitening, where the backbone has it
+        sample = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:5000].to(dev)
+        model.fit_data_layers(to_input(data[sample]))
     optimizer = torch.optim.SGD(
         _param_groups(model, config.weight_decay), lr=config.lr, momentum=config.momentum, nesterov=True
     )
+    ema = None
+    if config.ema_decay:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+        )
     steps_per_epoch = max(1, len(data) // config.batch_size)  # drop the last partial batch
     total = steps_per_epoch * config.epochs
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
@@ -161,6 +193,8 @@ def fit(
         state = torch.load(ckpt, map_location=dev, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         start_epoch, log = state["epoch"], json.loads(state["log"])
     show = show_progress(progress)
     wall_start = time.perf_counter()
@@ -176,16 +210,25 @@ def fit(
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             x = torch.cat([make_view(data[idx], generator) for _ in range(num_views)])
             y = targets[idx].repeat(num_views)
+            lr = config.lr * lr_factor(epoch * steps_per_epoch + step, warmup, total)
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * lr_factor(epoch * steps_per_epoch + step, warmup, total)
+                group["lr"] = lr
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 embedding, logits = model(x)
                 out = StepOutputs(x, y, embedding, logits)
                 values = {t.name: t(out) for t in terms}
                 loss = sum(values.values())
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"{desc}: the loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1} "
+                    f"(terms: {', '.join(f'{k}={float(v.detach()):.4g}' for k, v in values.items())}); the learning rate "
+                    f"was {lr:.4g} (lr={config.lr}): lower lr, or the weight of the largest term"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             for name, v in values.items():
                 sums[name] = sums.get(name, 0.0) + float(v.detach())
             correct += int((logits.argmax(1) == y).sum())
@@ -201,16 +244,25 @@ def fit(
             "images_per_s": seen / seconds,  # every view counts: the model's throughput
             "seconds": seconds,
         }
+        if on_epoch is not None:
+            entry.update(on_epoch((ema.module if ema is not None else model).eval(), epoch + 1))
         log.append(entry)
         if workdir:
             workdir.mkdir(parents=True, exist_ok=True)
             with open(workdir / "log.jsonl", "a") as f:
                 f.write(json.dumps(entry) + "\n")
-            _save_atomic(
-                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "log": json.dumps(log)},
-                ckpt,
-            )
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "log": json.dumps(log)}
+            if ema is not None:
+                state["ema"] = ema.state_dict()
+            _save_atomic(state, ckpt)
+    if ema is not None:
+        model.load_state_dict(ema.module.state_dict())
     model.eval()
+    final_acc = log[-1]["train_acc"] if log else None
+    chance = chance_accuracy(labels)
+    diverged = None
+    if classifies and final_acc is not None and final_acc <= 2 * chance:
+        diverged = f"final training accuracy {final_acc:.4f} is at chance level ({chance:.4f})"
     return {
         "epochs": log,
         "precision": precision,
@@ -218,6 +270,7 @@ def fit(
         "train_seconds": sum(e["seconds"] for e in log),
         "this_call_seconds": time.perf_counter() - wall_start,
         "config": asdict(config),
+        "diverged": diverged,
     }
 
 
@@ -231,6 +284,6 @@ def embed(model: torch.nn.Module, images: np.ndarray, batch_size: int = 500, pre
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.array(images[start : start + batch_size])).permute(0, 3, 1, 2).to(dev)  # a writable copy
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            z = model.embed(to_input(batch))
+            z = model.retrieval_embedding(to_input(batch))
         out.append(z.float().cpu().numpy())
     return np.concatenate(out)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from types import ModuleType
 
 from ..errors import check_choice
-from . import bct, fct
+from . import bct, fct, recipe
 
-EXPERIMENTS: dict[str, ModuleType] = {"bct": bct, "fct": fct}
+EXPERIMENTS: dict[str, ModuleType] = {"bct": bct, "fct": fct, "recipe": recipe}
 
 
 def get(name: str) -> ModuleType:

@@ -1,0 +1,136 @@
+"""The recipe study: time to accuracy of candidate old-model recipes on 2 CPU cores.
+
+Each candidate trains the old model (the first half of the classes) and, after every epoch,
+embeds the val set and measures retrieval top-1 (raw L2, leave-one-out), with and without
+flip-averaged embeddings; the wall time of training alone is the x-axis. The ideas tried come
+from airbench (Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU", arXiv 2404.00498):
+a frozen patch-whitening first layer, identity initialization, few wide layers, an EMA of
+the weights, flip test-time augmentation. The candidate the profile names as its recipe is
+the chapters' old model itself, shared through the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import faiss
+import numpy as np
+import pandas as pd
+
+from ..artefacts import ModelSpec, SubsetSpec, get_embeddings, get_model
+from ..config import RECIPE_CANDIDATES as CANDIDATES, Profile
+from ..errors import check_choice
+from ..evaluate import retrieval_metrics
+from ..store import Store, config_key
+from ..train import TrainingDiverged, embed
+from .common import model_record, write_seed_result
+
+__all__ = ["CANDIDATES", "run", "curves", "final_table"]
+
+def candidate_spec(profile: Profile, name: str, seed: int) -> ModelSpec:
+    """The old model of candidate ``name``: the profile's old model with the candidate's changes."""
+    check_choice("recipe candidate", name, CANDIDATES)
+    change = CANDIDATES[name]
+    return ModelSpec(
+        data=profile.data,
+        subset=SubsetSpec("extended-class", profile.bct.old_fraction, "old"),
+        model=dataclasses.replace(profile.model, **change["model"], test_flip=False),
+        train=dataclasses.replace(profile.old_train, **change["train"], epochs=profile.recipe.epochs),
+        seed=seed,
+    )
+
+
+def _top1(z: np.ndarray, labels: np.ndarray) -> float:
+    """Leave-one-out top-1 (raw L2) from a faiss top-2 search: the nearest item other than the query itself."""
+    index = faiss.IndexFlatL2(z.shape[1])
+    index.add(z)
+    _, nn = index.search(z, 2)
+    other = np.where(nn[:, 0] == np.arange(len(z)), nn[:, 1], nn[:, 0])
+    return 100.0 * float((labels[other] == labels).mean())
+
+
+def _val_probe(val_images: np.ndarray, val_labels: np.ndarray):
+    """Per-epoch measurement: val top-1 of the plain and of the flip-averaged embedding, and its own time."""
+
+    def probe(model, epoch: int) -> dict:
+        started = time.perf_counter()
+        plain = embed(model, val_images)
+        flipped = embed(model, val_images[:, :, ::-1])
+        return {
+            "val_top1": _top1(plain, val_labels),
+            "val_top1_flip": _top1((plain + flipped) / 2, val_labels),
+            "probe_seconds": time.perf_counter() - started,
+        }
+
+    return probe
+
+
+def run_candidate(profile: Profile, name: str, seed: int, store: Store) -> dict:
+    """Train (or load) candidate ``name`` with the per-epoch probe; final full metrics; one result file."""
+    spec = candidate_spec(profile, name, seed)
+    key = config_key({"experiment": "recipe", "model": spec.key})
+    cached = store.read_result("recipe", profile.name, key)
+    if cached is not None:
+        return cached
+    data = spec.data.load()
+    started = time.perf_counter()
+    try:
+        get_model(spec, store, on_epoch=_val_probe(data.val.images, data.val.labels))
+    except TrainingDiverged as exc:  # a finding of the study, reported as such
+        return write_seed_result(store, profile, seed, False, key, [], {}, {"train": time.perf_counter() - started},
+                                 experiment="recipe", candidate=name, change=CANDIDATES[name], curve=[], diverged=str(exc))
+    train_done = time.perf_counter()
+    z = get_embeddings(spec, store)
+    rows = [{"distance": "l2", "case": "old/old", "query": "old", "gallery": "old",
+             **{m: v for m, v in retrieval_metrics(z, z, data.val.labels).items() if m in ("top1", "top5", "mAP")}}]
+    flipped = dataclasses.replace(spec, model=dataclasses.replace(spec.model, test_flip=True))
+    zf = get_embeddings(flipped, store)
+    rows.append({"distance": "l2", "case": "old/old, flip-averaged", "query": "old", "gallery": "old",
+                 **{m: v for m, v in retrieval_metrics(zf, zf, data.val.labels).items() if m in ("top1", "top5", "mAP")}})
+    meta = store.model_meta(spec.key)
+    wall = {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done}
+    return write_seed_result(
+        store, profile, seed, False, key, rows, {"old": model_record(store, spec.key)}, wall, experiment="recipe",
+        candidate=name, change=CANDIDATES[name], curve=meta["log"]["epochs"],
+    )
+
+
+def run(profile: Profile, store: Store | None = None) -> list[dict]:
+    """Every candidate of the profile's study, seed ``recipe.seed``; loaded where result files exist."""
+    store = store or Store()
+    return [run_candidate(profile, name, profile.recipe.seed, store) for name in profile.recipe.candidates]
+
+
+def curves(results: list[dict]) -> pd.DataFrame:
+    """One row per (candidate, epoch): cumulative training minutes and val top-1, plain and flip-averaged."""
+    records = []
+    for res in results:
+        minutes = 0.0
+        for e in res["curve"]:  # empty for a diverged candidate
+            minutes += e["seconds"] / 60
+            for flip in (False, True):
+                records.append({"candidate": res["candidate"], "epoch": e["epoch"], "train minutes": minutes,
+                                "embedding": "flip-averaged" if flip else "plain",
+                                "top-1 (%)": e["val_top1_flip" if flip else "val_top1"]})
+    return pd.DataFrame.from_records(records)
+
+
+def final_table(results: list[dict]) -> pd.DataFrame:
+    """Per candidate: training minutes, images/s and the final old/old metrics, plain and flip-averaged."""
+    records = []
+    for res in results:
+        if res.get("diverged"):
+            records.append({"candidate": res["candidate"], "embedding": "diverged"})
+            continue
+        m = res["models"]["old"]
+        for row in res["rows"]:
+            records.append({"candidate": res["candidate"], "embedding": "flip-averaged" if "flip" in row["case"] else "plain",
+                            "train min": m["train_seconds"] / 60, "img/s": m["images_per_s"],
+                            "top-1 (%)": row["top1"], "top-5 (%)": row["top5"], "mAP (%)": row["mAP"]})
+    return pd.DataFrame.from_records(records).set_index(["candidate", "embedding"])
+
+
+def summary_table(results: list[dict], distance: str = "l2") -> pd.DataFrame:
+    """The command line's summary: :func:`final_table`."""
+    return final_table(results)
