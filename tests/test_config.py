@@ -20,7 +20,7 @@ def test_bad_values_name_the_allowed_ones():
         get_profile("cpu", {"data.size": 3})
     with pytest.raises(ConfigError, match="unknown image_size 48; allowed: 64, 32"):
         get_profile("cpu", {"data.image_size": "48"})
-    with pytest.raises(ConfigError, match="wants a int, got 'big'"):
+    with pytest.raises(ConfigError, match="'data.image_size' wants an integer, got 'big'"):
         get_profile("cpu", {"data.image_size": "big"})
     with pytest.raises(ConfigError, match="unknown dataset 'mnist'"):
         DataConfig(dataset="mnist")
@@ -38,7 +38,7 @@ def test_cli_reports_bad_profile(capsys):
 
 def test_cli_run_rejects_unknown_experiment_profile_and_key(capsys):
     assert main(["run", "fct2", "--profile", "smoke"]) == 2
-    assert "unknown experiment 'fct2'; allowed: 'bct'" in capsys.readouterr().err
+    assert "unknown experiment 'fct2'; allowed: 'recipe', 'bct', 'fct'" in capsys.readouterr().err
     assert main(["run", "bct", "--profile", "tiny"]) == 2
     assert "unknown profile 'tiny'" in capsys.readouterr().err
     assert main(["run", "bct", "--profile", "smoke", "--set", "bct.lambda=3"]) == 2
@@ -47,7 +47,38 @@ def test_cli_run_rejects_unknown_experiment_profile_and_key(capsys):
     assert "epochs=0 is out of range" in capsys.readouterr().err
 
 
-def test_seed_tuples_parse_from_the_command_line():
-    assert get_profile("smoke", {"bct.seeds": "3,4"}).bct.seeds == (3, 4)
+def test_seed_tuples_parse_from_the_command_line_papermill_and_python():
+    for value in ("3,4", "[3, 4]", [3, 4], (3, 4), ["3", "4"]):
+        assert get_profile("smoke", {"protocol.seeds": value}).protocol.seeds == (3, 4)
+    assert get_profile("smoke", {"protocol.seeds": 0}).protocol.seeds == (0,)
+    assert get_profile("smoke", '{"protocol.seeds": [1, 2]}').protocol.seeds == (1, 2)  # papermill -p overrides TEXT
     with pytest.raises(ConfigError, match="seeds must be distinct"):
-        get_profile("smoke", {"bct.seeds": "1,1"})
+        get_profile("smoke", {"protocol.seeds": "1,1"})
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("protocol.seeds", "a", "'protocol.seeds' wants an integer, got 'a'"),
+    ("protocol.seeds", "1.5", "'protocol.seeds' wants an integer, got '1.5'"),
+    ("protocol.seeds", [True], "'protocol.seeds' wants an integer, got True"),
+    ("protocol.old_fraction", "nan", "'protocol.old_fraction' wants a finite number, got 'nan'"),
+    ("old_train.lr", float("nan"), "'old_train.lr' wants a finite number, got nan"),
+    ("old_train.lr", "inf", "wants a finite number"),
+    ("fct.cost_sizes", "a", "'fct.cost_sizes' wants an integer, got 'a'"),
+    ("protocol.distances", "l2,manhattan", "unknown protocol.distances item 'manhattan'"),
+    ("bct.ablation", "maybe", "'bct.ablation' wants true or false, got 'maybe'"),
+    ("protocol", "1", "names a group"),
+])
+def test_bad_values_fail_naming_their_key(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        get_profile("smoke", {key: value})
+
+
+def test_every_key_is_reachable_and_sections_come_from_the_registry():
+    from compat.config import config_keys
+    from compat.experiments import EXPERIMENTS
+
+    keys = config_keys(get_profile("cpu"))
+    assert {"protocol.seeds", "old_train.lr", "bct.influence_weight", "fct.transformation.epochs", "recipe.epochs"} <= set(keys)
+    assert {k.split(".")[0] for k in keys} >= set(EXPERIMENTS)
+    with pytest.raises(ConfigError, match="overrides must be a mapping"):
+        get_profile("smoke", "[1, 2]")

@@ -46,12 +46,13 @@ def test_batchnorm_statistics_freeze_for_the_second_half(freeze):
     old, side, target = _regression_data()
     h = Transformation(8, 3, 6, inner_dim=16)
     config = TransformationConfig(inner_dim=16, epochs=4, batch_size=64, lr=1e-2, warmup_epochs=1, freeze_bn=freeze)
-    log = fit_transformation(h, old, side, target, config, seed=0)
+    log = fit_transformation(h, [(old, side, target)], config, seed=0, validation=(old[:32], side[:32], target[:32]))
     steps = len(old) // config.batch_size
     tracked = {int(m.num_batches_tracked) for m in h.modules() if isinstance(m, torch.nn.BatchNorm1d)}
     assert tracked == {steps * (2 if freeze else 4)}  # statistics update only in the epochs before the freeze
     assert [e["bn_frozen"] for e in log["epochs"]] == ([False, False, True, True] if freeze else [False] * 4)
     assert log["epochs"][-1]["mse"] < log["epochs"][0]["mse"]  # it learns
+    assert log["epochs"][-1]["val_mse"] < log["epochs"][0]["val_mse"]  # and the validation loss is logged each epoch
 
 
 def test_freeze_batchnorm_keeps_statistics_but_not_weights():
@@ -176,7 +177,7 @@ def test_added_options_keep_old_keys():
 
 
 FCT_TINY = {
-    **TINY, "bct.ablation": "false", "fct.side_dim": "4", "fct.ablation_side_dims": "2", "fct.side_train.epochs": "1",
+    **TINY, "bct.ablation": "false", "fct.transformation.augmented_views": "2", "fct.side_dim": "4", "fct.ablation_side_dims": "2", "fct.side_train.epochs": "1",
     "fct.side_train.batch_size": "16", "fct.transformation.inner_dim": "16", "fct.transformation.epochs": "2",
     "fct.transformation.batch_size": "16", "fct.transformation.warmup_epochs": "1", "fct.picture_queries": "2",
 }
@@ -184,11 +185,12 @@ FCT_TINY = {
 
 def test_fct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
     from compat.artefacts import get_embeddings, get_transformation
-    from compat.experiments import fct
+    from compat.experiments import fct, get_experiment
 
+    experiment = get_experiment("fct")
     store = Store(tmp_path / "cache", tmp_path / "results")
     profile = get_profile("smoke", FCT_TINY)
-    results = fct.run(profile, store)
+    results = experiment.run(profile, store)
     assert [r["kind"] for r in results] == ["main", "ablation"]
     cases = {r["case"] for r in results[1]["rows"]}
     assert {"FCT side-info 0 new/old", "FCT side-info 2 new/old", "FCT side-info 4 new/old",
@@ -204,9 +206,11 @@ def test_fct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
     labels = profile.data.load().val.labels
     row = next(r for r in results[0]["rows"] if r["case"] == fct.NO_SIDE and r["distance"] == "l2")
     assert retrieval_metrics(get_embeddings(spec.new, store), upgraded, labels)["top1"] == pytest.approx(row["top1"])
+    assert len(get_transformation(spec, store) and store.model_meta(spec.key)["log"]["epochs"][0]) and \
+        "val_mse" in store.model_meta(spec.key)["log"]["epochs"][0]
 
     picture = fct.examples(results)
     assert len(picture["queries"]) == 2 and set(picture["top5"]) == set(fct.PICTURE_CASES)
     assert all(q not in top for case in picture["top5"].values() for q, top in zip(picture["queries"], case))  # leave-one-out
-    assert fct.run(profile, store) == results  # reloaded, nothing retrained
-    assert not fct.ablation_table(results).empty and len(fct.provenance_table(results))
+    assert experiment.run(profile, store) == results  # reloaded, nothing retrained
+    assert not fct.ablation_table(results).empty

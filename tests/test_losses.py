@@ -68,19 +68,22 @@ def test_l2_compatibility_and_frozen_old_model():
         ref_old = old.embed(images)
     a = new.detach() / new.detach().norm(dim=1, keepdim=True)
     b = ref_old / ref_old.norm(dim=1, keepdim=True)
-    assert loss.item() == pytest.approx(2.0 * float(((a - b) ** 2).sum(1).mean()), rel=1e-5)
+    # nn.MSELoss's default: the mean over batch *and* dimensions (openBCT, OpenCompatible), not a sum over D
+    assert loss.item() == pytest.approx(2.0 * float(((a - b) ** 2).sum()) / (5 * 4), rel=1e-5)
     loss.backward()
     assert not old.training  # BatchNorm statistics of the old model never move
     assert all(p.grad is None and not p.requires_grad for p in old.parameters())
     assert all(torch.equal(before[k], v) for k, v in old.state_dict().items())
 
 
-def test_synthesized_classifier_rows_are_old_rows_then_class_means():
+def test_synthesized_classifier_rows_are_old_rows_then_means_of_normalized_features():
     w_old = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # rows of global classes 5 and 1
     emb = torch.tensor([[1.0, 1.0], [3.0, 1.0], [5.0, 5.0], [0.0, 2.0]])
     labels = torch.tensor([2, 2, 5, 3])
     w = synthesize_classifier(w_old, [5, 1], emb, labels, new_classes=[1, 2, 3, 5])
-    assert torch.equal(w, torch.tensor([[0.0, 1.0], [2.0, 1.0], [0.0, 2.0], [1.0, 0.0]]))
+    r2, r10 = math.sqrt(2), math.sqrt(10)  # norms of (1, 1) and (3, 1): openBCT averages unit vectors
+    expected = [[0.0, 1.0], [(1 / r2 + 3 / r10) / 2, (1 / r2 + 1 / r10) / 2], [0.0, 1.0], [1.0, 0.0]]
+    assert torch.allclose(w, torch.tensor(expected), atol=1e-6)
     with pytest.raises(ConfigError, match="class 4 has no images"):
         synthesize_classifier(w_old, [5, 1], emb, labels, new_classes=[4])
     with pytest.raises(ConfigError, match="old embeddings are 3-d"):

@@ -99,21 +99,22 @@ def test_concurrent_writers_never_leave_a_corrupt_file(tmp_path):
 TINY = {
     "data.synthetic_classes": "6", "data.synthetic_train_per_class": "12", "data.synthetic_val_per_class": "4",
     "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "1", "new_train.epochs": "1",
-    "old_train.batch_size": "16", "new_train.batch_size": "16", "bct.seeds": "0",
+    "old_train.batch_size": "16", "new_train.batch_size": "16", "protocol.seeds": "0",
 }
 
 
 def test_rerun_reuses_and_a_changed_parameter_retrains_only_its_dependents(tmp_path, monkeypatch):
     from compat import artefacts
-    from compat.experiments import bct
+    from compat.experiments import get_experiment
 
+    bct = get_experiment("bct")
     store = Store(tmp_path / "cache", tmp_path / "results")
     profile = get_profile("smoke", TINY)
     trained = []
     real_fit = artefacts.fit
     monkeypatch.setattr(artefacts, "fit", lambda *a, **k: trained.append(k["desc"]) or real_fit(*a, **k))
     first = bct.run(profile, store)
-    assert len(trained) == 7  # old, independent, bct, l2, and the three ablation models
+    assert len(trained) == 8  # old, independent, bct, l2, and the four ablation models
     assert len(list((tmp_path / "results" / "bct" / "smoke").glob("*.json"))) == 2  # main seed + ablation
 
     trained.clear()
@@ -123,7 +124,7 @@ def test_rerun_reuses_and_a_changed_parameter_retrains_only_its_dependents(tmp_p
     trained.clear()
     changed = get_profile("smoke", {**TINY, "new_train.lr": "0.05"})
     bct.run(changed, store)
-    assert len(trained) == 6 and not any(d.startswith("plain old") for d in trained)  # the old model is reused
+    assert len(trained) == 7 and not any(d.startswith("plain old") for d in trained)  # the old model is reused
     rows = {(r["distance"], r["case"]): r for r in first[0]["rows"]}
     assert rows[("l2", "BCT new/old")]["gain_top1"] == pytest.approx(
         (rows[("l2", "BCT new/old")]["top1"] - rows[("l2", "old/old")]["top1"])
@@ -133,8 +134,9 @@ def test_rerun_reuses_and_a_changed_parameter_retrains_only_its_dependents(tmp_p
 
 
 def test_training_can_be_forbidden_with_a_clear_error(tmp_path, monkeypatch):
-    from compat.experiments import bct
+    from compat.experiments import get_experiment
 
+    bct = get_experiment("bct")
     monkeypatch.setenv("COMPAT_TRAIN", "never")
     with pytest.raises(ConfigError, match="COMPAT_TRAIN=never forbids training"):
         bct.run(get_profile("smoke", TINY), Store(tmp_path / "c", tmp_path / "r"))

@@ -17,17 +17,15 @@ import torch
 
 from .config import DataConfig
 from .errors import ConfigError, check_choice, check_range
-from .augment import simclr_view
-from .losses import CrossEntropy, InfluenceLoss, L2Compatibility, LossTerm, NTXent, synthesize_classifier
+from .methods import METHODS, TrainingContext, get_method
 from .models import EmbeddingModel, ModelConfig
 from .provenance import environment
 from .splits import SCENARIOS, Subset, make_split
 from .store import ADDED_OPTION, Store, canonical, config_key
+from .augment import fixed_view
 from .train import TrainConfig, embed, fit
 from .transformation import Transformation, TransformationConfig, fit_transformation, upgrade_gallery
 
-METHODS = ("plain", "bct", "l2", "simclr")
-COMPATIBLE_METHODS = ("bct", "l2")  # trained against a parent (old) model
 
 
 @dataclass(frozen=True)
@@ -58,17 +56,24 @@ class MethodSpec:
     :param weight: lambda of the compatibility term.
     :param normalize: BCT only: cosine logits of normalized embedding and classifier rows (BT-2 code).
     :param temperature: SimCLR only: of the NT-Xent loss.
+    :param label_smoothing: BCT only: of the influence cross-entropy (openBCT: 0, plain CE; BT-2: 0.1).
+    :param keep_ce: L2 only: keep the new model's own cross-entropy (OpenCompatible) or drop it (openBCT ``--l2``).
     """
 
     name: str = "plain"
     weight: float = 1.0
     normalize: bool = False
     temperature: float = field(default=0.1, metadata=ADDED_OPTION)
+    label_smoothing: float = field(default=0.0, metadata=ADDED_OPTION)
+    keep_ce: bool = field(default=True, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
-        check_choice("method", self.name, METHODS)
+        get_method(self.name)  # an unknown name fails with the registered ones
         check_range("method weight", self.weight, 0)
         check_range("temperature", self.temperature, 0, 10, low_open=True)
+        check_range("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        if not self.keep_ce and self.name != "l2":
+            raise ConfigError(f"keep_ce=False (openBCT's L2 without cross-entropy) applies to method 'l2' only, not {self.name!r}")
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ class ModelSpec:
     parent: ModelSpec | None = None
 
     def __post_init__(self) -> None:
-        if self.method.name in COMPATIBLE_METHODS and self.parent is None:
+        if get_method(self.method.name).needs_parent and self.parent is None:
             raise ConfigError(f"method {self.method.name!r} needs a parent (old) model")
         if self.parent is not None and self.parent.model.embedding_dim != self.model.embedding_dim:
             raise ConfigError(
@@ -111,28 +116,14 @@ def _build(spec: ModelSpec, num_classes: int) -> EmbeddingModel:
     return EmbeddingModel(spec.model, num_classes)
 
 
-def _influence_classifier(spec: ModelSpec, subset: Subset, labels: np.ndarray, store: Store) -> torch.Tensor:
-    """BCT's influence classifier for ``spec`` from its stored parent (old) model."""
-    parent = get_model(spec.parent, store)
-    return synthesize_classifier(
-        parent.classifier.weight.detach(),
-        store.model_meta(spec.parent.key)["classes"],
-        torch.from_numpy(get_embeddings(spec.parent, store, rows=spec.subset)),
-        torch.from_numpy(labels),
-        subset.classes.tolist(),
-    )
-
-
-def _terms(spec: ModelSpec, subset: Subset, labels: np.ndarray, store: Store) -> list[LossTerm]:
-    if spec.method.name == "simclr":
-        return [NTXent(spec.method.temperature)]
-    terms: list[LossTerm] = [CrossEntropy(spec.train.label_smoothing)]
-    if spec.method.name == "bct":
-        classifier = _influence_classifier(spec, subset, labels, store)
-        terms.append(InfluenceLoss(classifier, spec.method.weight, spec.method.normalize, spec.train.label_smoothing))
-    elif spec.method.name == "l2":
-        terms.append(L2Compatibility(get_model(spec.parent, store), spec.method.weight))
-    return terms
+def _context(spec: ModelSpec, subset: Subset, labels: np.ndarray, store: Store) -> TrainingContext:
+    """What the method of ``spec`` may use: its parent model, the parent's classes and embeddings of the training rows."""
+    ctx = TrainingContext(spec=spec, classes=subset.classes, labels=labels)
+    if spec.parent is not None:
+        ctx.parent_model = lambda: get_model(spec.parent, store)
+        ctx.parent_classes = lambda: store.model_meta(spec.parent.key)["classes"]
+        ctx.parent_embeddings = lambda: get_embeddings(spec.parent, store, rows=spec.subset)
+    return ctx
 
 
 def _check_training_allowed(what: str) -> None:
@@ -159,7 +150,8 @@ def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None, on
         subset = spec.subset.select(data.train.labels)
         global_labels = data.train.labels[subset.indices]
         model = _build(spec, len(subset.classes))
-        terms = _terms(spec, subset, global_labels, store)
+        method = get_method(spec.method.name)
+        terms = method.terms(_context(spec, subset, global_labels, store))
         log = fit(
             model,
             data.train.images[subset.indices],
@@ -171,22 +163,29 @@ def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None, on
             desc=f"{spec.method.name} {spec.subset.role} seed {spec.seed}",
             progress=progress,
             on_epoch=on_epoch,
-            **({"views": simclr_view, "num_views": 2} if spec.method.name == "simclr" else {}),
+            views=method.views,
+            num_views=method.num_views,
         )
         meta = {"key": key, "spec": canonical(spec), "classes": subset.classes.tolist(), "log": log, "environment": environment()}
         store.save_model(key, model, meta)
         return model.eval()
 
 
-def get_embeddings(spec: ModelSpec, store: Store, rows: SubsetSpec | None = None) -> np.ndarray:
-    """Embeddings by the model of ``spec`` of the val images, or of the training rows that ``rows`` selects."""
-    key = config_key({"model": spec.key, "part": "train" if rows else "val", "rows": rows})
+def get_embeddings(spec: ModelSpec, store: Store, rows: SubsetSpec | None = None, view: tuple[int, int] | None = None) -> np.ndarray:
+    """Embeddings by the model of ``spec`` of the val images, or of the training rows that ``rows`` selects.
+
+    :param view: (number, crop padding): embed that fixed augmented view of the images (:func:`compat.augment.fixed_view`).
+    """
+    parts = {"model": spec.key, "part": "train" if rows else "val", "rows": rows}
+    key = config_key(parts if view is None else {**parts, "view": list(view)})
     cached = store.load_embeddings(key)
     if cached is not None:
         return cached
     model = get_model(spec, store)
     data = spec.data.load()
     images = data.val.images if rows is None else data.train.images[rows.select(data.train.labels).indices]
+    if view is not None:
+        images = fixed_view(images, *view)
     z = embed(model, images)
     store.save_embeddings(key, z)
     return z
@@ -226,11 +225,17 @@ def get_transformation(spec: TransformationSpec, store: Store) -> Transformation
             store.load_model(key, h)
             return h.eval()
         _check_training_allowed(f"transformation {key} (seed {spec.seed}, side {spec.side_dim()}-d)")
-        rows = spec.new.subset
-        old = get_embeddings(spec.old, store, rows=rows)
-        side = old if spec.side is None else get_embeddings(spec.side, store, rows=rows)
-        target = get_embeddings(spec.new, store, rows=rows)
-        log = fit_transformation(h, old, side, target, spec.config, seed=spec.seed, desc=f"h seed {spec.seed}")
+        rows, padding = spec.new.subset, spec.new.train.crop_padding
+        views = []
+        for number in range(1, spec.config.augmented_views + 1):
+            view = (number, padding)
+            old = get_embeddings(spec.old, store, rows=rows, view=view)
+            side = old if spec.side is None else get_embeddings(spec.side, store, rows=rows, view=view)
+            views.append((old, side, get_embeddings(spec.new, store, rows=rows, view=view)))
+        val_old = get_embeddings(spec.old, store)  # validation: the val images, un-augmented (never the upgrade's input)
+        val_side = val_old if spec.side is None else get_embeddings(spec.side, store)
+        validation = (val_old, val_side, get_embeddings(spec.new, store))
+        log = fit_transformation(h, views, spec.config, seed=spec.seed, validation=validation, desc=f"h seed {spec.seed}")
         meta = {"key": key, "spec": canonical(spec), "log": log, "environment": environment()}
         store.save_model(key, h, meta)
         return h.eval()

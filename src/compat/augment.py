@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 
@@ -94,3 +96,14 @@ def simclr_view(batch: torch.Tensor, generator: torch.Generator, min_scale: floa
     out = torch.bmm(finish, y) - torch.tensor(MEAN, device=dev).view(1, 3, 1) / std
     return out.view(b, 3, h, w).contiguous(memory_format=torch.channels_last)
 
+
+
+def fixed_view(images: np.ndarray, view: int, padding: int, chunk: int = 4096) -> np.ndarray:
+    """Augmented view number ``view`` of uint8 N x H x W x 3 ``images``: the training crop + flip, drawn
+    from a generator seeded by ``view``, so that every model embeds the very same augmented images."""
+    generator = torch.Generator().manual_seed(1_000_003 * view)
+    out = np.empty_like(images)
+    for start in range(0, len(images), chunk):
+        batch = torch.from_numpy(np.array(images[start : start + chunk])).permute(0, 3, 1, 2)  # B x 3 x H x W
+        out[start : start + chunk] = random_crop_flip(batch, padding, generator).permute(0, 2, 3, 1).numpy()
+    return out

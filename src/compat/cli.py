@@ -34,13 +34,13 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from . import experiments
     from .config import get_profile
+    from .experiments import get_experiment
 
-    experiment = experiments.get(args.experiment)  # unknown names fail before any data is loaded
+    experiment = get_experiment(args.experiment)  # unknown names fail before any data is loaded
     profile = get_profile(args.profile, _parse_sets(args.set))
     results = experiment.run(profile)
-    for distance in profile.bct.distances:
+    for distance in profile.protocol.distances:
         print(f"\n{args.experiment}, profile {profile.name}, distance {distance}:")
         print(experiment.summary_table(results, distance).to_string())
 
@@ -74,8 +74,9 @@ def _book_execute(args: argparse.Namespace) -> None:
     from .booktools import execute
     from .config import get_profile
 
-    get_profile(args.profile)  # fail before starting a kernel
-    params = {"profile": args.profile}
+    overrides = _parse_sets(args.set)
+    get_profile(args.profile, overrides)  # fail before starting a kernel
+    params = {"profile": args.profile, "overrides": overrides}
     for item in args.param:
         key, _, value = item.partition("=")
         params[key] = yaml.safe_load(value)  # as papermill's own -p: numbers, booleans, strings
@@ -84,13 +85,15 @@ def _book_execute(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .experiments import EXPERIMENTS
+
     parser = argparse.ArgumentParser(prog="python -m compat", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     p = verbs.add_parser("run", help="run an experiment (trains what is missing, writes result files)")
-    p.add_argument("experiment", help="one of: bct, fct")
+    p.add_argument("experiment", help="one of: " + ", ".join(EXPERIMENTS))
     p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. bct.seeds=0,1")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. protocol.seeds=0,1")
     p.set_defaults(func=_run)
 
     data = verbs.add_parser("data", help="dataset preparation").add_subparsers(dest="action", required=True)
@@ -121,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebook", type=Path)
     p.add_argument("--profile", default="cpu")
     p.add_argument("--output", type=Path)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (as `run --set`); reaches the notebook as its `overrides` parameter")
     p.add_argument("-p", "--param", action="append", default=[], help="extra papermill parameter key=value")
     p.add_argument("--prepare-only", action="store_true", help="inject parameters without executing (for nbval)")
     p.set_defaults(func=_book_execute)

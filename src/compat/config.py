@@ -8,13 +8,18 @@ A bad value fails here, before any work, naming the allowed values.
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+import yaml
 
 from .data import DATASETS, PREPARED_SIZES, Dataset, load_dataset
 from .errors import ConfigError, check_choice, check_range
 from .models import ModelConfig
+from .splits import SCENARIOS
 from .train import TrainConfig
-from .transformation import TransformationConfig
 
 
 @dataclass(frozen=True)
@@ -58,108 +63,37 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class BCTConfig:
-    """The BCT table: old model on the first classes, new models on all (FCT's CIFAR-100 protocol).
+class ProtocolConfig:
+    """What every chapter shares: seeds, the old/new data split and the evaluation.
 
-    :param seeds: one full set of models per seed (old, independent new, BCT new, L2 new);
-        the ablation seed's models are shared with the main table when it is one of them.
-    :param old_fraction: share of classes the old model trains on (0.5: 100 of 200).
-    :param influence_weight: lambda of the BCT influence loss.
-    :param l2_weight: weight of the L2 compatibility loss.
-    :param ablation: also run the one-seed ablations (influence weight, normalization).
-    :param ablation_seed: the seed of the one-seed ablations.
-    :param ablation_weight: the larger influence weight of the ablation (10 in the BT-2 code).
-    :param distances: retrieval distances to report: ``l2`` on raw features (the FCT code's
-        protocol) and ``cosine`` (openBCT normalizes features before its L2 search).
+    :param seeds: one full set of models per seed; every experiment runs these seeds, so a model
+        one chapter trains serves the others.
+    :param scenario: the old/new split (``extended-class``: old model on the first classes, new
+        models on all, FCT's CIFAR-100 protocol); the UniBCT chapter runs all four.
+    :param old_fraction: share of classes (or images per class) the old model trains on.
+    :param distances: retrieval distances: ``l2`` on raw features (the FCT code) and ``cosine``
+        (openBCT normalizes features before its L2 search).
+    :param ablation_seed: the seed of every one-seed ablation (its models are the main table's when it is one of ``seeds``).
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
+    scenario: str = "extended-class"
     old_fraction: float = 0.5
-    influence_weight: float = 1.0
-    l2_weight: float = 1.0
-    ablation: bool = True
-    ablation_seed: int = 0
-    ablation_weight: float = 10.0
     distances: tuple[str, ...] = ("l2", "cosine")
+    ablation_seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds must be distinct and non-empty, got {self.seeds}")
-        check_range("old_fraction", self.old_fraction, 0, 1, low_open=True, high_open=True)
-        check_range("influence_weight", self.influence_weight, 0)
-        check_range("l2_weight", self.l2_weight, 0)
-        check_range("ablation_weight", self.ablation_weight, 0)
+            raise ConfigError(f"protocol.seeds must be distinct and non-empty, got {self.seeds!r}")
+        for seed in self.seeds:
+            check_range("protocol.seeds item", seed, 0, 2**31 - 1)
+        check_choice("protocol.scenario", self.scenario, SCENARIOS)
+        check_range("protocol.old_fraction", self.old_fraction, 0, 1, low_open=True, high_open=True)
+        if not self.distances or len(set(self.distances)) != len(self.distances):
+            raise ConfigError(f"protocol.distances must be distinct and non-empty, got {self.distances!r}")
         for d in self.distances:
-            check_choice("distance", d, ("l2", "cosine"))
-
-
-@dataclass(frozen=True)
-class FCTConfig:
-    """The FCT tables: the BCT table's old and independent new models (same seeds, shared through the
-    store), a SimCLR side-information model on the old training data, and the transformation h.
-
-    :param side_dim: side-information size of the main table (128 in the paper).
-    :param ablation_side_dims: further sizes for the one-seed ablation (0 and ``side_dim`` come from the main table).
-    :param side_train: the SimCLR model's recipe (two views per image; same backbone as the old model).
-    :param temperature: of SimCLR's NT-Xent loss.
-    :param transformation: h's architecture and recipe.
-    :param ablation: also run the one-seed ablations (side-information size, BatchNorm freezing).
-    :param ablation_seed: the seed of the ablations.
-    :param cost_sizes: gallery sizes N at which the upgrade cost (h on stored vectors vs re-embedding images) is measured.
-    :param picture_queries: val queries shown with their top-5 in the retrieval picture.
-    """
-
-    side_dim: int = 128
-    ablation_side_dims: tuple[int, ...] = (8, 32)
-    side_train: TrainConfig = field(default_factory=TrainConfig)
-    temperature: float = 0.2
-    transformation: TransformationConfig = field(default_factory=TransformationConfig)
-    ablation: bool = True
-    ablation_seed: int = 0
-    cost_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
-    picture_queries: int = 6
-
-    def __post_init__(self) -> None:
-        for d in (self.side_dim, *self.ablation_side_dims):
-            check_range("side-information size", d, 1, 4096)
-        check_range("temperature", self.temperature, 0, 10, low_open=True)
-        if not self.cost_sizes:
-            raise ConfigError("cost_sizes must name at least one gallery size")
-        for n in self.cost_sizes:
-            check_range("cost size", n, 1, 10_000_000)
-        check_range("picture_queries", self.picture_queries, 1, 50)
-
-
-# recipe study (compat.experiments.recipe): candidate name -> changes to the profile's model and old-model recipe
-RECIPE_CANDIDATES: dict[str, dict[str, dict]] = {
-    "ResNet-20 w16": {"model": {"backbone": "resnet20", "width": 16}, "train": {}},
-    "airnet w32": {"model": {"backbone": "airnet", "width": 32}, "train": {}},
-    "airnet w32 + EMA": {"model": {"backbone": "airnet", "width": 32}, "train": {"ema_decay": 0.999}},
-    "airnet w48": {"model": {"backbone": "airnet", "width": 48}, "train": {}},
-    "airnet w32, lr 0.4, smoothing 0.2": {"model": {"backbone": "airnet", "width": 32}, "train": {"lr": 0.4, "label_smoothing": 0.2}},
-}
-
-
-
-@dataclass(frozen=True)
-class RecipeConfig:
-    """The recipe study: candidate old-model recipes, time to accuracy.
-
-    :param candidates: names in :data:`RECIPE_CANDIDATES`.
-    :param epochs: epochs of every candidate.
-    :param seed: the study's one seed (seed 0 of the chapters: the chosen candidate's model is shared).
-    """
-
-    candidates: tuple[str, ...] = ("ResNet-20 w16", "airnet w32", "airnet w32 + EMA", "airnet w48", "airnet w32, lr 0.4, smoothing 0.2")
-    epochs: int = 6
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.candidates:
-            raise ConfigError("recipe.candidates must name at least one candidate")
-        for name in self.candidates:
-            check_choice("recipe candidate", name, RECIPE_CANDIDATES)
-        check_range("recipe.epochs", self.epochs, 1, 1000)
+            check_choice("protocol.distances item", d, ("l2", "cosine"))
+        check_range("protocol.ablation_seed", self.ablation_seed, 0, 2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -171,79 +105,119 @@ class Profile:
     :param data: the data config.
     :param model: the architecture of old and new models (identical, as in the FCT code).
     :param old_train: the old model's recipe.
-    :param new_train: the new models' recipe (twice the data: fewer epochs in the cpu budget).
-    :param bct: the BCT table's settings (its seeds serve every chapter).
-    :param fct: the FCT tables' settings.
+    :param new_train: the new models' recipe (the same schedule as the old model's, as in the papers).
+    :param protocol: seeds, split and evaluation shared by every chapter.
+    :param sections: each registered experiment's own settings, by experiment name (``profile.bct``, ...).
     """
 
     name: str
     description: str
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    old_train: TrainConfig = field(default_factory=TrainConfig)
-    new_train: TrainConfig = field(default_factory=TrainConfig)
-    bct: BCTConfig = field(default_factory=BCTConfig)
-    fct: FCTConfig = field(default_factory=FCTConfig)
-    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    data: DataConfig
+    model: ModelConfig
+    old_train: TrainConfig
+    new_train: TrainConfig
+    protocol: ProtocolConfig
+    sections: Mapping[str, object] = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name == "sections":
+            raise AttributeError(name)
+        try:
+            return self.sections[name]
+        except KeyError:
+            raise AttributeError(f"profile has no field or experiment section {name!r}") from None
 
 
-PROFILES: dict[str, Profile] = {
+def _recipe(**kw) -> TrainConfig:
+    return TrainConfig(**kw)
+
+
+BASE_PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        "smoke",
-        "synthetic 20-class images, tiny model: exercises every code path in seconds (CI)",
-        DataConfig(dataset="synthetic", image_size=32),
-        ModelConfig(backbone="resnet20", width=4, embedding_dim=32),
-        TrainConfig(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1),
-        TrainConfig(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1),
-        BCTConfig(seeds=(0, 1)),
-        FCTConfig(
-            side_dim=16,
-            ablation_side_dims=(8,),
-            side_train=TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=1),
-            transformation=TransformationConfig(inner_dim=64, epochs=4, batch_size=128, warmup_epochs=1),
-            cost_sizes=(100, 400),
-            picture_queries=3,
-        ),
+        name="smoke",
+        description="synthetic 20-class images, tiny model: exercises every code path in seconds (CI)",
+        data=DataConfig(dataset="synthetic", image_size=32),
+        model=ModelConfig(backbone="resnet20", width=4, embedding_dim=32),
+        old_train=_recipe(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1),
+        new_train=_recipe(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1),
+        protocol=ProtocolConfig(seeds=(0, 1)),
     ),
     "cpu": Profile(
-        "cpu",
-        "Tiny-ImageNet-200 at 32x32, narrow ResNet: what the book shows, trainable on 2 CPU cores",
-        DataConfig(dataset="tiny-imagenet", image_size=32),
-        ModelConfig(backbone="resnet20", width=16, embedding_dim=128),
-        TrainConfig(epochs=5, batch_size=256, lr=0.2, warmup_epochs=0.5),
-        TrainConfig(epochs=3, batch_size=256, lr=0.2, warmup_epochs=0.5),
-        BCTConfig(seeds=(0, 1, 2)),
-        FCTConfig(
-            side_train=TrainConfig(epochs=4, batch_size=256, lr=0.3, warmup_epochs=0.5),
-            transformation=TransformationConfig(inner_dim=512, epochs=20, warmup_epochs=1.25),
-        ),
+        name="cpu",
+        description="Tiny-ImageNet-200 at 32x32, narrow ResNet: what the book shows, trainable on 2 CPU cores",
+        data=DataConfig(dataset="tiny-imagenet", image_size=32),
+        model=ModelConfig(backbone="resnet20", width=16, embedding_dim=128),
+        old_train=_recipe(epochs=6, batch_size=256, lr=0.2, warmup_epochs=0.5),
+        new_train=_recipe(epochs=6, batch_size=256, lr=0.2, warmup_epochs=0.5),
+        protocol=ProtocolConfig(seeds=(0, 1, 2)),
     ),
     "gpu": Profile(
-        "gpu",
-        "Tiny-ImageNet-200 at 64x64, full-width ResNet, the papers' longer schedules (for a GPU)",
-        DataConfig(dataset="tiny-imagenet", image_size=64),
-        ModelConfig(backbone="resnet18", width=64, embedding_dim=128),
-        TrainConfig(epochs=100, batch_size=256, lr=0.2, warmup_epochs=5),
-        TrainConfig(epochs=100, batch_size=256, lr=0.2, warmup_epochs=5),
-        BCTConfig(seeds=(0, 1, 2)),
-        FCTConfig(side_train=TrainConfig(epochs=200, batch_size=512, lr=0.6, warmup_epochs=10)),
+        name="gpu",
+        description="Tiny-ImageNet-200 at 64x64, full-width ResNet, the papers' longer schedules (for a GPU)",
+        data=DataConfig(dataset="tiny-imagenet", image_size=64),
+        model=ModelConfig(backbone="resnet18", width=64, embedding_dim=128),
+        old_train=_recipe(epochs=100, batch_size=256, lr=0.2, warmup_epochs=5),
+        new_train=_recipe(epochs=100, batch_size=256, lr=0.2, warmup_epochs=5),
+        protocol=ProtocolConfig(seeds=(0, 1, 2)),
     ),
 }
+PROFILES = tuple(BASE_PROFILES)
 
 
-def get_profile(name: str, overrides: dict[str, object] | None = None) -> Profile:
-    """The profile ``name`` with dotted-key ``overrides`` applied, e.g. ``{"data.image_size": 64}``."""
-    check_choice("profile", name, PROFILES)
-    profile = PROFILES[name]
+def get_profile(name: str, overrides: Mapping[str, object] | str | None = None) -> Profile:
+    """The profile ``name`` with every registered experiment's section and dotted-key ``overrides`` applied,
+    e.g. ``{"data.image_size": 64, "protocol.seeds": "0,1"}``. Values may be text (the command line,
+    papermill) or typed; each is parsed to its field's declared type and validated."""
+    from .experiments import EXPERIMENTS  # registers every experiment (and its config section)
+
+    check_choice("profile", name, BASE_PROFILES)
+    if isinstance(overrides, str):  # papermill's -p passes text: '{"protocol.seeds": [0, 1]}'
+        try:
+            overrides = yaml.safe_load(overrides) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"overrides must be a mapping such as {{\"protocol.seeds\": [0, 1]}}, got {overrides!r} ({exc})") from None
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ConfigError(f"overrides must be a mapping of dotted config keys to values, got {overrides!r}")
+    sections = {exp.name: exp.section_config(name) for exp in EXPERIMENTS.values() if exp.config_class is not None}
+    profile = dataclasses.replace(BASE_PROFILES[name], sections=sections)
     for key, value in (overrides or {}).items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"config keys are dotted strings such as 'protocol.seeds', got {key!r}")
         profile = _override(profile, key.split("."), value, key)
     return profile
 
 
+def config_keys(obj, prefix: str = "") -> list[str]:
+    """Every settable dotted key under ``obj`` (a profile or a section)."""
+    keys = []
+    items = obj.sections.items() if isinstance(obj, Profile) else ()
+    for f in dataclasses.fields(obj):
+        if f.name in ("name", "description", "sections"):
+            continue
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += config_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    for section, value in items:
+        keys += config_keys(value, f"{prefix}{section}.")
+    return keys
+
+
+def _children(obj) -> list[str]:
+    names = [f.name for f in dataclasses.fields(obj) if f.name not in ("name", "description", "sections")]
+    return names + (list(obj.sections) if isinstance(obj, Profile) else [])
+
+
 def _override(obj, path: list[str], value, full_key: str):
-    names = [f.name for f in dataclasses.fields(obj) if f.name != "name"]
+    names = _children(obj)
     if path[0] not in names:
         raise ConfigError(f"unknown config key {full_key!r}; allowed at this level: {', '.join(names)}")
+    if isinstance(obj, Profile) and path[0] in obj.sections:
+        if len(path) == 1:
+            raise ConfigError(f"config key {full_key!r} names a group; set one of its keys")
+        sections = {**obj.sections, path[0]: _override(obj.sections[path[0]], path[1:], value, full_key)}
+        return dataclasses.replace(obj, sections=sections)
     current = getattr(obj, path[0])
     if len(path) > 1:
         if not dataclasses.is_dataclass(current):
@@ -251,23 +225,48 @@ def _override(obj, path: list[str], value, full_key: str):
         return dataclasses.replace(obj, **{path[0]: _override(current, path[1:], value, full_key)})
     if dataclasses.is_dataclass(current):
         raise ConfigError(f"config key {full_key!r} names a group; set one of its keys")
-    if isinstance(value, str) and not isinstance(current, str):
-        value = _parse(value, type(current), full_key)
-    if isinstance(current, tuple) and isinstance(value, list):
-        value = tuple(value)
-    return dataclasses.replace(obj, **{path[0]: value})
-
-
-def _parse(text: str, kind: type, key: str):
-    """Command-line text to the field's type (bool, int, float, or a comma-separated tuple of ints)."""
+    kind = typing.get_type_hints(type(obj))[path[0]]
     try:
-        if kind is tuple:
-            items = [v.strip() for v in text.split(",") if v.strip()]
-            return tuple(int(v) if v.lstrip("-").isdigit() else v for v in items)
-        if kind is bool:
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return text.lower() in ("true", "1")
-        return kind(text)
-    except ValueError:
-        raise ConfigError(f"config key {key!r} wants a {kind.__name__}, got {text!r}") from None
+        return dataclasses.replace(obj, **{path[0]: parse_value(value, kind, full_key)})
+    except ConfigError as exc:
+        if full_key in str(exc) or full_key.rsplit(".", 1)[-1] in str(exc):
+            raise
+        raise ConfigError(f"config key {full_key!r}: {exc}") from None
+
+
+def parse_value(value, kind, key: str):
+    """``value`` (text from the command line or papermill, or a Python value) as the declared type ``kind``:
+    bool, int, float, str, or a tuple of one of them. Floats must be finite."""
+    if typing.get_origin(kind) is tuple:
+        element = typing.get_args(kind)[0]
+        if isinstance(value, str):
+            text = value.strip()
+            value = yaml.safe_load(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
+        if isinstance(value, (int, float, str)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} wants a list of {element.__name__}, got {value!r}")
+        return tuple(parse_value(v.strip() if isinstance(v, str) else v, element, key) for v in value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        raise ConfigError(f"config key {key!r} wants true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit())):
+            raise ConfigError(f"config key {key!r} wants an integer, got {value!r}")
+        return int(value)
+    if kind is float:
+        try:
+            number = float(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not math.isfinite(number):
+            raise ConfigError(f"config key {key!r} wants a finite number, got {value!r}")
+        return number
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key!r} wants text, got {value!r}")
+        return value
+    raise ConfigError(f"config key {key!r} has a type ({kind}) that cannot be set from outside")

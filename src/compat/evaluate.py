@@ -78,15 +78,14 @@ def ranked_gallery(
         yield start, np.take_along_axis(d, order, axis=1), order
 
 
-def _chunk_metrics(d: np.ndarray, rel: np.ndarray, topk: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per query: hit@k for each k (q x len(topk)), AP (q), has-positive mask (q); rows sorted by distance."""
+def _chunk_metrics(d: np.ndarray, rel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query: rank of the first match (q; hit@k is rank < k), AP (q), has-positive mask (q); rows sorted by distance."""
     q, m = rel.shape
     rows = np.arange(q)
     has_pos = rel.any(axis=1)
     # CMC, first match; ties against the query: count negatives no farther than the first positive
     d_first = d[rows, rel.argmax(axis=1)]
     rank = ((d <= d_first[:, None]) & ~rel).sum(axis=1)
-    hits = np.stack([rank < k for k in topk], axis=1)
     # AP with sklearn's tie groups: precision is read at the end of each group of equal distances
     is_end = np.ones_like(rel)
     is_end[:, :-1] = d[:, 1:] != d[:, :-1]
@@ -95,7 +94,7 @@ def _chunk_metrics(d: np.ndarray, rel: np.ndarray, topk: Sequence[int]) -> tuple
     tp = np.cumsum(rel, axis=1)
     precision_at_end = np.take_along_axis(tp, end, axis=1) / (end + 1)
     ap = (precision_at_end * rel).sum(axis=1) / np.maximum(rel.sum(axis=1), 1)
-    return hits, ap, has_pos
+    return rank, ap, has_pos
 
 
 def retrieval_metrics(
@@ -108,7 +107,8 @@ def retrieval_metrics(
     distance: str = "l2",
     topk: Sequence[int] = (1, 5),
     chunk_size: int = 512,
-) -> dict[str, float]:
+    per_query: bool = False,
+):
     """CMC top-k and mAP (in %) of ``query`` against ``gallery``.
 
     :param query: N_q x D query embeddings (from the query model).
@@ -119,7 +119,11 @@ def retrieval_metrics(
     :param distance: ``l2`` on raw features (the FCT code's default) or ``cosine``.
     :param topk: the CMC ranks to report.
     :param chunk_size: queries searched at once; memory is chunk_size x N_g.
-    :return: ``top{k}`` and ``mAP`` in percent, ``n_queries`` used and ``n_skipped`` (no positive).
+    :param per_query: also return the per-query results, so that intervals can be computed later
+        without the embeddings: ``rank`` (first-match rank, 0 = top-1 hit; -1 without a positive)
+        and ``ap`` (NaN without a positive).
+    :return: ``top{k}`` and ``mAP`` in percent, ``n_queries`` used and ``n_skipped`` (no positive);
+        with ``per_query``, the pair (that dict, {"rank": ..., "ap": ...}).
     """
     topk = tuple(int(k) for k in topk)
     for k in topk:
@@ -134,7 +138,7 @@ def retrieval_metrics(
         )
     if leave_one_out and len(query) != len(gallery):
         raise ConfigError(f"leave_one_out needs query set = gallery set, got {len(query)} and {len(gallery)} rows")
-    hits, aps, valid = [], [], []
+    ranks, aps, valid = [], [], []
     for start, d, idx in ranked_gallery(query, gallery, distance, chunk_size):
         if leave_one_out:
             own = idx == np.arange(start, start + len(idx))[:, None]
@@ -142,18 +146,20 @@ def retrieval_metrics(
             d = d[keep].reshape(len(d), -1)
             idx = idx[keep].reshape(len(idx), -1)
         rel = gallery_labels[idx] == query_labels[start : start + len(idx), None]
-        h, ap, v = _chunk_metrics(d, rel, topk)
-        hits.append(h)
+        r, ap, v = _chunk_metrics(d, rel)
+        ranks.append(r)
         aps.append(ap)
         valid.append(v)
-    hits, aps, valid = np.concatenate(hits), np.concatenate(aps), np.concatenate(valid)
+    ranks, aps, valid = np.concatenate(ranks), np.concatenate(aps), np.concatenate(valid)
     if not valid.any():
         raise ConfigError("no query has a same-class item in the gallery; nothing to evaluate")
-    out = {f"top{k}": 100.0 * float(hits[valid, j].mean()) for j, k in enumerate(topk)}
+    out = {f"top{k}": 100.0 * float((ranks[valid] < k).mean()) for k in topk}
     out["mAP"] = 100.0 * float(aps[valid].mean())
     out["n_queries"] = int(valid.sum())
     out["n_skipped"] = int((~valid).sum())
-    return out
+    if not per_query:
+        return out
+    return out, {"rank": np.where(valid, ranks, -1), "ap": np.where(valid, aps, np.nan)}
 
 
 def chance_metrics(class_sizes: np.ndarray, topk: Sequence[int] = (1, 5)) -> dict[str, float]:

@@ -90,8 +90,9 @@ class InfluenceLoss(LossTerm):
 
 
 class L2Compatibility(LossTerm):
-    """L2 compatibility baseline of BCT (Shen et al., CVPR 2020; openBCT ``--l2``):
-    MSE between the L2-normalized new and old embeddings of the same images, old model frozen.
+    """L2 compatibility baseline of BCT (Shen et al., CVPR 2020; openBCT ``--l2``, OpenCompatible ``l2``):
+    ``nn.MSELoss()`` (mean over batch and dimensions, the references' default reduction) between the
+    L2-normalized new and old embeddings of the same images, old model frozen in eval mode.
     """
 
     name = "l2"
@@ -113,7 +114,7 @@ class L2Compatibility(LossTerm):
         new = out.embedding.float()
         if new.shape[1] != old.shape[1]:
             raise ConfigError(f"new embedding is {new.shape[1]}-d but the old one is {old.shape[1]}-d")
-        return self.weight * F.mse_loss(F.normalize(new, dim=1), F.normalize(old, dim=1), reduction="sum") / len(new)
+        return self.weight * F.mse_loss(F.normalize(new, dim=1), F.normalize(old, dim=1))
 
 
 class NTXent(LossTerm):
@@ -127,19 +128,26 @@ class NTXent(LossTerm):
 
     name = "ntxent"
 
-    def __init__(self, temperature: float = 0.1, weight: float = 1.0) -> None:
+    def __init__(self, temperature: float = 0.1, weight: float = 1.0, head: nn.Module | None = None) -> None:
         super().__init__(weight)
         check_range("temperature", temperature, 0, 10, low_open=True)
         self.temperature = temperature
+        self.head = head  # trained with the model (the loop's optimizer takes every term's trainable parameters)
 
     def forward(self, out: StepOutputs) -> torch.Tensor:
-        z = out.embedding.float()
+        z = out.embedding if self.head is None else self.head(out.embedding)
+        z = z.float()
         if len(z) % 2:
             raise ConfigError(f"NT-Xent wants two views per image (an even batch), got {len(z)} rows")
         z = F.normalize(z, dim=1)
         logits = (z @ z.T / self.temperature).masked_fill(torch.eye(len(z), dtype=torch.bool, device=z.device), float("-inf"))
         positive = (torch.arange(len(z), device=z.device) + len(z) // 2) % len(z)  # row i and row i + N are one image
         return self.weight * F.cross_entropy(logits, positive)
+
+
+def projection_head(dim: int) -> nn.Module:
+    """SimCLR's projection head g: Linear -> ReLU -> Linear, ``dim`` -> ``dim`` -> ``dim`` (Chen et al., ICML 2020, Sec. 2.1)."""
+    return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, dim))
 
 
 def synthesize_classifier(
@@ -150,8 +158,9 @@ def synthesize_classifier(
     new_classes: Sequence[int],
 ) -> torch.Tensor:
     """BCT's influence classifier: one row per class of the new model. Where the old model knew the
-    class, its frozen classifier row; otherwise the mean old-model embedding of the class's images
-    in the new training set (openBCT issue #1: "we only generate the new classes part").
+    class, its frozen classifier row; otherwise the mean of the L2-normalized old-model embeddings
+    of the class's images in the new training set (openBCT issue #1: "we only generate the new
+    classes part"; its ``ClassifierGenerator`` averages the old model's ``F.normalize``-d features).
 
     :param old_classifier: C_old x D weights of the frozen old classifier, row i = class ``old_classes[i]``.
     :param old_classes: global class ids of the old classifier's rows.
@@ -172,5 +181,5 @@ def synthesize_classifier(
         members = old_embeddings[labels == int(c)]
         if len(members) == 0:
             raise ConfigError(f"class {int(c)} has no images to synthesize its classifier row from")
-        rows.append(members.float().mean(0))
+        rows.append(F.normalize(members.float(), dim=1).mean(0))
     return torch.stack(rows)

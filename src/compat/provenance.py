@@ -66,4 +66,21 @@ def environment() -> dict[str, object]:
     }
 
 
+def data_record(data_config) -> dict[str, object]:
+    """Which data a result used: the dataset, and for Tiny-ImageNet a sha256 over the verified source
+    checksums in the prepared cache's manifest (the same archive shards give the same digest)."""
+    import hashlib
+    import json
+
+    from .data import prepared_manifest
+
+    record: dict[str, object] = {"dataset": data_config.dataset, "image_size": data_config.image_size}
+    if data_config.dataset == "tiny-imagenet":
+        manifest = prepared_manifest() or {}
+        checksums = manifest.get("source", {}).get("checksums", {})
+        record["source_checksums_sha256"] = hashlib.sha256(json.dumps(checksums, sort_keys=True).encode()).hexdigest()
+        record["counts"] = manifest.get("counts")
+    return record
+
+
 git_revision()  # at import: the code this process loaded

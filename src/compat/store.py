@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import hashlib
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -24,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .paths import cache_dir, results_dir
+from .errors import ConfigError
+from .paths import cache_dir, project_root, results_dir
+from .provenance import git_revision
 
 STORE_VERSION = 3  # bump when a change to the code invalidates stored artefacts (2: old/new init seeds differ; 3: faithful BCT/L2 losses)
 
@@ -134,7 +137,36 @@ class Store:
         path = self.result_path(experiment, profile, key)
         return json.loads(path.read_text()) if path.is_file() else None
 
+    def check_result_writable(self) -> None:
+        """Result files under the project's own (committed) ``results/`` come only from a clean tree, so the
+        revision they record is the code that made them; other folders (tests, CI) take any tree."""
+        if self.results == (project_root() / "results").resolve() and git_revision().endswith("-dirty"):
+            raise ConfigError(
+                f"the checkout has uncommitted changes ({git_revision()}): commit them (or run from a clean "
+                "`git worktree`) before writing result files under results/, or set COMPAT_RESULTS to another folder"
+            )
+
     def write_result(self, experiment: str, profile: str, key: str, payload: dict) -> Path:
+        self.check_result_writable()
         path = self.result_path(experiment, profile, key)
         write_json(path, payload)
         return path
+
+    def per_query_path(self, experiment: str, profile: str, key: str) -> Path:
+        return self.results / experiment / profile / f"{key}.npz"
+
+    def write_per_query(self, experiment: str, profile: str, key: str, arrays: dict[str, np.ndarray]) -> Path:
+        """Per-query results beside a result file: compressed numpy arrays, written atomically."""
+        self.check_result_writable()
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        path = self.per_query_path(experiment, profile, key)
+        write_atomic(path, buffer.getvalue())
+        return path
+
+    def read_per_query(self, experiment: str, profile: str, key: str) -> dict[str, np.ndarray]:
+        path = self.per_query_path(experiment, profile, key)
+        if not path.is_file():
+            raise ConfigError(f"per-query results {path} are missing: rerun the experiment to write them")
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}

@@ -99,9 +99,10 @@ def resolve_precision(requested: str, dev: torch.device) -> str:
     return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+def _param_groups(modules: Sequence[torch.nn.Module], weight_decay: float) -> list[dict]:
+    """Trainable parameters of ``modules``: weight decay on matrices and filters, none on BatchNorm and biases."""
     decay, no_decay = [], []
-    for p in model.parameters():
+    for p in (p for m in modules for p in m.parameters()):
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -156,7 +157,7 @@ def fit(
     :param on_epoch: called after each epoch with the model as it would be saved (eval mode) and the
         epoch number; what it returns joins the epoch's log entry (its time is not training time).
     :return: the training log: per-epoch loss terms, accuracy and images/s, precision, device, wall time,
-        and ``diverged`` (None, or why the run counts as diverged: training accuracy at chance).
+        and ``diverged`` (None, or why the run counts as diverged: training accuracy at chance while the loss rose).
     :raises TrainingDiverged: the loss became NaN or infinite (the step, epoch and learning rate named).
     """
     if len(images) != len(labels):
@@ -176,7 +177,7 @@ def fit(
         sample = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:5000].to(dev)
         model.fit_data_layers(to_input(data[sample]))
     optimizer = torch.optim.SGD(
-        _param_groups(model, config.weight_decay), lr=config.lr, momentum=config.momentum, nesterov=True
+        _param_groups([model, *terms], config.weight_decay), lr=config.lr, momentum=config.momentum, nesterov=True
     )
     ema = None
     if config.ema_decay:
@@ -195,6 +196,8 @@ def fit(
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
+        for i, term_state in state["terms"].items():
+            terms[int(i)].load_state_dict(term_state)
         start_epoch, log = state["epoch"], json.loads(state["log"])
     show = show_progress(progress)
     wall_start = time.perf_counter()
@@ -251,7 +254,8 @@ def fit(
             workdir.mkdir(parents=True, exist_ok=True)
             with open(workdir / "log.jsonl", "a") as f:
                 f.write(json.dumps(entry) + "\n")
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "log": json.dumps(log)}
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "log": json.dumps(log),
+                     "terms": {str(i): t.state_dict() for i, t in enumerate(terms) if any(p.requires_grad for p in t.parameters())}}
             if ema is not None:
                 state["ema"] = ema.state_dict()
             _save_atomic(state, ckpt)
@@ -261,8 +265,10 @@ def fit(
     final_acc = log[-1]["train_acc"] if log else None
     chance = chance_accuracy(labels)
     diverged = None
-    if classifies and final_acc is not None and final_acc <= 2 * chance:
-        diverged = f"final training accuracy {final_acc:.4f} is at chance level ({chance:.4f})"
+    losses = [sum(v for k, v in e.items() if k.startswith("loss_")) for e in log]
+    if classifies and final_acc is not None and final_acc <= 1.5 * chance and len(losses) > 1 and losses[-1] > losses[0]:
+        diverged = (f"final training accuracy {final_acc:.4f} is at chance level ({chance:.4f}) and the loss rose "
+                    f"from {losses[0]:.4g} (epoch 1) to {losses[-1]:.4g}")
     return {
         "epochs": log,
         "precision": precision,

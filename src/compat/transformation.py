@@ -38,6 +38,9 @@ class TransformationConfig:
     :param weight_decay: Adam's L2 penalty (2^-15 officially).
     :param warmup_epochs: linear warm-up, then cosine decay to zero (5 of 80 officially).
     :param freeze_bn: BatchNorm in eval mode, its statistics frozen, from half-way (``switch_mode_to_eval``).
+    :param augmented_views: stored embeddings of this many augmented views (crop + flip) of each training
+        image; epoch e trains on view e mod this (the official trainer runs the frozen models on freshly
+        augmented batches every epoch; stored views keep that variety at a fixed embedding cost).
     """
 
     inner_dim: int = 2048
@@ -47,6 +50,7 @@ class TransformationConfig:
     weight_decay: float = 2.0**-15
     warmup_epochs: float = 5.0
     freeze_bn: bool = True
+    augmented_views: int = 4
 
     def __post_init__(self) -> None:
         check_range("inner_dim", self.inner_dim, 1, 65_536)
@@ -55,6 +59,7 @@ class TransformationConfig:
         check_range("transformation lr", self.lr, 0, 1, low_open=True)
         check_range("transformation weight_decay", self.weight_decay, 0, 1)
         check_range("transformation warmup_epochs", self.warmup_epochs, 0, self.epochs)
+        check_range("transformation augmented_views", self.augmented_views, 1, 64)
 
 
 def _block(d_in: int, d_out: int) -> nn.Sequential:
@@ -96,29 +101,39 @@ def freeze_batchnorm(module: nn.Module) -> None:
             m.eval()
 
 
+def _tensors(*arrays: np.ndarray) -> list[torch.Tensor]:
+    return [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays]
+
+
 def fit_transformation(
     h: Transformation,
-    old: np.ndarray,
-    side: np.ndarray,
-    target: np.ndarray,
+    views: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     config: TransformationConfig,
     *,
     seed: int,
+    validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     desc: str = "transformation",
     progress: bool | None = None,
 ) -> dict:
-    """Train ``h`` in place: MSE(h(old, side), target) over stored N x d vectors of the new training set.
+    """Train ``h`` in place: MSE(h(old, side), new) over stored vectors of the new training set.
 
+    :param views: per augmented view of the training images, its (old, side, new) embeddings (N x d each);
+        epoch e trains on view e mod len(views).
+    :param validation: (old, side, new) embeddings of held-out images: the MSE on them is logged per epoch.
     :param progress: a tqdm bar over epochs (default: as the training loop decides, :func:`compat.train.show_progress`).
-    :return: the training log: per-epoch MSE and whether BatchNorm was frozen, wall time.
+    :return: the training log: per-epoch training and validation MSE, whether BatchNorm was frozen, wall time.
     """
-    old_t, side_t, target_t = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in (old, side, target))
-    h.check_inputs(old_t, side_t)
-    if target_t.shape != (len(old_t), h.new_dim):
-        raise ConfigError(f"targets must be {len(old_t)} x {h.new_dim} new embeddings, got shape {tuple(target_t.shape)}")
+    if not views:
+        raise ConfigError("fit_transformation needs at least one view of (old, side, new) embeddings")
+    data = [_tensors(*v) for v in views]
+    for old_t, side_t, target_t in data:
+        h.check_inputs(old_t, side_t)
+        if target_t.shape != (len(old_t), h.new_dim):
+            raise ConfigError(f"targets must be {len(old_t)} x {h.new_dim} new embeddings, got shape {tuple(target_t.shape)}")
+    val = _tensors(*validation) if validation is not None else None
     torch.manual_seed(seed)
     optimizer = torch.optim.Adam(h.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, len(old_t) // config.batch_size)
+    steps_per_epoch = max(1, len(data[0][0]) // config.batch_size)
     total, warmup = steps_per_epoch * config.epochs, int(round(config.warmup_epochs * steps_per_epoch))
     generator = torch.Generator().manual_seed(seed)
     log, start = [], time.perf_counter()
@@ -127,6 +142,7 @@ def fit_transformation(
         frozen = config.freeze_bn and epoch >= config.epochs // 2
         if frozen:
             freeze_batchnorm(h)
+        old_t, side_t, target_t = data[epoch % len(data)]
         order = torch.randperm(len(old_t), generator=generator)
         total_loss = 0.0
         for step in range(steps_per_epoch):
@@ -138,7 +154,12 @@ def fit_transformation(
             loss.backward()
             optimizer.step()
             total_loss += float(loss.detach())
-        log.append({"epoch": epoch + 1, "mse": total_loss / steps_per_epoch, "bn_frozen": frozen})
+        entry = {"epoch": epoch + 1, "mse": total_loss / steps_per_epoch, "bn_frozen": frozen, "view": epoch % len(data)}
+        if val is not None:
+            h.eval()
+            with torch.inference_mode():
+                entry["val_mse"] = float(F.mse_loss(h(val[0], val[1]), val[2]))
+        log.append(entry)
     h.eval()
     return {"epochs": log, "train_seconds": time.perf_counter() - start, "config": asdict(config)}
 

@@ -3,52 +3,70 @@
 Shen et al., "Towards Backward-Compatible Representation Learning", CVPR 2020, under the
 protocol of FCT's CIFAR-100 experiments (apple/ml-fct): rows old/old, independent new/new,
 independent new/old, BCT new/old and new/new, L2 new/old and new/new; CMC top-1/5, mAP and
-the update gain. Each seed trains its own old and new models; one seed adds the ablations
-(influence weight 10, normalized embedding and classifier, and both together as in the BT-2 code).
+the update gain, each with a 95 % interval. Each seed trains its own old and new models; one
+seed adds the ablations: influence weight 10 (BT-2), normalized embedding and classifier with
+label smoothing (BT-2's cosine logits), both together, and openBCT's L2 without cross-entropy.
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 
-import pandas as pd
+from ..artefacts import MethodSpec, ModelSpec, SubsetSpec
+from ..errors import check_range
+from .base import Case, Claim, Experiment, Plan, main_results, register_experiment
 
-from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, get_embeddings
-from ..config import Profile
-from ..store import Store, config_key
-from .common import (
-    METRICS, evaluate_cases, long_table, main_results, mean_gain, model_record, run_seeds, summary_table, value,
-    write_seed_result,
-)
-
-__all__ = ["run", "summary_table", "long_table", "criterion", "provenance_table", "ablation_table", "claims", "verdict"]
-
-# (case, query model, gallery model); models by name in :func:`model_specs`
 CASES = [
-    ("old/old", "old", "old"),
-    ("independent new/new", "independent", "independent"),
-    ("independent new/old", "independent", "old"),
-    ("BCT new/old", "bct", "old"),
-    ("BCT new/new", "bct", "bct"),
-    ("L2 new/old", "l2", "old"),
-    ("L2 new/new", "l2", "l2"),
+    Case("old/old", "old", "old"),
+    Case("independent new/new", "independent", "independent"),
+    Case("independent new/old", "independent", "old"),
+    Case("BCT new/old", "bct", "old"),
+    Case("BCT new/new", "bct", "bct"),
+    Case("L2 new/old", "l2", "old"),
+    Case("L2 new/new", "l2", "l2"),
 ]
 ABLATION_CASES = [
-    ("BCT λ=10 new/old", "bct_heavy", "old"),
-    ("BCT λ=10 new/new", "bct_heavy", "bct_heavy"),
-    ("BCT normalized new/old", "bct_normalized", "old"),
-    ("BCT normalized new/new", "bct_normalized", "bct_normalized"),
-    ("BCT λ=10 normalized new/old", "bct_heavy_normalized", "old"),
-    ("BCT λ=10 normalized new/new", "bct_heavy_normalized", "bct_heavy_normalized"),
+    Case("BCT λ=10 new/old", "bct_heavy", "old"),
+    Case("BCT λ=10 new/new", "bct_heavy", "bct_heavy"),
+    Case("BCT normalized new/old", "bct_normalized", "old"),
+    Case("BCT normalized new/new", "bct_normalized", "bct_normalized"),
+    Case("BCT λ=10 normalized new/old", "bct_heavy_normalized", "old"),
+    Case("BCT λ=10 normalized new/new", "bct_heavy_normalized", "bct_heavy_normalized"),
+    Case("L2 without CE (openBCT) new/old", "l2_openbct", "old"),
+    Case("L2 without CE (openBCT) new/new", "l2_openbct", "l2_openbct"),
 ]
 
 
-def model_specs(profile: Profile, seed: int, ablation: bool = False) -> dict[str, ModelSpec]:
-    """The models of one seed: old, independent new, BCT new, L2 new (+ the ablation models if asked)."""
-    cfg = profile.bct
+@dataclass(frozen=True)
+class BCTConfig:
+    """The BCT chapter's settings.
+
+    :param influence_weight: lambda of the influence loss (1 in openBCT and OpenCompatible).
+    :param l2_weight: weight of the L2 compatibility loss (1 in both).
+    :param ablation: also run the one-seed ablation (influence weight, normalization, openBCT's L2).
+    :param ablation_weight: the larger influence weight of the ablation (10 in the BT-2 code).
+    :param normalized_smoothing: label smoothing of the normalized (BT-2) influence term (0.1 in BT-2).
+    """
+
+    influence_weight: float = 1.0
+    l2_weight: float = 1.0
+    ablation: bool = True
+    ablation_weight: float = 10.0
+    normalized_smoothing: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_range("bct.influence_weight", self.influence_weight, 0, 1000)
+        check_range("bct.l2_weight", self.l2_weight, 0, 1000)
+        check_range("bct.ablation_weight", self.ablation_weight, 0, 1000)
+        check_range("bct.normalized_smoothing", self.normalized_smoothing, 0, 1, high_open=True)
+
+
+def model_specs(profile, seed: int, ablation: bool = False) -> dict[str, ModelSpec]:
+    """The models of one seed by canonical name: old, independent (new), bct, l2 (+ the ablation's)."""
+    cfg, protocol = profile.bct, profile.protocol
     common = {"data": profile.data, "model": profile.model, "seed": seed}
-    old = ModelSpec(subset=SubsetSpec("extended-class", cfg.old_fraction, "old"), train=profile.old_train, **common)
-    new = {"subset": SubsetSpec("extended-class", cfg.old_fraction, "new"), "train": profile.new_train, **common}
+    old = ModelSpec(subset=SubsetSpec(protocol.scenario, protocol.old_fraction, "old"), train=profile.old_train, **common)
+    new = {"subset": SubsetSpec(protocol.scenario, protocol.old_fraction, "new"), "train": profile.new_train, **common}
     specs = {
         "old": old,
         "independent": ModelSpec(**new),
@@ -56,118 +74,42 @@ def model_specs(profile: Profile, seed: int, ablation: bool = False) -> dict[str
         "l2": ModelSpec(**new, method=MethodSpec("l2", cfg.l2_weight), parent=old),
     }
     if ablation:
+        normalized = {"normalize": True, "label_smoothing": cfg.normalized_smoothing}
         specs["bct_heavy"] = ModelSpec(**new, method=MethodSpec("bct", cfg.ablation_weight), parent=old)
-        specs["bct_normalized"] = ModelSpec(**new, method=MethodSpec("bct", cfg.influence_weight, normalize=True), parent=old)
-        specs["bct_heavy_normalized"] = ModelSpec(**new, method=MethodSpec("bct", cfg.ablation_weight, normalize=True), parent=old)
+        specs["bct_normalized"] = ModelSpec(**new, method=MethodSpec("bct", cfg.influence_weight, **normalized), parent=old)
+        specs["bct_heavy_normalized"] = ModelSpec(**new, method=MethodSpec("bct", cfg.ablation_weight, **normalized), parent=old)
+        specs["l2_openbct"] = ModelSpec(**new, method=MethodSpec("l2", cfg.l2_weight, keep_ce=False), parent=old)
     return specs
 
 
-def result_key(profile: Profile, seed: int, ablation: bool = False) -> str:
-    """The key of one result file: every model's key plus the evaluation settings."""
-    specs = model_specs(profile, seed, ablation)
-    return config_key({"experiment": "bct", "models": {n: s.key for n, s in specs.items()}, "distances": profile.bct.distances})
+@register_experiment("bct")
+class BCT(Experiment):
+    config_class = BCTConfig
+    profile_configs = {"smoke": BCTConfig(), "cpu": BCTConfig(), "gpu": BCTConfig()}
 
+    def plan(self, profile, seed: int, ablation: bool = False) -> Plan:
+        return Plan(models=model_specs(profile, seed, ablation), cases=CASES + (ABLATION_CASES if ablation else []))
 
-def run_seed(profile: Profile, seed: int, store: Store, ablation: bool = False) -> dict:
-    """Train (or load) the models of ``seed``, evaluate every case and write the result file.
+    def claims(self) -> list[Claim]:
+        return [
+            Claim("compatibility is learned: BCT new/old above independent new/old", "BCT new/old", "independent new/old"),
+            Claim("empirical criterion: BCT new/old above old/old", "BCT new/old", "old/old"),
+            Claim("BCT beats the L2 baseline on new/old", "BCT new/old", "L2 new/old"),
+            Claim("the upgrade still pays: BCT new/new above old/old", "BCT new/new", "old/old"),
+        ]
 
-    With ``ablation``, the file holds only the ablation cases (and the references they need).
-    """
-    key = result_key(profile, seed, ablation)
-    cached = store.read_result("bct", profile.name, key)
-    if cached is not None:
-        return cached
-    specs = model_specs(profile, seed, ablation)
-    started = time.perf_counter()
-    embeddings = {name: get_embeddings(spec, store) for name, spec in specs.items()}  # trains what is missing
-    train_done = time.perf_counter()
-    labels = specs["old"].data.load().val.labels
-    cases = CASES + ABLATION_CASES if ablation else CASES
-    rows = evaluate_cases(embeddings, labels, cases, profile.bct.distances, "old/old", "independent new/new")
-    models = {name: model_record(store, spec.key) for name, spec in specs.items()}
-    wall = {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done}
-    return write_seed_result(store, profile, seed, ablation, key, rows, models, wall, experiment="bct")
-
-
-def run(profile: Profile, store: Store | None = None) -> list[dict]:
-    """Every seed of the profile's BCT table, then the one-seed ablation; loaded from result files where they exist."""
-    cfg = profile.bct
-    return run_seeds(run_seed, profile, store or Store(), cfg.ablation_seed if cfg.ablation else None)
-
-
-def criterion(results: list[dict], case: str = "BCT new/old") -> pd.DataFrame:
-    """Per seed and distance: does M(new, old) > M(old, old) hold (BCT's empirical compatibility criterion)?"""
-    records = []
-    for res in main_results(results):
-        ref = {(r["distance"], r["case"]): r for r in res["rows"]}
-        for distance in dict.fromkeys(r["distance"] for r in res["rows"]):
-            for m in METRICS:
-                new_old, old_old = ref[(distance, case)][m], ref[(distance, "old/old")][m]
-                records.append({"seed": res["seed"], "distance": distance, "metric": m, "new/old": new_old,
-                                "old/old": old_old, "holds": new_old > old_old})
-    return pd.DataFrame.from_records(records)
-
-
-def provenance_table(results: list[dict]) -> pd.DataFrame:
-    """Per seed and model: training time, speed, precision, device and the revisions that made it."""
-    records, seen = [], set()
-    for res in results:
-        for name, m in res["models"].items():
-            if m["key"] in seen:  # the ablation file repeats its seed's shared models
-                continue
-            seen.add(m["key"])
-            records.append({
-                "seed": res["seed"], "model": name, "train min": m["train_seconds"] / 60, "img/s": m["images_per_s"],
-                "train acc": m["final_train_acc"], "precision": m["precision"], "device": m["device"],
-                "trained at": m["trained_at_revision"][:12], "result written at": res["environment"]["git_revision"][:12],
-            })
-    return pd.DataFrame.from_records(records).set_index(["seed", "model"])
-
-
-def ablation_table(results: list[dict], distance: str = "l2") -> pd.DataFrame:
-    """The ablation seed's BCT variants next to the default BCT model of the same seed (empty if not run)."""
-    res = next((r for r in results if r["kind"] == "ablation"), None)
-    if res is None:
-        return pd.DataFrame()
-    keep = [c for c, _, _ in ABLATION_CASES] + ["BCT new/old", "BCT new/new"]
-    rows = [r for r in res["rows"] if r["distance"] == distance and r["case"] in keep]
-    frame = pd.DataFrame(rows).set_index("case")
-    return frame[list(METRICS) + [f"gain_{m}" for m in METRICS]].rename(columns={f"gain_{m}": f"G ({m})" for m in METRICS})
-
-
-def claims(results: list[dict], distance: str = "l2") -> dict[str, bool]:
-    """The paper's qualitative claims at top-1; a claim holds only if it holds in every seed."""
-    main = main_results(results)
-
-    def every(better: str, worse: str) -> bool:
-        return all(value(r, distance, better) > value(r, distance, worse) for r in main)
-
-    return {
-        "compatibility is learned: BCT new/old above independent new/old": every("BCT new/old", "independent new/old"),
-        "empirical criterion: BCT new/old above old/old": every("BCT new/old", "old/old"),
-        "BCT beats the L2 baseline on new/old": every("BCT new/old", "L2 new/old"),
-        "the upgrade still pays: BCT new/new above old/old": every("BCT new/new", "old/old"),
-    }
-
-
-def verdict(results: list[dict]) -> str:
-    """Markdown: the claims with what our numbers say, and a verdict (reproduced / partially / not)."""
-    lines = []
-    verdicts = {}
-    main = main_results(results)
-    for distance in dict.fromkeys(r["distance"] for r in main[0]["rows"]):
-        checked = claims(results, distance)
-        core = list(checked.values())
-        verdicts[distance] = "reproduced" if all(core) else ("partially reproduced" if core[0] else "not reproduced")
-        lines.append(f"**{distance} distance: {verdicts[distance]}** (top-1, each claim checked in every one of {len(main)} seeds)")
-        lines += [f"- {'holds' if ok else 'does not hold'}: {claim}" for claim, ok in checked.items()]
-        gain = mean_gain(results, distance, "BCT new/old")
-        lines.append(f"- update gain of BCT (top-1): {gain:.2f} (0 = no better than the old model, 1 = as good as backfilling)")
-        ablation = next((r for r in results if r["kind"] == "ablation"), None)
-        if ablation is not None:
-            variants = [c for c, _, gallery in ABLATION_CASES if gallery == "old"]
-            holding = [c.removesuffix(" new/old") for c in variants if value(ablation, distance, c) > value(ablation, distance, "old/old")]
-            lines.append(f"- one-seed ablation (seed {ablation['seed']}): the empirical criterion holds for "
-                         + (", ".join(holding) if holding else "none of the variants"))
-        lines.append("")
-    return "\n".join(lines)
+    def verdict(self, results: list[dict], store=None) -> str:
+        """Markdown, per distance: each claim with its interval, and a verdict (reproduced: every claim
+        holds; partially: compatibility is learned but not every claim holds; not reproduced)."""
+        lines = []
+        for distance in dict.fromkeys(r["distance"] for r in main_results(results)[0]["rows"]):
+            checked = self.check_claims(results, distance, store)
+            holds = checked["holds"].tolist()
+            word = "reproduced" if all(holds) else ("partially reproduced" if holds[0] else "not reproduced")
+            lines.append(f"**{distance} distance: {word}** (top-1; a claim holds when the 95 % interval of the "
+                         f"difference lies above 0 and every one of {len(main_results(results))} seeds agrees)")
+            for _, c in checked.iterrows():
+                lines.append(f"- {'holds' if c['holds'] else 'does not hold'}: {c['claim']} "
+                             f"({c['difference (points)']:+.2f} points, 95 % CI {c['95% CI low']:+.2f} to {c['95% CI high']:+.2f}; seeds {c['per seed']})")
+            lines.append("")
+        return "\n".join(lines)

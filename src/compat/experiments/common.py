@@ -9,10 +9,17 @@ import numpy as np
 import pandas as pd
 
 from ..evaluate import retrieval_metrics, update_gain
-from ..provenance import environment
+from ..provenance import data_record, environment
 from ..store import Store, canonical
 
 METRICS = ("top1", "top5", "mAP")
+
+
+def collapsed(z: np.ndarray) -> str | None:
+    """Why embeddings count as collapsed (a diverged model), or None: every row (nearly) the same vector."""
+    spread = float(np.abs(z - z.mean(axis=0)).max())
+    scale = float(np.abs(z).max())
+    return f"constant embeddings (largest deviation from the mean {spread:.3g}, scale {scale:.3g})" if spread <= 1e-6 * max(scale, 1e-12) else None
 
 
 def evaluate_cases(
@@ -22,21 +29,51 @@ def evaluate_cases(
     distances: Sequence[str],
     old_case: str,
     new_case: str,
-) -> list[dict]:
-    """Metrics of every (case, query, gallery) at every distance; each ``... new/old`` case also gets
-    the update gain (BCT, Eq. 9) against ``old_case`` and ``new_case`` (None where they tie)."""
-    rows = []
+    diverged: Mapping[str, str] | None = None,
+) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Metrics of every (case, query, gallery) at every distance, and each case's per-query results.
+
+    Each ``... new/old`` case also gets the update gain (BCT, Eq. 9) against ``old_case`` and
+    ``new_case`` (None where they tie). A case with a diverged model (``diverged``: model -> why,
+    plus any model whose embeddings collapsed) gets no numbers, only ``diverged``: such a run is
+    reported, never tabulated.
+    :return: rows, and per-query arrays keyed ``distance|case|rank`` and ``distance|case|ap``.
+    """
+    diverged = dict(diverged or {})
+    for name, z in embeddings.items():
+        why = collapsed(z)
+        if why and name not in diverged:
+            diverged[name] = why
+    rows, per_query = [], {}
     for distance in distances:
         for case, query, gallery in cases:
-            metrics = retrieval_metrics(embeddings[query], embeddings[gallery], labels, distance=distance)
-            rows.append({"distance": distance, "case": case, "query": query, "gallery": gallery, **{m: metrics[m] for m in METRICS}})
+            row = {"distance": distance, "case": case, "query": query, "gallery": gallery}
+            bad = [f"{m}: {diverged[m]}" for m in dict.fromkeys((query, gallery)) if m in diverged]
+            if bad:
+                rows.append({**row, **{m: None for m in METRICS}, "diverged": "; ".join(bad)})
+                continue
+            metrics, pq = retrieval_metrics(embeddings[query], embeddings[gallery], labels, distance=distance, per_query=True)
+            rows.append({**row, **{m: metrics[m] for m in METRICS}})
+            per_query[f"{distance}|{case}|rank"] = pq["rank"].astype(np.int32)
+            per_query[f"{distance}|{case}|ap"] = pq["ap"].astype(np.float32)
     ref = {(r["distance"], r["case"]): r for r in rows}
     for r in rows:
         if r["case"].endswith("new/old"):
             old_old, new_new = ref[(r["distance"], old_case)], ref[(r["distance"], new_case)]
             for m in METRICS:
-                r[f"gain_{m}"] = update_gain(r[m], old_old[m], new_new[m]) if new_new[m] != old_old[m] else None
-    return rows
+                known = None not in (r[m], old_old[m], new_new[m])
+                r[f"gain_{m}"] = update_gain(r[m], old_old[m], new_new[m]) if known and new_new[m] != old_old[m] else None
+    return rows, per_query
+
+
+def diverged_models(store: Store, keys: Mapping[str, str]) -> dict[str, str]:
+    """Model name -> why its training counts as diverged, for the stored models named in ``keys``."""
+    out = {}
+    for name, key in keys.items():
+        why = store.model_meta(key)["log"].get("diverged")
+        if why:
+            out[name] = why
+    return out
 
 
 def model_record(store: Store, key: str) -> dict:
@@ -53,12 +90,17 @@ def model_record(store: Store, key: str) -> dict:
         "precision": log.get("precision", "fp32"),
         "device": log.get("device", meta["environment"].get("device", "cpu")),
         "trained_at_revision": meta["environment"]["git_revision"],
+        "diverged": log.get("diverged"),
+        "epochs": epochs,  # the per-epoch training log, so the result file carries it (the cache is not committed)
     }
 
 
 def write_seed_result(store: Store, profile, seed: int, ablation: bool, key: str, rows: list[dict], models: dict,
-                      wall_seconds: dict, experiment: str, **extra) -> dict:
-    """Write (atomically) and return one seed's result file: metrics, models' provenance, full config, wall times, environment."""
+                      wall_seconds: dict, experiment: str, per_query: dict[str, np.ndarray] | None = None, **extra) -> dict:
+    """Write (atomically) and return one seed's result file: metrics, models' provenance, full config, wall times,
+    environment and data checksum; the per-query results go beside it (``KEY.npz``), written first."""
+    if per_query:
+        store.write_per_query(experiment, profile.name, key, per_query)
     payload = {
         "experiment": experiment,
         "profile": profile.name,
@@ -71,6 +113,7 @@ def write_seed_result(store: Store, profile, seed: int, ablation: bool, key: str
         "config": canonical(profile),
         "wall_seconds": wall_seconds,
         "environment": environment(),
+        "data": data_record(profile.data),
     }
     store.write_result(experiment, profile.name, key, payload)
     return payload

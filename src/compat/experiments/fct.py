@@ -4,49 +4,83 @@ Ramanujan et al., "Forward Compatible Training for Large-Scale Embedding Retriev
 CVPR 2022, under the protocol of its CIFAR-100 experiments (apple/ml-fct). The old model and the
 (independently trained) new model are the BCT table's own artefacts, shared through the store;
 this experiment adds a SimCLR side-information model trained on the old training data and the
-transformation h, trained on the new training set's stored embeddings. Rows: old/old, new/new,
-BCT new/old, FCT new/old without and with side-information; one seed adds the ablations
-(side-information size, BatchNorm freezing); the upgrade cost is measured once.
+transformation h, trained on stored embeddings of augmented views of the new training set.
+Rows: old/old, new/new, BCT new/old, FCT new/old without and with side-information; one seed
+adds the ablations (side-information size, BatchNorm freezing); the upgrade cost is measured once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec, get_embeddings, get_upgraded_gallery
-from ..config import Profile
+from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec
+from ..errors import ConfigError, check_range
 from ..provenance import environment
 from ..store import Store, canonical, config_key
+from ..train import TrainConfig
+from ..transformation import TransformationConfig
 from . import bct
-from .common import (
-    METRICS, evaluate_cases, long_table, main_results, mean_gain, model_record, run_seeds, summary_table, value,
-    write_seed_result,
-)
-
-__all__ = ["run", "summary_table", "long_table", "ablation_table", "examples", "upgrade_cost", "claims", "verdict"]
+from .base import Case, Claim, Experiment, Plan, main_results, register_experiment
+from .common import METRICS
 
 NO_SIDE = "FCT (no side-info) new/old"
 SIDE = "FCT (side-info) new/old"
-# (case, query, gallery); galleries named h_* are the old gallery upgraded by a transformation
+# galleries named h_* are the old gallery upgraded by a transformation
 CASES = [
-    ("old/old", "old", "old"),
-    ("new/new", "new", "new"),
-    ("BCT new/old", "bct", "old"),
-    (NO_SIDE, "new", "h_none"),
-    (SIDE, "new", "h_side"),
+    Case("old/old", "old", "old"),
+    Case("independent new/new", "independent", "independent"),
+    Case("BCT new/old", "bct", "old"),
+    Case(NO_SIDE, "independent", "h_none"),
+    Case(SIDE, "independent", "h_side"),
 ]
-PICTURE_CASES = ["old/old", SIDE, "new/new"]
+PICTURE_CASES = ["old/old", SIDE, "independent new/new"]
 
 
-def side_spec(profile: Profile, seed: int, dim: int) -> ModelSpec:
+@dataclass(frozen=True)
+class FCTConfig:
+    """The FCT chapter's settings.
+
+    :param side_dim: side-information size of the main table (128 in the paper).
+    :param ablation_side_dims: further sizes for the one-seed ablation (0 and ``side_dim`` come from the main table).
+    :param side_train: the SimCLR model's recipe (two views per image; the old model's backbone, a projection head).
+    :param temperature: of SimCLR's NT-Xent loss.
+    :param transformation: h's architecture and recipe.
+    :param ablation: also run the one-seed ablations (side-information size, BatchNorm freezing).
+    :param cost_sizes: gallery sizes N at which the upgrade cost (h on stored vectors vs re-embedding images) is measured.
+    :param picture_queries: val queries shown with their top-5 in the retrieval picture.
+    """
+
+    side_dim: int = 128
+    ablation_side_dims: tuple[int, ...] = (8, 32)
+    side_train: TrainConfig = field(default_factory=TrainConfig)
+    temperature: float = 0.2
+    transformation: TransformationConfig = field(default_factory=TransformationConfig)
+    ablation: bool = True
+    cost_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
+    picture_queries: int = 6
+
+    def __post_init__(self) -> None:
+        for d in (self.side_dim, *self.ablation_side_dims):
+            check_range("fct side-information size", d, 1, 4096)
+        check_range("fct.temperature", self.temperature, 0, 10, low_open=True)
+        if not self.cost_sizes:
+            raise ConfigError("fct.cost_sizes must name at least one gallery size")
+        for n in self.cost_sizes:
+            check_range("fct.cost_sizes item", n, 1, 10_000_000)
+        check_range("fct.picture_queries", self.picture_queries, 1, 50)
+
+
+def side_spec(profile, seed: int, dim: int) -> ModelSpec:
     """The SimCLR side-information model: the old model's backbone, a ``dim``-d output, the old training data."""
+    protocol = profile.protocol
     return ModelSpec(
         data=profile.data,
-        subset=SubsetSpec("extended-class", profile.bct.old_fraction, "old"),
+        subset=SubsetSpec(protocol.scenario, protocol.old_fraction, "old"),
         model=dataclasses.replace(profile.model, embedding_dim=dim),
         train=profile.fct.side_train,
         seed=seed,
@@ -54,7 +88,7 @@ def side_spec(profile: Profile, seed: int, dim: int) -> ModelSpec:
     )
 
 
-def transformation_spec(profile: Profile, seed: int, side_dim: int, freeze_bn: bool = True) -> TransformationSpec:
+def transformation_spec(profile, seed: int, side_dim: int, freeze_bn: bool = True) -> TransformationSpec:
     """h from the BCT table's old model to its independent new model, with ``side_dim``-d side-information (0: none)."""
     models = bct.model_specs(profile, seed)
     config = dataclasses.replace(profile.fct.transformation, freeze_bn=freeze_bn)
@@ -62,37 +96,12 @@ def transformation_spec(profile: Profile, seed: int, side_dim: int, freeze_bn: b
     return TransformationSpec(old=models["old"], new=models["independent"], side=side, config=config, seed=seed)
 
 
-def ablation_variants(profile: Profile) -> dict[str, tuple[int, bool]]:
+def ablation_variants(profile) -> dict[str, tuple[int, bool]]:
     """Ablation case name -> (side-information size, BatchNorm frozen)."""
     fct = profile.fct
     variants = {f"FCT side-info {d} new/old": (d, True) for d in sorted({0, *fct.ablation_side_dims, fct.side_dim})}
     variants[f"FCT side-info {fct.side_dim}, BatchNorm not frozen new/old"] = (fct.side_dim, False)
     return variants
-
-
-def _specs(profile: Profile, seed: int, ablation: bool) -> tuple[dict[str, ModelSpec], dict[str, TransformationSpec], list]:
-    """Models, transformations and cases of one result file."""
-    models = bct.model_specs(profile, seed)
-    specs = {"old": models["old"], "new": models["independent"], "bct": models["bct"]}
-    if not ablation:
-        return specs, {"h_none": transformation_spec(profile, seed, 0), "h_side": transformation_spec(profile, seed, profile.fct.side_dim)}, CASES
-    transforms, cases = {}, CASES[:2]
-    for i, (case, (dim, freeze)) in enumerate(ablation_variants(profile).items()):
-        transforms[f"h_{i}"] = transformation_spec(profile, seed, dim, freeze)
-        cases.append((case, "new", f"h_{i}"))
-    return specs, transforms, cases
-
-
-def result_key(profile: Profile, seed: int, ablation: bool = False) -> str:
-    """The key of one result file: every model's and transformation's key plus the evaluation settings."""
-    specs, transforms, _ = _specs(profile, seed, ablation)
-    return config_key({
-        "experiment": "fct",
-        "models": {n: s.key for n, s in specs.items()},
-        "transformations": {n: t.key for n, t in transforms.items()},
-        "distances": profile.bct.distances,
-        "picture_queries": profile.fct.picture_queries,
-    })
 
 
 def _picture(embeddings: dict[str, np.ndarray], labels: np.ndarray, cases: list, count: int, seed: int) -> dict:
@@ -111,39 +120,110 @@ def _picture(embeddings: dict[str, np.ndarray], labels: np.ndarray, cases: list,
     return {"queries": queries, "top5": top}
 
 
-def run_seed(profile: Profile, seed: int, store: Store, ablation: bool = False) -> dict:
-    """Train (or load) the side-information models and transformations of ``seed``, evaluate, write the result file."""
-    key = result_key(profile, seed, ablation)
-    cached = store.read_result("fct", profile.name, key)
-    if cached is not None:
-        return cached
-    specs, transforms, cases = _specs(profile, seed, ablation)
-    started = time.perf_counter()
-    embeddings = {name: get_embeddings(spec, store) for name, spec in specs.items()}  # the BCT table's models
-    embeddings.update({name: get_upgraded_gallery(t, store) for name, t in transforms.items()})  # trains what is missing
-    train_done = time.perf_counter()
-    labels = specs["old"].data.load().val.labels
-    rows = evaluate_cases(embeddings, labels, cases, profile.bct.distances, "old/old", "new/new")
-    models = {name: model_record(store, spec.key) for name, spec in specs.items()}
-    for name, t in transforms.items():
-        if t.side is not None:
-            models[f"side-info {t.side_dim()}-d"] = model_record(store, t.side.key)
-        models[name] = model_record(store, t.key)
-    wall = {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done}
-    return write_seed_result(
-        store, profile, seed, ablation, key, rows, models, wall, experiment="fct",
-        transformations={n: {"side_dim": t.side_dim() if t.side else 0, "freeze_bn": t.config.freeze_bn} for n, t in transforms.items()},
-        picture=None if ablation else _picture(embeddings, labels, cases, profile.fct.picture_queries, seed),
-    )
+@register_experiment("fct")
+class FCT(Experiment):
+    config_class = FCTConfig
+    profile_configs = {
+        "smoke": FCTConfig(
+            side_dim=16,
+            ablation_side_dims=(8,),
+            side_train=TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=1),
+            transformation=TransformationConfig(inner_dim=64, epochs=4, batch_size=128, warmup_epochs=1, augmented_views=2),
+            cost_sizes=(100, 400),
+            picture_queries=3,
+        ),
+        "cpu": FCTConfig(
+            side_train=TrainConfig(epochs=6, batch_size=256, lr=0.3, warmup_epochs=0.5),
+            transformation=TransformationConfig(inner_dim=512, epochs=20, warmup_epochs=1.25, augmented_views=4),
+        ),
+        "gpu": FCTConfig(side_train=TrainConfig(epochs=200, batch_size=512, lr=0.6, warmup_epochs=10),
+                         transformation=TransformationConfig(augmented_views=16)),
+    }
+
+    def plan(self, profile, seed: int, ablation: bool = False) -> Plan:
+        models = bct.model_specs(profile, seed)
+        specs = {"old": models["old"], "independent": models["independent"], "bct": models["bct"]}
+        key_extra = {"picture_queries": profile.fct.picture_queries}
+        if not ablation:
+            transforms = {"h_none": transformation_spec(profile, seed, 0), "h_side": transformation_spec(profile, seed, profile.fct.side_dim)}
+            return Plan(specs, CASES, transforms, key_extra)
+        transforms, cases = {}, CASES[:2]
+        for i, (case, (dim, freeze)) in enumerate(ablation_variants(profile).items()):
+            transforms[f"h_{i}"] = transformation_spec(profile, seed, dim, freeze)
+            cases.append(Case(case, "independent", f"h_{i}"))
+        return Plan(specs, cases, transforms, key_extra)
+
+    def extra(self, profile, seed, ablation, plan, embeddings, labels) -> dict:
+        cases = [(c.label, c.query, c.gallery) for c in plan.cases]
+        return {
+            "transformations": {n: {"side_dim": t.side_dim() if t.side else 0, "freeze_bn": t.config.freeze_bn}
+                                for n, t in plan.transformations.items()},
+            "picture": None if ablation else _picture(embeddings, labels, cases, profile.fct.picture_queries, seed),
+        }
+
+    def claims(self) -> list[Claim]:
+        return [
+            Claim("the transformed gallery beats the old one: FCT new/old above old/old", SIDE, "old/old"),
+            Claim("FCT beats BCT: FCT new/old above BCT new/old", SIDE, "BCT new/old"),
+            Claim("side-information helps: FCT with side-info above FCT without", SIDE, NO_SIDE),
+            Claim("backfilling is still the ceiling: new/new above FCT new/old", "independent new/new", SIDE),
+        ]
+
+    def verdict(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> str:
+        """Markdown: the claims with intervals, our gains against the published ones, and a verdict: reproduced
+        (every claim holds and the gains reach the published range), partially (the transformed gallery beats
+        the old one, but not everything else holds), not reproduced."""
+        checked = self.check_claims(results, distance, store)
+        table = self.summary_table(results, distance, store)
+        published = published_gains()
+        reaches = all(table.loc[case, "G top1 low"] >= published.loc[case].min() for case in (NO_SIDE, SIDE))
+        holds = checked["holds"].tolist()
+        word = "reproduced" if all(holds) and reaches else ("partially reproduced" if holds[0] else "not reproduced")
+        lines = [f"**{distance} distance: {word}** (top-1; a claim holds when the 95 % interval of the difference "
+                 f"lies above 0 and every one of {len(main_results(results))} seeds agrees)"]
+        for _, c in checked.iterrows():
+            lines.append(f"- {'holds' if c['holds'] else 'does not hold'}: {c['claim']} ({c['difference (points)']:+.2f} points, "
+                         f"95 % CI {c['95% CI low']:+.2f} to {c['95% CI high']:+.2f}; seeds {c['per seed']})")
+        for case in (NO_SIDE, SIDE):
+            low, high = published.loc[case].min(), published.loc[case].max()
+            g = table.loc[case]
+            lines.append(f"- update gain of {case.removesuffix(' new/old')} (top-1): {g['G top1']:.2f} "
+                         f"(95 % CI {g['G top1 low']:.2f} to {g['G top1 high']:.2f}); {low:.2f}-{high:.2f} in the published "
+                         f"tables ({'reaches' if g['G top1 low'] >= low else 'below'} that range)")
+        return "\n".join(lines)
 
 
-def upgrade_cost(profile: Profile, store: Store | None = None) -> dict:
+def ablation_table(results: list[dict], distance: str = "l2") -> pd.DataFrame:
+    """The ablation seed's FCT variants (side-information size, BatchNorm freezing) with gains; empty if not run."""
+    res = next((r for r in results if r["kind"] == "ablation"), None)
+    if res is None:
+        return pd.DataFrame()
+    frame = pd.DataFrame([r for r in res["rows"] if r["distance"] == distance]).set_index("case")
+    return frame[list(METRICS) + [f"gain_{m}" for m in METRICS]].rename(columns={f"gain_{m}": f"G ({m})" for m in METRICS})
+
+
+def examples(results: list[dict]) -> dict:
+    """The retrieval picture's queries and top-5 lists of the first main seed."""
+    return main_results(results)[0]["picture"]
+
+
+def published_gains(metric: str = "top1") -> pd.DataFrame:
+    """Update gains of the FCT rows in the published tables that report both variants (FastFill README)."""
+    from ..published import FASTFILL_CIFAR100, FASTFILL_IMAGENET, reference_table
+
+    return pd.DataFrame({
+        name: reference_table(ref)[f"G ({metric})"][[NO_SIDE, SIDE]]
+        for name, ref in (("CIFAR-100", FASTFILL_CIFAR100), ("ImageNet-1k", FASTFILL_IMAGENET))
+    })
+
+
+def upgrade_cost(profile, store: Store | None = None) -> dict:
     """Time and peak memory of upgrading N stored gallery rows with h against re-embedding N images with
     the new model, for each N in the profile's ``cost_sizes``; measured once, stored as a result file."""
     from ..bench import measure_upgrade_cost
 
     store = store or Store()
-    spec = transformation_spec(profile, profile.fct.ablation_seed, profile.fct.side_dim)
+    spec = transformation_spec(profile, profile.protocol.ablation_seed, profile.fct.side_dim)
     key = config_key({"experiment": "fct-cost", "transformation": spec.key, "sizes": profile.fct.cost_sizes})
     cached = store.read_result("fct", profile.name, key)
     if cached is not None:
@@ -165,87 +245,3 @@ def upgrade_cost(profile: Profile, store: Store | None = None) -> dict:
     return payload
 
 
-def run(profile: Profile, store: Store | None = None) -> list[dict]:
-    """Every seed of the FCT table (the BCT table's seeds), then the one-seed ablation; loaded where result files exist.
-
-    The upgrade cost is a separate result (:func:`upgrade_cost`), measured after the tables.
-    """
-    cfg = profile.fct
-    return run_seeds(run_seed, profile, store or Store(), cfg.ablation_seed if cfg.ablation else None)
-
-
-def ablation_table(results: list[dict], distance: str = "l2") -> pd.DataFrame:
-    """The ablation seed's FCT variants (side-information size, BatchNorm freezing) with gains; empty if not run."""
-    res = next((r for r in results if r["kind"] == "ablation"), None)
-    if res is None:
-        return pd.DataFrame()
-    frame = pd.DataFrame([r for r in res["rows"] if r["distance"] == distance]).set_index("case")
-    return frame[list(METRICS) + [f"gain_{m}" for m in METRICS]].rename(columns={f"gain_{m}": f"G ({m})" for m in METRICS})
-
-
-def examples(results: list[dict]) -> dict:
-    """The retrieval picture's queries and top-5 lists of the first main seed."""
-    return main_results(results)[0]["picture"]
-
-
-def provenance_table(results: list[dict]) -> pd.DataFrame:
-    """Per seed: the side-information models and transformations this chapter trained (the rest is the BCT table's)."""
-    records, seen = [], set()
-    for res in results:
-        for name, m in res["models"].items():
-            if name in ("old", "new", "bct") or m["key"] in seen:
-                continue
-            seen.add(m["key"])
-            t = res["transformations"].get(name)
-            label = name if t is None else f"h (side-info {t['side_dim']}{'' if t['freeze_bn'] else ', BN not frozen'})"
-            records.append({
-                "seed": res["seed"], "artefact": label, "train min": m["train_seconds"] / 60,
-                "img/s": m["images_per_s"], "final MSE": m["final_mse"], "precision": m["precision"],
-                "trained at": m["trained_at_revision"][:12], "result written at": res["environment"]["git_revision"][:12],
-            })
-    return pd.DataFrame.from_records(records).set_index(["seed", "artefact"])
-
-
-def claims(results: list[dict], distance: str = "l2") -> dict[str, bool]:
-    """FCT's qualitative claims at top-1; a claim holds only if it holds in every seed."""
-    main = main_results(results)
-
-    def every(better: str, worse: str) -> bool:
-        return all(value(r, distance, better) > value(r, distance, worse) for r in main)
-
-    return {
-        "the transformed gallery beats the old one: FCT new/old above old/old": every(SIDE, "old/old"),
-        "FCT beats BCT: FCT new/old above BCT new/old": every(SIDE, "BCT new/old"),
-        "side-information helps: FCT with side-info above FCT without": every(SIDE, NO_SIDE),
-        "backfilling is still the ceiling: new/new above FCT new/old": every("new/new", SIDE),
-    }
-
-
-def published_gains(metric: str = "top1") -> pd.DataFrame:
-    """Update gains of the FCT rows in the published tables that report both variants (FastFill README)."""
-    from ..published import FASTFILL_CIFAR100, FASTFILL_IMAGENET, reference_table
-
-    return pd.DataFrame({
-        name: reference_table(ref)[f"G ({metric})"][[NO_SIDE, SIDE]]
-        for name, ref in (("CIFAR-100", FASTFILL_CIFAR100), ("ImageNet-1k", FASTFILL_IMAGENET))
-    })
-
-
-def verdict(results: list[dict], distance: str = "l2") -> str:
-    """Markdown: the claims, our gains against the published ones, and a verdict: reproduced (orderings hold
-    and gains reach the published range), partially (orderings hold, gains below it, or some ordering fails
-    while the transformed gallery still beats the old one), not reproduced."""
-    checked = claims(results, distance)
-    ours = {case: mean_gain(results, distance, case) for case in (NO_SIDE, SIDE)}
-    published = published_gains()
-    reaches = all(ours[case] >= published.loc[case].min() for case in ours)
-    core = list(checked.values())
-    word = "reproduced" if all(core) and reaches else ("partially reproduced" if core[0] else "not reproduced")
-    lines = [f"**{distance} distance: {word}** (top-1, each claim checked in every one of {len(main_results(results))} seeds)"]
-    lines += [f"- {'holds' if ok else 'does not hold'}: {claim}" for claim, ok in checked.items()]
-    for case in ours:
-        low, high = published.loc[case].min(), published.loc[case].max()
-        lines.append(f"- update gain of {case.removesuffix(' new/old')} (top-1): {ours[case]:.2f} here; "
-                     f"{low:.2f}-{high:.2f} in the published tables ({'reaches' if ours[case] >= low else 'below'} that range)")
-    lines.append(f"- update gain of BCT (top-1): {mean_gain(results, distance, 'BCT new/old'):.2f} here")
-    return "\n".join(lines)

@@ -13,28 +13,58 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
 import pandas as pd
 
 from ..artefacts import ModelSpec, SubsetSpec, get_embeddings, get_model
-from ..config import RECIPE_CANDIDATES as CANDIDATES, Profile
-from ..errors import check_choice
+from ..errors import ConfigError, check_choice, check_range
 from ..evaluate import retrieval_metrics
 from ..store import Store, config_key
 from ..train import TrainingDiverged, embed
+from .base import Experiment, register_experiment
 from .common import model_record, write_seed_result
 
-__all__ = ["CANDIDATES", "run", "curves", "final_table"]
+# candidate name -> changes to the profile's model and old-model recipe
+CANDIDATES: dict[str, dict[str, dict]] = {
+    "ResNet-20 w16": {"model": {"backbone": "resnet20", "width": 16}, "train": {}},
+    "airnet w32": {"model": {"backbone": "airnet", "width": 32}, "train": {}},
+    "airnet w32 + EMA": {"model": {"backbone": "airnet", "width": 32}, "train": {"ema_decay": 0.999}},
+    "airnet w48": {"model": {"backbone": "airnet", "width": 48}, "train": {}},
+    "airnet w32, lr 0.4, smoothing 0.2": {"model": {"backbone": "airnet", "width": 32}, "train": {"lr": 0.4, "label_smoothing": 0.2}},
+}
 
-def candidate_spec(profile: Profile, name: str, seed: int) -> ModelSpec:
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """The recipe study: candidate old-model recipes, time to accuracy.
+
+    :param candidates: names in :data:`CANDIDATES`.
+    :param epochs: epochs of every candidate.
+    :param seed: the study's one seed (seed 0 of the chapters: the chosen candidate's model is shared).
+    """
+
+    candidates: tuple[str, ...] = tuple(CANDIDATES)
+    epochs: int = 6
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.candidates or len(set(self.candidates)) != len(self.candidates):
+            raise ConfigError(f"recipe.candidates must be distinct and non-empty, got {self.candidates!r}")
+        for name in self.candidates:
+            check_choice("recipe.candidates item", name, CANDIDATES)
+        check_range("recipe.epochs", self.epochs, 1, 1000)
+        check_range("recipe.seed", self.seed, 0, 2**31 - 1)
+
+def candidate_spec(profile, name: str, seed: int) -> ModelSpec:
     """The old model of candidate ``name``: the profile's old model with the candidate's changes."""
     check_choice("recipe candidate", name, CANDIDATES)
     change = CANDIDATES[name]
     return ModelSpec(
         data=profile.data,
-        subset=SubsetSpec("extended-class", profile.bct.old_fraction, "old"),
+        subset=SubsetSpec(profile.protocol.scenario, profile.protocol.old_fraction, "old"),
         model=dataclasses.replace(profile.model, **change["model"], test_flip=False),
         train=dataclasses.replace(profile.old_train, **change["train"], epochs=profile.recipe.epochs),
         seed=seed,
@@ -66,7 +96,7 @@ def _val_probe(val_images: np.ndarray, val_labels: np.ndarray):
     return probe
 
 
-def run_candidate(profile: Profile, name: str, seed: int, store: Store) -> dict:
+def run_candidate(profile, name: str, seed: int, store: Store) -> dict:
     """Train (or load) candidate ``name`` with the per-epoch probe; final full metrics; one result file."""
     spec = candidate_spec(profile, name, seed)
     key = config_key({"experiment": "recipe", "model": spec.key})
@@ -96,10 +126,18 @@ def run_candidate(profile: Profile, name: str, seed: int, store: Store) -> dict:
     )
 
 
-def run(profile: Profile, store: Store | None = None) -> list[dict]:
-    """Every candidate of the profile's study, seed ``recipe.seed``; loaded where result files exist."""
-    store = store or Store()
-    return [run_candidate(profile, name, profile.recipe.seed, store) for name in profile.recipe.candidates]
+@register_experiment("recipe")
+class Recipe(Experiment):
+    config_class = RecipeConfig
+    profile_configs = {"smoke": RecipeConfig(candidates=("ResNet-20 w16", "airnet w32"), epochs=2)}
+
+    def run(self, profile, store: Store | None = None) -> list[dict]:
+        """Every candidate of the profile's study, seed ``recipe.seed``; loaded where result files exist."""
+        store = store or Store()
+        return [run_candidate(profile, name, profile.recipe.seed, store) for name in profile.recipe.candidates]
+
+    def summary_table(self, results: list[dict], distance: str = "l2", store=None) -> pd.DataFrame:
+        return final_table(results)
 
 
 def curves(results: list[dict]) -> pd.DataFrame:
@@ -129,8 +167,3 @@ def final_table(results: list[dict]) -> pd.DataFrame:
                             "train min": m["train_seconds"] / 60, "img/s": m["images_per_s"],
                             "top-1 (%)": row["top1"], "top-5 (%)": row["top5"], "mAP (%)": row["mAP"]})
     return pd.DataFrame.from_records(records).set_index(["candidate", "embedding"])
-
-
-def summary_table(results: list[dict], distance: str = "l2") -> pd.DataFrame:
-    """The command line's summary: :func:`final_table`."""
-    return final_table(results)

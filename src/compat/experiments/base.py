@@ -1,0 +1,217 @@
+"""The shape every experiment shares: a registry by name, a per-seed plan of models, galleries and
+cases, one runner, and claims decided by intervals.
+
+An experiment is one module in this package: a subclass of :class:`Experiment` registered with
+``@register_experiment("name")``, with its own config section (``config_class`` and per-profile
+values in ``profile_configs``). The runner asks the store for every model and gallery of a
+seed's :class:`Plan` (training what is missing), evaluates each :class:`Case`, and writes one
+result file per seed (plus one for the one-seed ablation) keyed by everything that made it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..artefacts import ModelSpec, TransformationSpec, get_embeddings, get_upgraded_gallery
+from ..errors import check_choice
+from ..intervals import Interval, difference_interval, gain_interval, mean_interval, per_query_metric
+from ..store import Store, config_key
+from .common import METRICS, diverged_models, evaluate_cases, model_record, write_seed_result
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of a table: queries embedded by model ``query`` against gallery ``gallery`` (a model,
+    or a stored gallery upgraded by a transformation)."""
+
+    label: str
+    query: str
+    gallery: str
+
+
+@dataclass
+class Plan:
+    """What one result file needs: models and gallery transformations by canonical name, and the cases."""
+
+    models: dict[str, ModelSpec]
+    cases: list[Case]
+    transformations: dict[str, TransformationSpec] = field(default_factory=dict)
+    key_extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A qualitative claim: M(``better``) - M(``worse``) > ``margin`` (percentage points) at ``metric``.
+
+    It holds only when the 95 % interval of the difference lies above the margin and every seed agrees.
+    """
+
+    text: str
+    better: str
+    worse: str
+    metric: str = "top1"
+    margin: float = 0.0
+
+
+EXPERIMENTS: dict[str, "Experiment"] = {}
+
+
+def register_experiment(name: str):
+    """Class decorator: register one instance of the experiment under ``name`` (the CLI, papermill and the
+    results loader find it there)."""
+
+    def wrap(cls):
+        if name in EXPERIMENTS:
+            raise ValueError(f"experiment {name!r} is registered twice")
+        cls.name = name
+        EXPERIMENTS[name] = cls()
+        return cls
+
+    return wrap
+
+
+def get_experiment(name: str) -> "Experiment":
+    """The experiment registered as ``name`` (an unknown name fails with the known ones)."""
+    check_choice("experiment", name, EXPERIMENTS)
+    return EXPERIMENTS[name]
+
+
+class Experiment:
+    """Base of every registered experiment: override :meth:`plan` (and optionally :meth:`extra`, :meth:`claims`)."""
+
+    name = ""
+    config_class: type | None = None
+    profile_configs: dict[str, object] = {}
+    old_case = "old/old"  # the update gain's references
+    new_case = "independent new/new"
+
+    # configuration -------------------------------------------------------------------------------
+    def section_config(self, profile_name: str):
+        """This experiment's config section for a named profile (its class defaults where not listed)."""
+        return self.profile_configs.get(profile_name) or self.config_class()
+
+    def config(self, profile):
+        return profile.sections[self.name]
+
+    def runs_ablation(self, profile) -> bool:
+        return bool(getattr(self.config(profile), "ablation", False)) if self.config_class else False
+
+    # what to compute -----------------------------------------------------------------------------
+    def plan(self, profile, seed: int, ablation: bool = False) -> Plan:
+        raise NotImplementedError
+
+    def extra(self, profile, seed: int, ablation: bool, plan: Plan, embeddings: dict, labels: np.ndarray) -> dict:
+        """Anything else a result file holds (e.g. a retrieval picture); nothing by default."""
+        return {}
+
+    def claims(self) -> list[Claim]:
+        return []
+
+    def result_key(self, profile, seed: int, ablation: bool = False) -> str:
+        """The key of one result file: every model's and transformation's key plus the evaluation settings."""
+        plan = self.plan(profile, seed, ablation)
+        payload = {"experiment": self.name, "models": {n: s.key for n, s in plan.models.items()}}
+        if plan.transformations:
+            payload["transformations"] = {n: t.key for n, t in plan.transformations.items()}
+        payload["distances"] = profile.protocol.distances
+        return config_key({**payload, **plan.key_extra})
+
+    # the one runner ------------------------------------------------------------------------------
+    def run_seed(self, profile, seed: int, store: Store, ablation: bool = False) -> dict:
+        """Load the result file of ``seed``, or train/embed what is missing, evaluate every case and write it."""
+        key = self.result_key(profile, seed, ablation)
+        cached = store.read_result(self.name, profile.name, key)
+        if cached is not None:
+            return cached
+        store.check_result_writable()  # before training, not after
+        plan = self.plan(profile, seed, ablation)
+        started = time.perf_counter()
+        embeddings = {name: get_embeddings(spec, store) for name, spec in plan.models.items()}  # trains what is missing
+        embeddings.update({name: get_upgraded_gallery(t, store) for name, t in plan.transformations.items()})
+        train_done = time.perf_counter()
+        labels = profile.data.load().val.labels
+        diverged = diverged_models(store, {name: spec.key for name, spec in plan.models.items()})
+        cases = [(c.label, c.query, c.gallery) for c in plan.cases]
+        rows, per_query = evaluate_cases(embeddings, labels, cases, profile.protocol.distances, self.old_case, self.new_case, diverged)
+        models = {name: model_record(store, spec.key) for name, spec in plan.models.items()}
+        for name, t in plan.transformations.items():
+            if t.side is not None:
+                models[f"side-info {t.side_dim()}-d"] = model_record(store, t.side.key)
+            models[name] = model_record(store, t.key)
+        extra = self.extra(profile, seed, ablation, plan, embeddings, labels)
+        wall = {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done}
+        return write_seed_result(store, profile, seed, ablation, key, rows, models, wall, experiment=self.name,
+                                 per_query=per_query, **extra)
+
+    def run(self, profile, store: Store | None = None) -> list[dict]:
+        """Every seed of the protocol, then the one-seed ablation if the section asks for it; loaded from
+        result files where they exist. The ablation runs last, so on a tight budget the main seeds land first."""
+        store = store or Store()
+        results = [self.run_seed(profile, seed, store) for seed in profile.protocol.seeds]
+        if self.runs_ablation(profile):
+            results.append(self.run_seed(profile, profile.protocol.ablation_seed, store, ablation=True))
+        return results
+
+    # reading results -----------------------------------------------------------------------------
+    def case_labels(self, profile, ablation: bool = False) -> list[str]:
+        return [c.label for c in self.plan(profile, profile.protocol.ablation_seed, ablation).cases]
+
+    def summary_table(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> pd.DataFrame:
+        """Cases x metrics of the main seeds: mean over seeds with 95 % bootstrap intervals (see :mod:`compat.intervals`)."""
+        return interval_table(main_results(results), distance, store, self.old_case, self.new_case)
+
+    def check_claims(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> pd.DataFrame:
+        """Each claim: the difference with its interval, per-seed values, and whether it holds."""
+        records = []
+        main = main_results(results)
+        for claim in self.claims():
+            diff = difference_interval(case_values(main, claim.better, distance, claim.metric, store),
+                                       case_values(main, claim.worse, distance, claim.metric, store))
+            records.append({"claim": claim.text, "metric": claim.metric, "difference (points)": diff.value,
+                            "95% CI low": diff.low, "95% CI high": diff.high,
+                            "per seed": ", ".join(f"{v:+.2f}" for v in diff.per_seed), "holds": diff.above(claim.margin)})
+        return pd.DataFrame.from_records(records)
+
+
+def main_results(results: list[dict]) -> list[dict]:
+    return [r for r in results if r["kind"] == "main"]
+
+
+def row(res: dict, distance: str, case: str) -> dict:
+    return next(r for r in res["rows"] if r["distance"] == distance and r["case"] == case)
+
+
+def case_values(results: list[dict], case: str, distance: str, metric: str, store: Store | None = None) -> np.ndarray:
+    """Seeds x queries array of per-query values (%) of ``case`` from the results' stored per-query files."""
+    store = store or Store()
+    out = []
+    for res in results:
+        per_query = store.read_per_query(res["experiment"], res["profile"], res["key"])
+        out.append(per_query_metric({"rank": per_query[f"{distance}|{case}|rank"], "ap": per_query[f"{distance}|{case}|ap"]}, metric))
+    return np.stack(out)
+
+
+def interval_table(results: list[dict], distance: str, store: Store | None, old_case: str, new_case: str) -> pd.DataFrame:
+    """Numbers of every case: per metric the mean over seeds, its 95 % interval, the seed spread, and for
+    ``... new/old`` cases the update gain with its interval. A case with a diverged model is marked, not tabulated."""
+    records = []
+    for case in dict.fromkeys(r["case"] for res in results for r in res["rows"] if r["distance"] == distance):
+        diverged = [row(res, distance, case).get("diverged") for res in results]
+        record: dict[str, object] = {"case": case, "seeds": len(results)}
+        if any(diverged):
+            record["diverged"] = next(d for d in diverged if d)
+            records.append(record)
+            continue
+        for m in METRICS:
+            iv: Interval = mean_interval(case_values(results, case, distance, m, store))
+            record.update({m: iv.value, f"{m} low": iv.low, f"{m} high": iv.high,
+                           f"{m} seed sd": float(np.std(iv.per_seed, ddof=1)) if len(iv.per_seed) > 1 else np.nan})
+            if case.endswith("new/old"):
+                g = gain_interval(*(case_values(results, c, distance, m, store) for c in (case, old_case, new_case)))
+                record.update({f"G {m}": g.value, f"G {m} low": g.low, f"G {m} high": g.high})
+        records.append(record)
+    return pd.DataFrame.from_records(records).set_index("case")
