@@ -171,13 +171,20 @@ def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None, on
         return model.eval()
 
 
-def get_embeddings(spec: ModelSpec, store: Store, rows: SubsetSpec | None = None, view: tuple[int, int] | None = None) -> np.ndarray:
+def get_embeddings(
+    spec: ModelSpec, store: Store, rows: SubsetSpec | None = None, view: tuple[int, int] | None = None, flip: bool = False
+) -> np.ndarray:
     """Embeddings by the model of ``spec`` of the val images, or of the training rows that ``rows`` selects.
 
     :param view: (number, crop padding): embed that fixed augmented view of the images (:func:`compat.augment.fixed_view`).
+    :param flip: flip-averaged embeddings (test-time augmentation, :func:`compat.train.embed`).
     """
     parts = {"model": spec.key, "part": "train" if rows else "val", "rows": rows}
-    key = config_key(parts if view is None else {**parts, "view": list(view)})
+    if view is not None:
+        parts["view"] = list(view)
+    if flip:
+        parts["flip"] = True
+    key = config_key(parts)
     cached = store.load_embeddings(key)
     if cached is not None:
         return cached
@@ -186,7 +193,7 @@ def get_embeddings(spec: ModelSpec, store: Store, rows: SubsetSpec | None = None
     images = data.val.images if rows is None else data.train.images[rows.select(data.train.labels).indices]
     if view is not None:
         images = fixed_view(images, *view)
-    z = embed(model, images)
+    z = embed(model, images, flip=flip)
     store.save_embeddings(key, z)
     return z
 
@@ -241,8 +248,11 @@ def get_transformation(spec: TransformationSpec, store: Store) -> Transformation
         return h.eval()
 
 
-def get_upgraded_gallery(spec: TransformationSpec, store: Store) -> np.ndarray:
-    """The val gallery upgraded by h from its stored old embeddings and side-information (no images)."""
-    old = get_embeddings(spec.old, store)
-    side = old if spec.side is None else get_embeddings(spec.side, store)
+def get_upgraded_gallery(spec: TransformationSpec, store: Store, flip: bool = False) -> np.ndarray:
+    """The val gallery upgraded by h from its stored old embeddings and side-information (no images).
+
+    :param flip: the stored vectors are flip-averaged embeddings (the protocol's ``test_flip``).
+    """
+    old = get_embeddings(spec.old, store, flip=flip)
+    side = old if spec.side is None else get_embeddings(spec.side, store, flip=flip)
     return upgrade_gallery(get_transformation(spec, store), old, side)

@@ -74,6 +74,7 @@ class ProtocolConfig:
     :param distances: retrieval distances: ``l2`` on raw features (the FCT code) and ``cosine``
         (openBCT normalizes features before its L2 search).
     :param ablation_seed: the seed of every one-seed ablation (its models are the main table's when it is one of ``seeds``).
+    :param test_flip: embed the val images flip-averaged (image and mirror image; airbench's test-time augmentation).
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -81,6 +82,7 @@ class ProtocolConfig:
     old_fraction: float = 0.5
     distances: tuple[str, ...] = ("l2", "cosine")
     ablation_seed: int = 0
+    test_flip: bool = False
 
     def __post_init__(self) -> None:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):

@@ -158,15 +158,12 @@ class ModelConfig:
     :param width: base channel width of the backbone.
     :param embedding_dim: size of the retrieval embedding (128 in the FCT code).
     :param normalize_embedding: output L2-normalized embeddings (then raw L2 ranks as cosine).
-    :param test_flip: retrieval embeddings average the image and its mirror image (airbench's
-        test-time augmentation); training is unchanged.
     """
 
     backbone: str = "resnet20"
     width: int = 16
     embedding_dim: int = 128
     normalize_embedding: bool = False
-    test_flip: bool = False
 
     def __post_init__(self) -> None:
         check_choice("backbone", self.backbone, BACKBONES)
@@ -199,11 +196,6 @@ class EmbeddingModel(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         z = self.embedding(self.backbone(x))  # B x D
         return F.normalize(z, dim=1) if self.config.normalize_embedding else z
-
-    def retrieval_embedding(self, x: torch.Tensor) -> torch.Tensor:
-        """The embedding a gallery stores: :meth:`embed`, averaged with the mirror image's when ``test_flip``."""
-        z = self.embed(x)
-        return (z + self.embed(x.flip(3))) / 2 if self.config.test_flip else z
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.embed(x)

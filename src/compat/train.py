@@ -281,8 +281,11 @@ def fit(
 
 
 @torch.inference_mode()
-def embed(model: torch.nn.Module, images: np.ndarray, batch_size: int = 500, precision: str = "auto") -> np.ndarray:
-    """Embeddings (float32 N x D) of uint8 N x H x W x 3 ``images``, eval mode, no augmentation."""
+def embed(model: torch.nn.Module, images: np.ndarray, batch_size: int = 500, precision: str = "auto", flip: bool = False) -> np.ndarray:
+    """Embeddings (float32 N x D) of uint8 N x H x W x 3 ``images``, eval mode, no augmentation.
+
+    :param flip: average each image's embedding with its mirror image's (airbench's test-time augmentation).
+    """
     dev = device()
     precision = resolve_precision(precision, dev)
     model.to(dev).eval()
@@ -290,6 +293,7 @@ def embed(model: torch.nn.Module, images: np.ndarray, batch_size: int = 500, pre
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.array(images[start : start + batch_size])).permute(0, 3, 1, 2).to(dev)  # a writable copy
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            z = model.retrieval_embedding(to_input(batch))
+            x = to_input(batch)
+            z = (model.embed(x) + model.embed(x.flip(3))) / 2 if flip else model.embed(x)
         out.append(z.float().cpu().numpy())
     return np.concatenate(out)

@@ -118,6 +118,8 @@ class Experiment:
         if plan.transformations:
             payload["transformations"] = {n: t.key for n, t in plan.transformations.items()}
         payload["distances"] = profile.protocol.distances
+        if profile.protocol.test_flip:
+            payload["test_flip"] = True
         return config_key({**payload, **plan.key_extra})
 
     # the one runner ------------------------------------------------------------------------------
@@ -130,8 +132,9 @@ class Experiment:
         store.check_result_writable()  # before training, not after
         plan = self.plan(profile, seed, ablation)
         started = time.perf_counter()
-        embeddings = {name: get_embeddings(spec, store) for name, spec in plan.models.items()}  # trains what is missing
-        embeddings.update({name: get_upgraded_gallery(t, store) for name, t in plan.transformations.items()})
+        flip = profile.protocol.test_flip
+        embeddings = {name: get_embeddings(spec, store, flip=flip) for name, spec in plan.models.items()}  # trains what is missing
+        embeddings.update({name: get_upgraded_gallery(t, store, flip=flip) for name, t in plan.transformations.items()})
         train_done = time.perf_counter()
         labels = profile.data.load().val.labels
         diverged = diverged_models(store, {name: spec.key for name, spec in plan.models.items()})
