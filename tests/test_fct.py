@@ -213,4 +213,4 @@ def test_fct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
     assert len(picture["queries"]) == 2 and set(picture["top5"]) == set(fct.PICTURE_CASES)
     assert all(q not in top for case in picture["top5"].values() for q, top in zip(picture["queries"], case))  # leave-one-out
     assert experiment.run(profile, store) == results  # reloaded, nothing retrained
-    assert not fct.ablation_table(results).empty
+    assert not experiment.ablation_table(results, "l2", store).empty

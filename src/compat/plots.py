@@ -93,3 +93,18 @@ def cost_curves(table: pd.DataFrame, x: str = "n", y: str = "seconds", hue: str 
     ax.set(xscale="log", yscale="log", xlabel="gallery size N", ylabel=ylabel)
     fig.tight_layout()
     return fig
+
+
+def interval_bars(table: pd.DataFrame, metrics: Sequence[str], xlabel: str = "%"):
+    """One panel per metric: a bar per case at its mean over seeds, the 95 % interval as an error bar
+    (from :func:`compat.experiments.base.interval_table`); diverged cases are left out."""
+    rows = table[table[list(metrics)].notna().all(axis=1)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.42 * len(rows) + 1.0), sharey=True, squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        y = np.arange(len(rows))
+        ax.barh(y, rows[m], color=sns.color_palette("colorblind")[0], alpha=0.8)
+        ax.errorbar(rows[m], y, xerr=[rows[m] - rows[f"{m} low"], rows[f"{m} high"] - rows[m]], fmt="none", ecolor="k", capsize=3, lw=1)
+        ax.set(yticks=y, yticklabels=rows.index, title=m, xlabel=xlabel)
+        ax.invert_yaxis()
+    fig.tight_layout()
+    return fig

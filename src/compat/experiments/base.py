@@ -88,6 +88,7 @@ class Experiment:
     profile_configs: dict[str, object] = {}
     old_case = "old/old"  # the update gain's references
     new_case = "independent new/new"
+    tabulates = True  # its result files hold (query, gallery) case rows for the results loader
 
     # configuration -------------------------------------------------------------------------------
     def section_config(self, profile_name: str):
@@ -167,6 +168,11 @@ class Experiment:
         """Cases x metrics of the main seeds: mean over seeds with 95 % bootstrap intervals (see :mod:`compat.intervals`)."""
         return interval_table(main_results(results), distance, store, self.old_case, self.new_case)
 
+    def ablation_table(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> pd.DataFrame:
+        """The one-seed ablation's cases with 95 % bootstrap intervals over queries (empty if it was not run)."""
+        ablation = [r for r in results if r["kind"] == "ablation"]
+        return interval_table(ablation, distance, store, self.old_case, self.new_case) if ablation else pd.DataFrame()
+
     def check_claims(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> pd.DataFrame:
         """Each claim: the difference with its interval, per-seed values, and whether it holds."""
         records = []
@@ -178,6 +184,26 @@ class Experiment:
                             "95% CI low": diff.low, "95% CI high": diff.high,
                             "per seed": ", ".join(f"{v:+.2f}" for v in diff.per_seed), "holds": diff.above(claim.margin)})
         return pd.DataFrame.from_records(records)
+
+
+def provenance_table(results: list[dict]) -> pd.DataFrame:
+    """Per stored model or transformation (once, however many result files name it): seed, training minutes,
+    speed, final training accuracy or MSE, precision, device, divergence, and the revision that trained it."""
+    records, seen = [], set()
+    for res in results:
+        for name, m in res["models"].items():
+            if m["key"] in seen:
+                continue
+            seen.add(m["key"])
+            records.append({
+                "seed": res["seed"], "artefact": name, "train min": m["train_seconds"] / 60,
+                "img/s": m["images_per_s"] if m["images_per_s"] is not None else "",
+                "final train acc (%)": 100 * m["final_train_acc"] if m["final_train_acc"] is not None else "",
+                "final MSE": m["final_mse"] if m["final_mse"] is not None else "",
+                "precision": m["precision"], "device": m["device"], "diverged": m.get("diverged") or "no",
+                "trained at": m["trained_at_revision"][:12],
+            })
+    return pd.DataFrame.from_records(records).set_index(["seed", "artefact"])
 
 
 def main_results(results: list[dict]) -> list[dict]:

@@ -26,7 +26,6 @@ from ..train import TrainConfig
 from ..transformation import TransformationConfig
 from . import bct
 from .base import Case, Claim, Experiment, Plan, main_results, register_experiment
-from .common import METRICS
 
 NO_SIDE = "FCT (no side-info) new/old"
 SIDE = "FCT (side-info) new/old"
@@ -191,15 +190,6 @@ class FCT(Experiment):
                          f"(95 % CI {g['G top1 low']:.2f} to {g['G top1 high']:.2f}); {low:.2f}-{high:.2f} in the published "
                          f"tables ({'reaches' if g['G top1 low'] >= low else 'below'} that range)")
         return "\n".join(lines)
-
-
-def ablation_table(results: list[dict], distance: str = "l2") -> pd.DataFrame:
-    """The ablation seed's FCT variants (side-information size, BatchNorm freezing) with gains; empty if not run."""
-    res = next((r for r in results if r["kind"] == "ablation"), None)
-    if res is None:
-        return pd.DataFrame()
-    frame = pd.DataFrame([r for r in res["rows"] if r["distance"] == distance]).set_index("case")
-    return frame[list(METRICS) + [f"gain_{m}" for m in METRICS]].rename(columns={f"gain_{m}": f"G ({m})" for m in METRICS})
 
 
 def examples(results: list[dict]) -> dict:

@@ -128,6 +128,7 @@ def run_candidate(profile, name: str, seed: int, store: Store) -> dict:
 @register_experiment("recipe")
 class Recipe(Experiment):
     config_class = RecipeConfig
+    tabulates = False  # a study of recipes, not a table of methods
     profile_configs = {"smoke": RecipeConfig(candidates=("airnet w32", "ResNet-20 w16"), epochs=2)}
 
     def run(self, profile, store: Store | None = None) -> list[dict]:
@@ -166,3 +167,11 @@ def final_table(results: list[dict]) -> pd.DataFrame:
                             "train min": m["train_seconds"] / 60, "img/s": m["images_per_s"],
                             "top-1 (%)": row["top1"], "top-5 (%)": row["top5"], "mAP (%)": row["mAP"]})
     return pd.DataFrame.from_records(records).set_index(["candidate", "embedding"])
+
+
+def chosen_candidate(profile, results: list[dict]) -> str | None:
+    """The candidate whose stored model is the profile's own old model of seed ``recipe.seed`` (None: no candidate is)."""
+    from .bct import model_specs
+
+    key = model_specs(profile, profile.recipe.seed)["old"].key
+    return next((r["candidate"] for r in results if r["models"].get("old", {}).get("key") == key), None)

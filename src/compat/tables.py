@@ -1,0 +1,48 @@
+"""Tables formatted for reading: each value with its 95 % interval, chosen precision, units in the
+headers, nothing empty shown as NaN, diverged runs named as such."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+LABELS = {"top1": "top-1 (%)", "top5": "top-5 (%)", "mAP": "mAP (%)"}
+
+
+def _cell(value, low, high, digits: int) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def interval_cells(frame: pd.DataFrame, metrics=("top1", "mAP"), gains=("top1",)) -> pd.DataFrame:
+    """From :func:`compat.experiments.base.interval_table`: "mean [low, high]" per metric (the interval:
+    95 % paired bootstrap over queries, seeds pooled), the seed spread, and the update gain G where defined."""
+    out = pd.DataFrame(index=frame.index)
+    diverged = frame["diverged"] if "diverged" in frame else pd.Series("", index=frame.index)
+    for m in metrics:
+        out[LABELS[m] + " [95% CI]"] = [
+            f"diverged: {d}" if isinstance(d, str) and d else _cell(r[m], r[f"{m} low"], r[f"{m} high"], 1)
+            for (_, r), d in zip(frame.iterrows(), diverged)
+        ]
+    sd = f"{metrics[0]} seed sd"
+    if sd in frame and frame[sd].notna().any():
+        out[f"{LABELS[metrics[0]].removesuffix(' (%)')} sd over seeds"] = [f"{v:.2f}" if pd.notna(v) else "" for v in frame[sd]]
+    for m in gains:
+        if f"G {m}" in frame:
+            out[f"G {LABELS[m].removesuffix(' (%)')} [95% CI]"] = [
+                _cell(r[f"G {m}"], r[f"G {m} low"], r[f"G {m} high"], 2) if pd.notna(r.get(f"G {m}")) else ""
+                for _, r in frame.iterrows()
+            ]
+    out["seeds"] = frame["seeds"].astype(int)
+    return out
+
+
+def claims_cells(checked: pd.DataFrame) -> pd.DataFrame:
+    """A claims table as words: the difference with its interval, per-seed values, holds / does not hold."""
+    return pd.DataFrame({
+        "claim": checked["claim"],
+        "difference (points) [95% CI]": [_cell(r["difference (points)"], r["95% CI low"], r["95% CI high"], 2) for _, r in checked.iterrows()],
+        "per seed": checked["per seed"],
+        "verdict": ["holds" if h else "does not hold" for h in checked["holds"]],
+    }).set_index("claim")

@@ -1,0 +1,119 @@
+"""The shape every experiment shares: a new experiment is one module (here, one class in a test),
+config flows the same way from the CLI, papermill and Python, and one loader reads every result."""
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from compat.cli import main
+from compat.config import get_profile
+from compat.errors import ConfigError
+from compat.store import Store
+
+TINY = {
+    "data.synthetic_classes": "6", "data.synthetic_train_per_class": "12", "data.synthetic_val_per_class": "4",
+    "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "1", "new_train.epochs": "1",
+    "old_train.batch_size": "16", "new_train.batch_size": "16", "protocol.seeds": "0", "bct.ablation": "false",
+}
+
+
+@pytest.fixture
+def example_experiment():
+    """A fourth experiment, written as a new module would be: its config section, its plan, nothing else."""
+    from compat.artefacts import MethodSpec, ModelSpec, SubsetSpec
+    from compat.experiments import EXPERIMENTS, Case, Experiment, Plan, register_experiment
+
+    @dataclass(frozen=True)
+    class ExampleConfig:
+        weight: float = 3.0
+
+    @register_experiment("example")
+    class Example(Experiment):
+        config_class = ExampleConfig
+
+        def plan(self, profile, seed, ablation=False):
+            common = {"data": profile.data, "model": profile.model, "seed": seed}
+            old = ModelSpec(subset=SubsetSpec("extended-class", 0.5, "old"), train=profile.old_train, **common)
+            new = ModelSpec(subset=SubsetSpec("extended-class", 0.5, "new"), train=profile.new_train,
+                            method=MethodSpec("bct", profile.example.weight), parent=old, **common)
+            indep = ModelSpec(subset=SubsetSpec("extended-class", 0.5, "new"), train=profile.new_train, **common)
+            return Plan({"old": old, "independent": indep, "heavy_bct": new},
+                        [Case("old/old", "old", "old"), Case("independent new/new", "independent", "independent"),
+                         Case("heavy BCT new/old", "heavy_bct", "old")])
+
+    yield EXPERIMENTS["example"]
+    del EXPERIMENTS["example"]
+
+
+def test_a_new_experiment_needs_only_its_own_module(example_experiment, tmp_path, capsys, monkeypatch):
+    from compat.results import load_results
+
+    profile = get_profile("smoke", {**TINY, "example.weight": "2"})
+    assert profile.example.weight == 2.0  # its section is registered with it
+    store = Store(tmp_path / "c", tmp_path / "r")
+    results = example_experiment.run(profile, store)  # the shared runner
+    assert [r["kind"] for r in results] == ["main"] and results[0]["experiment"] == "example"
+    frame = load_results(profile, ["example"], store)
+    row = frame[(frame["case"] == "heavy BCT new/old") & (frame["metric"] == "top1") & (frame["distance"] == "l2")]
+    assert len(row) == 1 and row.iloc[0]["query"] == "heavy_bct" and row.iloc[0]["gain"] is not None
+    # the command line knows it too
+    monkeypatch.setenv("COMPAT_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("COMPAT_RESULTS", str(tmp_path / "r"))
+    assert main(["run", "example", "--profile", "smoke", *sum((["--set", f"{k}={v}"] for k, v in TINY.items()), []),
+                 "--set", "example.weight=2"]) == 0
+    assert "heavy BCT new/old" in capsys.readouterr().out
+
+
+def test_the_same_override_reaches_the_same_result_key_from_every_path(tmp_path):
+    from compat.booktools import execute
+    from compat.cli import _parse_sets
+    from compat.experiments import get_experiment
+
+    bct = get_experiment("bct")
+    expected = bct.result_key(get_profile("smoke", {"new_train.lr": 0.05, "protocol.seeds": [0, 1]}), 0)
+    # the command line: --set key=value text
+    cli = get_profile("smoke", _parse_sets(["new_train.lr=0.05", "protocol.seeds=0,1"]))
+    assert bct.result_key(cli, 0) == expected
+    # `python -m compat book execute --set`: the notebook's injected `overrides` parameter
+    out = tmp_path / "bct.ipynb"
+    assert main(["book", "execute", "notebooks/bct.ipynb", "--profile", "smoke", "--set", "new_train.lr=0.05",
+                 "--set", "protocol.seeds=0,1", "--prepare-only", "--output", str(out)]) == 0
+    injected = next(c for c in json.loads(out.read_text())["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
+    namespace = {}
+    exec("".join(injected["source"]), namespace)
+    assert bct.result_key(get_profile(namespace["profile"], namespace["overrides"]), 0) == expected
+    # papermill's own -p passes text
+    assert bct.result_key(get_profile("smoke", '{"new_train.lr": 0.05, "protocol.seeds": [0, 1]}'), 0) == expected
+    # and every chapter notebook takes `overrides`
+    for nb in ("bct", "fct", "recipe"):
+        out = tmp_path / f"{nb}.ipynb"
+        execute(f"notebooks/{nb}.ipynb", out, {"profile": "smoke", "overrides": {"protocol.seeds": [1]}}, prepare_only=True)
+        cells = json.loads(out.read_text())["cells"]
+        assert any('overrides = {"protocol.seeds": [1]}' in "".join(c["source"]) for c in cells)
+
+
+def test_methods_are_registered_by_name():
+    from compat.artefacts import MethodSpec, ModelSpec, SubsetSpec
+    from compat.methods import METHODS
+
+    assert {"plain", "bct", "l2", "simclr"} <= set(METHODS)
+    assert METHODS["bct"].needs_parent and not METHODS["plain"].needs_parent and METHODS["simclr"].num_views == 2
+    with pytest.raises(ConfigError, match="unknown method 'lwf'; allowed: "):
+        MethodSpec("lwf")
+    profile = get_profile("smoke")
+    with pytest.raises(ConfigError, match="method 'l2' needs a parent"):
+        ModelSpec(profile.data, SubsetSpec(), profile.model, profile.new_train, 0, MethodSpec("l2"))
+    with pytest.raises(ConfigError, match="keep_ce=False .* applies to method 'l2' only"):
+        MethodSpec("bct", keep_ce=False)
+
+
+def test_result_files_need_a_clean_tree_under_results(tmp_path, monkeypatch):
+    from compat import store as store_module
+
+    monkeypatch.setattr(store_module, "git_revision", lambda: "abc123-dirty")
+    monkeypatch.setattr(store_module, "project_root", lambda: tmp_path)
+    with pytest.raises(ConfigError, match="uncommitted changes"):
+        Store(tmp_path / "c", tmp_path / "results").write_result("bct", "smoke", "k", {})
+    assert not (tmp_path / "results").exists()
+    Store(tmp_path / "c", tmp_path / "elsewhere").write_result("bct", "smoke", "k", {})  # tests and CI write elsewhere

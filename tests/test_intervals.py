@@ -1,0 +1,108 @@
+"""Intervals against independent oracles (the normal approximation, hand-made shifts), and the claim
+rules decided on constructed result files."""
+
+import numpy as np
+import pytest
+
+from compat.evaluate import retrieval_metrics, update_gain
+from compat.intervals import Interval, difference_interval, gain_interval, mean_interval, per_query_metric, resample_weights
+from compat.store import Store
+
+
+def test_bootstrap_interval_of_a_mean_matches_the_normal_approximation():
+    rng = np.random.default_rng(1)
+    x = 100.0 * (rng.random(5000) < 0.3)  # 5000 queries, 30 % hits
+    iv = mean_interval(x[None], replicates=2000)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))  # CLT oracle
+    assert iv.value == pytest.approx(x.mean())
+    assert iv.low == pytest.approx(x.mean() - half, abs=0.15 * half)
+    assert iv.high == pytest.approx(x.mean() + half, abs=0.15 * half)
+
+
+def test_paired_difference_is_exact_for_a_constant_shift_and_zero_for_equal_cases():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(2, 300))
+    same = difference_interval(a, a)
+    assert same.low == same.high == same.value == 0.0
+    shifted = difference_interval(a + 1.5, a)
+    assert shifted.low == pytest.approx(1.5) and shifted.high == pytest.approx(1.5)
+    assert shifted.per_seed == pytest.approx((1.5, 1.5))
+
+
+def test_resample_weights_are_multinomial_counts():
+    w = resample_weights(7, replicates=50, seed=0)
+    counts = w * 7
+    assert w.shape == (50, 7) and np.allclose(w.sum(1), 1.0) and np.allclose(counts, np.round(counts))
+
+
+def test_per_query_values_reproduce_the_evaluator_and_nan_queries_are_left_out():
+    rng = np.random.default_rng(3)
+    q, g = rng.normal(size=(60, 4)), rng.normal(size=(60, 4))
+    labels = rng.integers(0, 6, 60)
+    labels[0] = 99  # a query without a positive
+    metrics, pq = retrieval_metrics(q, g, labels, per_query=True)
+    assert pq["rank"][0] == -1 and np.isnan(pq["ap"][0])
+    for m in ("top1", "top5", "mAP"):
+        assert np.nanmean(per_query_metric(pq, m)) == pytest.approx(metrics[m])
+        assert mean_interval(per_query_metric(pq, m)[None]).value == pytest.approx(metrics[m])
+
+
+def test_gain_interval_point_is_the_update_gain_of_the_means():
+    rng = np.random.default_rng(4)
+    oo, nn, no = (100.0 * (rng.random((1, 2000)) < p) for p in (0.2, 0.4, 0.3))
+    g = gain_interval(no, oo, nn)
+    assert g.value == pytest.approx(update_gain(no.mean(), oo.mean(), nn.mean()))
+    assert g.low < g.value < g.high
+
+
+def test_a_claim_needs_the_interval_and_every_seed():
+    assert Interval(1.0, 0.2, 1.8, (0.9, 1.1)).above(0)
+    assert not Interval(1.0, -0.1, 2.1, (0.9, 1.1)).above(0)  # interval reaches 0
+    assert not Interval(1.0, 0.2, 1.8, (2.1, -0.1)).above(0)  # one seed disagrees
+
+
+def _fake_results(tmp_path, values: dict[str, list[float]], n=4000, seeds=(0, 1)):
+    """Result files of the bct experiment whose per-query top-1 hits have the given rates per case."""
+    from compat.experiments.common import write_seed_result
+
+    store = Store(tmp_path / "c", tmp_path / "r")
+    rng = np.random.default_rng(5)
+    results = []
+
+    from compat.config import get_profile
+
+    profile = get_profile("smoke")
+    for i, seed in enumerate(seeds):
+        per_query, rows = {}, []
+        for case, rates in values.items():
+            hit = rng.random(n) < rates[i]
+            per_query[f"l2|{case}|rank"] = np.where(hit, 0, 3).astype(np.int32)
+            per_query[f"l2|{case}|ap"] = hit.astype(np.float32)
+            rows.append({"distance": "l2", "case": case, "top1": 100 * hit.mean(), "top5": 100 * hit.mean(), "mAP": 100 * hit.mean()})
+        results.append(write_seed_result(store, profile, seed, False, f"k{seed}", rows, {}, {}, experiment="bct", per_query=per_query))
+    return results, store
+
+
+def test_bct_verdict_rules_on_constructed_results(tmp_path):
+    from compat.experiments import get_experiment
+
+    bct = get_experiment("bct")
+    base = {"old/old": [0.10, 0.10], "independent new/new": [0.20, 0.20], "independent new/old": [0.005, 0.005],
+            "L2 new/old": [0.09, 0.09], "L2 new/new": [0.15, 0.15]}
+    good, store = _fake_results(tmp_path / "a", {**base, "BCT new/old": [0.14, 0.14], "BCT new/new": [0.19, 0.19]})
+    assert bct.check_claims(good, "l2", store)["holds"].all()
+    assert "l2 distance: reproduced" in bct.verdict(good, store)
+
+    # BCT new/old just below old/old: compatibility is learned, the criterion fails -> partially
+    weak, store = _fake_results(tmp_path / "b", {**base, "BCT new/old": [0.095, 0.095], "BCT new/new": [0.19, 0.19]})
+    holds = bct.check_claims(weak, "l2", store).set_index("claim")["holds"]
+    assert holds.iloc[0] and not holds.iloc[1]
+    assert "l2 distance: partially reproduced" in bct.verdict(weak, store)
+
+    # a difference inside the noise (0.2 points on 4000 queries) does not count as a win
+    noise, store = _fake_results(tmp_path / "c", {**base, "BCT new/old": [0.102, 0.102], "BCT new/new": [0.19, 0.19]})
+    assert not bct.check_claims(noise, "l2", store).set_index("claim")["holds"].iloc[1]
+
+    # nothing compatible -> not reproduced
+    bad, store = _fake_results(tmp_path / "d", {**base, "BCT new/old": [0.005, 0.005], "BCT new/new": [0.19, 0.19]})
+    assert "l2 distance: not reproduced" in bct.verdict(bad, store)
