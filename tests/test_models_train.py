@@ -3,7 +3,6 @@
 import json
 import multiprocessing as mp
 
-import numpy as np
 import pytest
 import torch
 

@@ -144,3 +144,13 @@ def test_loss_terms_follow_the_model_to_its_device():
     assert moved.classifier.device.type == "meta"
     with pytest.raises(ConfigError):
         TrainConfig(ema_decay=1.0)
+
+
+def test_ema_decay_warms_up_as_tensorflow_num_updates():
+    from compat.train import _ema_step
+
+    step = _ema_step(0.999)
+    avg, new = torch.zeros(1), torch.ones(1)
+    assert float(step(avg, new, torch.tensor(0))) == pytest.approx(1 - 1 / 10)  # decay (1 + 0) / (10 + 0)
+    assert float(step(avg, new, torch.tensor(90))) == pytest.approx(1 - 91 / 100)
+    assert float(step(avg, new, torch.tensor(10**6))) == pytest.approx(1 - 0.999)  # capped at the configured decay

@@ -17,7 +17,7 @@ import torch
 
 from .config import DataConfig
 from .errors import ConfigError, check_choice, check_range
-from .methods import METHODS, TrainingContext, get_method
+from .methods import TrainingContext, get_method
 from .models import EmbeddingModel, ModelConfig
 from .provenance import environment
 from .splits import SCENARIOS, Subset, make_split

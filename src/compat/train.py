@@ -121,6 +121,18 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _ema_step(decay: float):
+    """EMA update with a warm-up of the decay, min(decay, (1 + n) / (10 + n)) after n updates (as TensorFlow's
+    ``ExponentialMovingAverage(num_updates=n)``), so that a short run's average is not dominated by the initial weights."""
+
+    def step(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        n = float(num_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        return d * averaged + (1 - d) * current
+
+    return step
+
+
 def resuming(workdir: Path | None) -> bool:
     """Whether a run in ``workdir`` resumes from a checkpoint (which also holds its data-set layers)."""
     return workdir is not None and (workdir / "checkpoint.pt").exists()
@@ -181,9 +193,7 @@ def fit(
     )
     ema = None
     if config.ema_decay:
-        ema = torch.optim.swa_utils.AveragedModel(
-            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
-        )
+        ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_step(config.ema_decay), use_buffers=True)
     steps_per_epoch = max(1, len(data) // config.batch_size)  # drop the last partial batch
     total = steps_per_epoch * config.epochs
     warmup = int(round(config.warmup_epochs * steps_per_epoch))

@@ -1,12 +1,11 @@
-"""What every table's experiment shares: evaluating (query, gallery) cases with update gains, model
-provenance records, and the mean ± spread tables over seeds."""
+"""What every table's experiment shares: evaluating (query, gallery) cases with update gains and per-query
+results, divergence checks, model provenance records, and writing one result file."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..evaluate import retrieval_metrics, update_gain
 from ..provenance import data_record, environment
@@ -117,62 +116,3 @@ def write_seed_result(store: Store, profile, seed: int, ablation: bool, key: str
     }
     store.write_result(experiment, profile.name, key, payload)
     return payload
-
-
-def run_seeds(run_seed, profile, store: Store, ablation_seed: int | None) -> list[dict]:
-    """``run_seed`` for every seed of the profile (the BCT table's seeds serve every chapter), then the
-    one-seed ablation unless ``ablation_seed`` is None; last, so that on a tight budget the main seeds land first."""
-    main = [run_seed(profile, seed, store) for seed in profile.bct.seeds]
-    return main if ablation_seed is None else main + [run_seed(profile, ablation_seed, store, ablation=True)]
-
-
-def main_results(results: list[dict]) -> list[dict]:
-    return [r for r in results if r["kind"] == "main"]
-
-
-def value(res: dict, distance: str, case: str, metric: str = "top1") -> float:
-    return next(r[metric] for r in res["rows"] if r["distance"] == distance and r["case"] == case)
-
-
-def long_table(results: list[dict]) -> pd.DataFrame:
-    """One row per (seed, distance, case, metric): the measured value, and the update gain where defined."""
-    records = []
-    for res in results:
-        for row in res["rows"]:
-            for m in METRICS:
-                records.append(
-                    {"seed": res["seed"], "distance": row["distance"], "case": row["case"], "metric": m,
-                     "value": row[m], "gain": row.get(f"gain_{m}")}
-                )
-    return pd.DataFrame.from_records(records)
-
-
-def summary_table(results: list[dict], distance: str = "l2") -> pd.DataFrame:
-    """Mean ± standard deviation over seeds at one distance: cases as rows, metrics and gains as columns."""
-    long = long_table(main_results(results))
-    long = long[long["distance"] == distance]
-    order = list(dict.fromkeys(long["case"]))
-    stats = long.groupby(["case", "metric"]).agg(
-        value=("value", "mean"), value_sd=("value", "std"), gain=("gain", "mean"), gain_sd=("gain", "std"), seeds=("seed", "nunique")
-    )
-
-    def fmt(mean, sd, digits):
-        if pd.isna(mean):
-            return ""
-        return f"{mean:.{digits}f}" + ("" if pd.isna(sd) else f" ± {sd:.{digits}f}")
-
-    table = pd.DataFrame(index=pd.Index(order, name="case"))
-    for m in METRICS:
-        table[m] = [fmt(stats.loc[(c, m), "value"], stats.loc[(c, m), "value_sd"], 1) for c in order]
-    for m in METRICS:
-        table[f"G ({m})"] = [fmt(stats.loc[(c, m), "gain"], stats.loc[(c, m), "gain_sd"], 2) for c in order]
-    table["seeds"] = [int(stats.loc[(c, METRICS[0]), "seeds"]) for c in order]
-    return table
-
-
-def mean_gain(results: list[dict], distance: str, case: str, metric: str = "top1") -> float:
-    """Mean update gain of ``case`` over the main seeds (NaN where undefined in every seed)."""
-    gains = [next(r.get(f"gain_{metric}") for r in res["rows"] if r["distance"] == distance and r["case"] == case)
-             for res in main_results(results)]
-    gains = [g for g in gains if g is not None]
-    return float(np.mean(gains)) if gains else float("nan")
