@@ -78,7 +78,7 @@ def test_every_key_is_reachable_and_sections_come_from_the_registry():
     from compat.experiments import EXPERIMENTS
 
     keys = config_keys(get_profile("cpu"))
-    assert {"protocol.seeds", "old_train.lr", "bct.influence_weight", "fct.transformation.epochs", "recipe.epochs"} <= set(keys)
+    assert {"protocol.seeds", "old_train.lr", "bct.influence_weight", "fct.transformation.epochs", "recipe.base_train.epochs"} <= set(keys)
     assert {k.split(".")[0] for k in keys} >= set(EXPERIMENTS)
     with pytest.raises(ConfigError, match="overrides must be a mapping"):
         get_profile("smoke", "[1, 2]")

@@ -199,13 +199,14 @@ def test_fct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
     # the no-side-info gallery is h(old, old): the old embedding fills the side input, as in the official code
     spec = fct.transformation_spec(profile, 0, 0)
     assert spec.side is None and spec.side_dim() == profile.model.embedding_dim
-    old = get_embeddings(spec.old, store)
+    flip = profile.protocol.test_flip  # the stored gallery vectors are what the protocol embeds
+    old = get_embeddings(spec.old, store, flip=flip)
     upgraded = upgrade_gallery(get_transformation(spec, store), old, old)
     from compat.evaluate import retrieval_metrics
 
     labels = profile.data.load().val.labels
     row = next(r for r in results[0]["rows"] if r["case"] == fct.NO_SIDE and r["distance"] == "l2")
-    assert retrieval_metrics(get_embeddings(spec.new, store), upgraded, labels)["top1"] == pytest.approx(row["top1"])
+    assert retrieval_metrics(get_embeddings(spec.new, store, flip=flip), upgraded, labels)["top1"] == pytest.approx(row["top1"])
     assert len(get_transformation(spec, store) and store.model_meta(spec.key)["log"]["epochs"][0]) and \
         "val_mse" in store.model_meta(spec.key)["log"]["epochs"][0]
 
