@@ -58,6 +58,9 @@ class MethodSpec:
     :param temperature: SimCLR only: of the NT-Xent loss.
     :param label_smoothing: BCT only: of the influence cross-entropy (openBCT: 0, plain CE; BT-2: 0.1).
     :param keep_ce: L2 only: keep the new model's own cross-entropy (OpenCompatible) or drop it (openBCT ``--l2``).
+    :param refine: UniBCT only: structural prototype refinement (False: plain class-mean prototypes throughout).
+    :param tau: UniBCT only: temperature of the refinement's affinities (0.05 in the re-implementation).
+    :param diffusion: UniBCT only: lambda of the refinement (0.9 in the re-implementation).
     """
 
     name: str = "plain"
@@ -66,12 +69,17 @@ class MethodSpec:
     temperature: float = field(default=0.1, metadata=ADDED_OPTION)
     label_smoothing: float = field(default=0.0, metadata=ADDED_OPTION)
     keep_ce: bool = field(default=True, metadata=ADDED_OPTION)
+    refine: bool = field(default=False, metadata=ADDED_OPTION)
+    tau: float = field(default=0.05, metadata=ADDED_OPTION)
+    diffusion: float = field(default=0.9, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         get_method(self.name)  # an unknown name fails with the registered ones
         check_range("method weight", self.weight, 0)
         check_range("temperature", self.temperature, 0, 10, low_open=True)
         check_range("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        check_range("tau", self.tau, 0, 100, low_open=True)
+        check_range("diffusion", self.diffusion, 0, 1, high_open=True)
         if not self.keep_ce and self.name != "l2":
             raise ConfigError(f"keep_ce=False (openBCT's L2 without cross-entropy) applies to method 'l2' only, not {self.name!r}")
 

@@ -33,10 +33,15 @@ class StepOutputs:
 
 
 class LossTerm(nn.Module):
-    """A named, weighted loss term. ``classifies``: it trains the model's classifier (the loop then reports accuracy)."""
+    """A named, weighted loss term. ``classifies``: it trains the model's classifier (the loop then reports accuracy).
+
+    A term may define ``start_epoch(epoch, epochs, current_embeddings)``: the loop calls it before each epoch
+    with a function that embeds the (un-augmented) training images with the model as it is then.
+    """
 
     name = "loss"
     classifies = False
+    stateful = False  # holds state a resumed run needs (beyond trainable parameters): saved in checkpoints
 
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()
@@ -143,6 +148,90 @@ class NTXent(LossTerm):
         logits = (z @ z.T / self.temperature).masked_fill(torch.eye(len(z), dtype=torch.bool, device=z.device), float("-inf"))
         positive = (torch.arange(len(z), device=z.device) + len(z) // 2) % len(z)  # row i and row i + N are one image
         return self.weight * F.cross_entropy(logits, positive)
+
+
+def refine_prototype(old: torch.Tensor, new: torch.Tensor, tau: float = 0.05, diffusion: float = 0.9) -> torch.Tensor:
+    """UniBCT's structural prototype refinement of one class (Zhang et al., IJCAI 2022, arXiv 2203.01583;
+    the closed form of the MixBCT re-implementation, its "Eq. (9)" and "Eq. (10)").
+
+    A = column-softmax(N N^T / tau) with self-loops excluded (N: the class's new embeddings, L2-normalized
+    here, so that the similarity is a cosine), refined O = (1 - lambda)(I - lambda A)^-1 O, the fixed point of
+    F <- lambda A F + (1 - lambda) O; the prototype is the mean of the refined rows.
+
+    :param old: n x d old-model embeddings of the class's training images (O).
+    :param new: n x d current new-model embeddings of the same images (N).
+    :param tau: temperature of the affinities.
+    :param diffusion: lambda, how far old features diffuse along the new model's neighbourhood graph (0: plain mean).
+    :return: the d-dimensional prototype.
+    """
+    check_range("tau", tau, 0, 100, low_open=True)
+    check_range("diffusion", diffusion, 0, 1, high_open=True)
+    if old.shape != new.shape:
+        raise ConfigError(f"old and new embeddings of a class must align row by row, got {tuple(old.shape)} and {tuple(new.shape)}")
+    n = len(old)
+    if n < 2:  # no neighbours to diffuse from
+        return old.float().mean(0)
+    a = structural_affinity(new, tau)  # n x n
+    refined = (1 - diffusion) * torch.linalg.solve(torch.eye(n, device=a.device) - diffusion * a, old.float())  # n x d
+    return refined.mean(0)
+
+
+def structural_affinity(new: torch.Tensor, tau: float = 0.05) -> torch.Tensor:
+    """A = column-softmax(cos(N_i, N_j) / tau) over j != i: the class's neighbourhood graph in the new space
+    (n x n, each column sums to 1, zero diagonal; the re-implementation masks the diagonal with -1e9)."""
+    z = F.normalize(new.float(), dim=1)
+    logits = (z @ z.T / tau).masked_fill(torch.eye(len(z), dtype=torch.bool, device=z.device), float("-inf"))
+    return torch.softmax(logits, dim=0)
+
+
+class PrototypeLoss(LossTerm):
+    """UniBCT's compatibility term: cross-entropy of the normalized new embedding against the old-model class
+    prototypes (cosine logits, no scale and no margin, as the MixBCT re-implementation).
+
+    Prototypes start as the means of the L2-normalized old embeddings of each class over the new training
+    set; the term is off (weight 0) before ``start``; with ``refine``, the prototypes are recomputed by
+    :func:`refine_prototype` from the current new model at the start of each epoch in ``refresh``.
+
+    :param old_embeddings: N x D old-model embeddings of the new training images.
+    :param labels: N class labels (0..C-1, the new model's classifier rows).
+    :param start: first epoch (0-based) with the term on.
+    :param refresh: epochs (0-based) at whose start the refined prototypes are recomputed (``refine`` only).
+    """
+
+    name = "prototype"
+    stateful = True  # the refined prototypes
+
+    def __init__(self, old_embeddings: torch.Tensor, labels: torch.Tensor, weight: float = 1.0, *, start: int = 0,
+                 refine: bool = False, refresh: tuple[int, ...] = (), tau: float = 0.05, diffusion: float = 0.9) -> None:
+        super().__init__(weight)
+        old = F.normalize(old_embeddings.detach().float(), dim=1)
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        if len(old) != len(labels):
+            raise ConfigError(f"{len(old)} old embeddings but {len(labels)} labels")
+        self.register_buffer("old", old)  # N x D
+        self.register_buffer("labels", labels)  # N
+        classes = int(labels.max()) + 1
+        prototypes = torch.zeros(classes, old.shape[1]).index_add_(0, labels, old) / torch.bincount(labels, minlength=classes)[:, None]
+        self.register_buffer("prototypes", prototypes)  # C x D, plain class means
+        self.start, self.refine, self.refresh = start, refine, tuple(refresh)
+        self.tau, self.diffusion = tau, diffusion
+        self.active = start == 0
+        self.refreshed: list[int] = []
+
+    def start_epoch(self, epoch: int, epochs: int, current_embeddings) -> None:
+        self.active = epoch >= self.start
+        if self.refine and epoch in self.refresh:
+            new = torch.as_tensor(current_embeddings(), device=self.old.device).float()  # N x D
+            self.prototypes = torch.stack([
+                refine_prototype(self.old[self.labels == c], new[self.labels == c], self.tau, self.diffusion)
+                for c in range(len(self.prototypes))
+            ])
+            self.refreshed.append(epoch)
+
+    def forward(self, out: StepOutputs) -> torch.Tensor:
+        z = F.normalize(out.embedding.float(), dim=1)
+        logits = z @ self.prototypes.T  # B x C
+        return (self.weight if self.active else 0.0) * F.cross_entropy(logits, out.labels)
 
 
 def projection_head(dim: int) -> nn.Module:

@@ -214,6 +214,9 @@ def fit(
     for epoch in range(start_epoch, config.epochs):
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)  # resumable: one stream per epoch
         order = torch.randperm(len(data), generator=generator).to(dev)
+        for t in terms:
+            if hasattr(t, "start_epoch"):  # e.g. UniBCT's prototype refresh, from the model as it is now
+                t.start_epoch(epoch, config.epochs, lambda: embed(model, images))
         model.train()
         sums: dict[str, float] = {}
         correct = seen = 0
@@ -265,7 +268,7 @@ def fit(
             with open(workdir / "log.jsonl", "a") as f:
                 f.write(json.dumps(entry) + "\n")
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "log": json.dumps(log),
-                     "terms": {str(i): t.state_dict() for i, t in enumerate(terms) if any(p.requires_grad for p in t.parameters())}}
+                     "terms": {str(i): t.state_dict() for i, t in enumerate(terms) if t.stateful or any(p.requires_grad for p in t.parameters())}}
             if ema is not None:
                 state["ema"] = ema.state_dict()
             _save_atomic(state, ckpt)

@@ -77,4 +77,4 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-from . import bct, l2, plain, simclr  # noqa: E402,F401  (registers the methods)
+from . import bct, l2, plain, simclr, unibct  # noqa: E402,F401  (registers the methods)

@@ -1,0 +1,122 @@
+"""UniBCT's structural prototype refinement and prototype loss against independent oracles: the
+fixed-point iteration, explicit loops, and hand-computed cases."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from compat.errors import ConfigError
+from compat.losses import CrossEntropy, PrototypeLoss, StepOutputs, refine_prototype, structural_affinity
+from compat.methods.unibct import schedule
+from compat.models import EmbeddingModel, ModelConfig
+from compat.train import TrainConfig, fit
+
+
+def _class(n=7, d=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+
+
+def _affinity_by_loops(new, tau):
+    """Column softmax of cosine / tau over i != j, written out element by element."""
+    z = new.numpy() / np.linalg.norm(new.numpy(), axis=1, keepdims=True)
+    n = len(z)
+    a = np.zeros((n, n))
+    for j in range(n):
+        denom = sum(math.exp(z[k] @ z[j] / tau) for k in range(n) if k != j)
+        for i in range(n):
+            a[i, j] = 0.0 if i == j else math.exp(z[i] @ z[j] / tau) / denom
+    return a
+
+
+def test_affinity_columns_sum_to_one_with_a_zero_diagonal():
+    _, new = _class()
+    a = structural_affinity(new, tau=0.5)
+    np.testing.assert_allclose(a.numpy(), _affinity_by_loops(new, 0.5), rtol=1e-5, atol=1e-7)
+    assert torch.allclose(a.sum(0), torch.ones(len(a))) and torch.all(a.diagonal() == 0)
+
+
+def test_closed_form_equals_the_fixed_point_of_the_diffusion():
+    old, new = _class()
+    tau, lam = 0.5, 0.9
+    a = torch.from_numpy(_affinity_by_loops(new, tau)).float()
+    f = old.clone()
+    for _ in range(2000):  # F <- lambda A F + (1 - lambda) O, a contraction for lambda < 1
+        f = lam * a @ f + (1 - lam) * old
+    assert torch.allclose(refine_prototype(old, new, tau, lam), f.mean(0), atol=1e-4)
+
+
+def test_no_diffusion_gives_the_plain_class_mean_and_bad_input_is_refused():
+    old, new = _class()
+    assert torch.allclose(refine_prototype(old, new, 0.05, 0.0), old.mean(0), atol=1e-6)
+    assert torch.equal(refine_prototype(old[:1], new[:1]), old[0])  # a single image has no neighbours
+    with pytest.raises(ConfigError, match="diffusion=1.0 is out of range"):
+        refine_prototype(old, new, 0.05, 1.0)
+    with pytest.raises(ConfigError, match="must align row by row"):
+        refine_prototype(old, new[:3])
+
+
+def test_prototype_loss_is_ce_of_cosine_logits_and_off_before_its_start():
+    old = torch.tensor([[2.0, 0.0], [0.0, 3.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 1, 1])
+    term = PrototypeLoss(old, labels, weight=2.0, start=1)
+    assert torch.allclose(term.prototypes, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))  # means of unit vectors
+    z = torch.tensor([[1.0, 1.0]])
+    out = StepOutputs(torch.zeros(1, 3, 4, 4), torch.tensor([1]), z, z)
+    term.start_epoch(0, 3, lambda: None)
+    assert float(term(out)) == 0.0  # off for the first epoch
+    term.start_epoch(1, 3, lambda: None)
+    c = 1 / math.sqrt(2)  # cosine of (1, 1) with either prototype: equal logits
+    assert float(term(out)) == pytest.approx(2.0 * -math.log(math.exp(c) / (2 * math.exp(c))))
+
+
+def test_refresh_replaces_the_prototypes_with_refined_ones_at_its_epochs():
+    old, new = _class(n=6, d=4)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    term = PrototypeLoss(old, labels, start=1, refine=True, refresh=(1,), tau=0.5, diffusion=0.9)
+    plain = term.prototypes.clone()
+    term.start_epoch(0, 3, lambda: new.numpy())
+    assert torch.equal(term.prototypes, plain) and term.refreshed == []
+    term.start_epoch(1, 3, lambda: new.numpy())
+    unit = torch.nn.functional.normalize(old, dim=1)
+    expected = torch.stack([refine_prototype(unit[labels == c], new[labels == c], 0.5, 0.9) for c in (0, 1)])
+    assert term.refreshed == [1] and torch.allclose(term.prototypes, expected)
+
+
+def test_schedule_scales_the_reimplementations_epochs():
+    assert schedule(35) == (10, (10, 20))
+    assert schedule(6) == (2, (2, 3))
+
+
+def test_training_refreshes_and_a_resumed_run_keeps_the_refined_prototypes(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.arange(48) % 3
+    images = (rng.random((48, 8, 8, 3)) * 60 + labels[:, None, None, None] * 60).astype(np.uint8)
+    old = torch.from_numpy(rng.normal(size=(48, 8)).astype(np.float32))
+    config = TrainConfig(epochs=3, batch_size=16, lr=0.05, warmup_epochs=0, precision="fp32")
+
+    def run(workdir, on_epoch=None):
+        torch.manual_seed(0)
+        model = EmbeddingModel(ModelConfig("resnet20", width=2, embedding_dim=8), 3)
+        term = PrototypeLoss(old, torch.from_numpy(labels), start=1, refine=True, refresh=(1, 2))
+        fit(model, images, labels, config, [CrossEntropy(), term], seed=0, workdir=workdir, on_epoch=on_epoch)
+        return model, term
+
+    whole, term = run(tmp_path / "a")
+    assert term.refreshed == [1, 2]
+
+    class Stop(Exception):
+        pass
+
+    def stop(model, epoch):
+        if epoch == 2:
+            raise Stop
+        return {}
+
+    with pytest.raises(Stop):
+        run(tmp_path / "b", stop)
+    resumed, resumed_term = run(tmp_path / "b")
+    assert torch.allclose(resumed_term.prototypes, term.prototypes)
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
