@@ -97,7 +97,7 @@ def test_collapsed_embeddings_are_detected_and_never_tabulated():
     assert collapsed(good) is None and "constant embeddings" in collapsed(constant)
     rows, per_query = evaluate_cases({"old": good, "new": constant}, labels,
                                      [("old/old", "old", "old"), ("new/new", "new", "new"), ("new/old", "new", "old")],
-                                     ["l2"], "old/old", "new/new")
+                                     ["l2"], lambda case: ("old/old", "new/new"))
     by_case = {r["case"]: r for r in rows}
     assert by_case["new/old"]["top1"] is None and "constant embeddings" in by_case["new/old"]["diverged"]
     assert by_case["new/old"]["gain_top1"] is None and "l2|new/old|rank" not in per_query

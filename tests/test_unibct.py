@@ -43,9 +43,18 @@ def test_closed_form_equals_the_fixed_point_of_the_diffusion():
     tau, lam = 0.5, 0.9
     a = torch.from_numpy(_affinity_by_loops(new, tau)).float()
     f = old.clone()
-    for _ in range(2000):  # F <- lambda A F + (1 - lambda) O, a contraction for lambda < 1
-        f = lam * a @ f + (1 - lam) * old
-    assert torch.allclose(refine_prototype(old, new, tau, lam), f.mean(0), atol=1e-4)
+    for normalize, graph in (("column", a), ("row", a.T)):
+        f = old.clone()
+        for _ in range(2000):  # F <- lambda A F + (1 - lambda) O, a contraction for lambda < 1
+            f = lam * graph @ f + (1 - lam) * old
+        assert torch.allclose(refine_prototype(old, new, tau, lam, normalize), f.mean(0), atol=1e-4)
+
+
+def test_the_column_softmax_leaves_the_class_mean_unchanged_and_the_row_softmax_does_not():
+    old, new = _class(n=9, d=4, seed=3)
+    for tau, lam in ((0.05, 0.9), (0.5, 0.5), (2.0, 0.99)):
+        assert torch.allclose(refine_prototype(old, new, tau, lam, "column"), old.mean(0), atol=1e-4)  # 1^T A = 1^T
+    assert not torch.allclose(refine_prototype(old, new, 0.5, 0.9, "row"), old.mean(0), atol=1e-3)
 
 
 def test_no_diffusion_gives_the_plain_class_mean_and_bad_input_is_refused():
@@ -75,13 +84,14 @@ def test_prototype_loss_is_ce_of_cosine_logits_and_off_before_its_start():
 def test_refresh_replaces_the_prototypes_with_refined_ones_at_its_epochs():
     old, new = _class(n=6, d=4)
     labels = torch.tensor([0, 0, 0, 1, 1, 1])
-    term = PrototypeLoss(old, labels, start=1, refine=True, refresh=(1,), tau=0.5, diffusion=0.9)
+    term = PrototypeLoss(old, labels, start=1, refine=True, refresh=(1,), tau=0.5, diffusion=0.9, affinity="row")
     plain = term.prototypes.clone()
     term.start_epoch(0, 3, lambda: new.numpy())
     assert torch.equal(term.prototypes, plain) and term.refreshed == []
     term.start_epoch(1, 3, lambda: new.numpy())
     unit = torch.nn.functional.normalize(old, dim=1)
-    expected = torch.stack([refine_prototype(unit[labels == c], new[labels == c], 0.5, 0.9) for c in (0, 1)])
+    expected = torch.stack([refine_prototype(unit[labels == c], new[labels == c], 0.5, 0.9, "row") for c in (0, 1)])
+    assert not torch.allclose(expected, plain, atol=1e-4)
     assert term.refreshed == [1] and torch.allclose(term.prototypes, expected)
 
 
@@ -120,3 +130,39 @@ def test_training_refreshes_and_a_resumed_run_keeps_the_refined_prototypes(tmp_p
     resumed, resumed_term = run(tmp_path / "b")
     assert torch.allclose(resumed_term.prototypes, term.prototypes)
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_unibct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
+    from compat.config import get_profile
+    from compat.experiments import get_experiment
+    from compat.experiments.unibct import gain_matrix, verification_table
+    from compat.store import Store
+
+    tiny = {
+        "data.synthetic_classes": "10", "data.synthetic_train_per_class": "12", "data.synthetic_val_per_class": "4",
+        "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "2", "new_train.epochs": "4",
+        "old_train.batch_size": "16", "new_train.batch_size": "16", "protocol.seeds": "0", "unibct.ablation_taus": "0.1",
+        "unibct.ablation_diffusions": "0.5",
+    }
+    store = Store(tmp_path / "c", tmp_path / "r")
+    profile = get_profile("smoke", tiny)
+    unibct = get_experiment("unibct")
+    results = unibct.run(profile, store)
+    assert [r["kind"] for r in results] == ["main", "ablation"]
+    cases = {r["case"] for r in results[0]["rows"]}
+    assert {"open-class: UniBCT new/old", "open-data: BCT new/new", "extended-class: old/old"} <= cases
+    # the two class scenarios share one old model, the data scenarios another
+    models = results[0]["models"]
+    assert models["open-class/old"]["key"] == models["extended-class/old"]["key"] != models["open-data/old"]["key"]
+    table = unibct.summary_table(results, "l2", store)
+    g = gain_matrix(table)
+    assert set(g.index) == {"extended-class", "open-class", "extended-data", "open-data"} and "UniBCT" in g.columns
+    # the open-class gain uses the open-class references
+    row = next(r for r in results[0]["rows"] if r["case"] == "open-class: BCT new/old" and r["distance"] == "l2")
+    ref = {r["case"]: r for r in results[0]["rows"] if r["distance"] == "l2"}
+    denominator = ref["open-class: independent new/new"]["top1"] - ref["open-class: old/old"]["top1"]
+    if denominator:
+        assert row["gain_top1"] == pytest.approx((row["top1"] - ref["open-class: old/old"]["top1"]) / denominator)
+    tar = verification_table(results)
+    assert ((tar["TAR (%)"] >= 0) & (tar["TAR (%)"] <= 100)).all() and len(tar) == len(results[0]["rows"]) // 2
+    assert len(unibct.check_claims(results, "l2", store)) == 16  # four claims in each of four scenarios

@@ -61,6 +61,9 @@ class MethodSpec:
     :param refine: UniBCT only: structural prototype refinement (False: plain class-mean prototypes throughout).
     :param tau: UniBCT only: temperature of the refinement's affinities (0.05 in the re-implementation).
     :param diffusion: UniBCT only: lambda of the refinement (0.9 in the re-implementation).
+    :param affinity: UniBCT only: ``row`` or ``column`` softmax of the refinement's affinities (the
+        re-implementation's ``column`` leaves every prototype equal to the plain mean; see
+        :func:`compat.losses.refine_prototype`).
     """
 
     name: str = "plain"
@@ -72,6 +75,7 @@ class MethodSpec:
     refine: bool = field(default=False, metadata=ADDED_OPTION)
     tau: float = field(default=0.05, metadata=ADDED_OPTION)
     diffusion: float = field(default=0.9, metadata=ADDED_OPTION)
+    affinity: str = field(default="row", metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         get_method(self.name)  # an unknown name fails with the registered ones
@@ -80,6 +84,7 @@ class MethodSpec:
         check_range("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
         check_range("tau", self.tau, 0, 100, low_open=True)
         check_range("diffusion", self.diffusion, 0, 1, high_open=True)
+        check_choice("affinity", self.affinity, ("row", "column"))
         if not self.keep_ce and self.name != "l2":
             raise ConfigError(f"keep_ce=False (openBCT's L2 without cross-entropy) applies to method 'l2' only, not {self.name!r}")
 

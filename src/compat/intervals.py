@@ -105,6 +105,7 @@ def gain_interval(new_old: np.ndarray, old_old: np.ndarray, new_new: np.ndarray,
     """Interval of BCT's update gain (Shen et al., CVPR 2020, Eq. 9) from per-query values of its three cases."""
     def gain(no, oo, nn):
         with np.errstate(divide="ignore", invalid="ignore"):  # a replicate where new/new ties old/old has no gain (NaN)
-            return (no - oo) / (nn - oo)
+            g = np.asarray((no - oo) / (nn - oo), dtype=np.float64)
+        return np.where(np.isfinite(g), g, np.nan)
 
     return bootstrap(gain, [new_old, old_old, new_new], **kw)

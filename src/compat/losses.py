@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import ConfigError, check_range
+from .errors import ConfigError, check_choice, check_range
 
 
 @dataclass
@@ -150,28 +150,36 @@ class NTXent(LossTerm):
         return self.weight * F.cross_entropy(logits, positive)
 
 
-def refine_prototype(old: torch.Tensor, new: torch.Tensor, tau: float = 0.05, diffusion: float = 0.9) -> torch.Tensor:
+def refine_prototype(old: torch.Tensor, new: torch.Tensor, tau: float = 0.05, diffusion: float = 0.9, normalize: str = "row") -> torch.Tensor:
     """UniBCT's structural prototype refinement of one class (Zhang et al., IJCAI 2022, arXiv 2203.01583;
     the closed form of the MixBCT re-implementation, its "Eq. (9)" and "Eq. (10)").
 
-    A = column-softmax(N N^T / tau) with self-loops excluded (N: the class's new embeddings, L2-normalized
-    here, so that the similarity is a cosine), refined O = (1 - lambda)(I - lambda A)^-1 O, the fixed point of
+    A = softmax(N N^T / tau) with self-loops excluded (N: the class's new embeddings, L2-normalized here, so
+    that the similarity is a cosine), refined O = (1 - lambda)(I - lambda A)^-1 O, the fixed point of
     F <- lambda A F + (1 - lambda) O; the prototype is the mean of the refined rows.
+
+    With the re-implementation's *column* softmax, 1^T A = 1^T, so 1^T (I - lambda A)^-1 = 1^T / (1 - lambda):
+    the mean of the refined rows is exactly the plain mean of O, whatever A is, and refinement changes no
+    prototype. With a *row* softmax (each image averages its neighbours, the label-propagation convention)
+    the prototype weights each image by how central it is in the new model's neighbourhood graph.
 
     :param old: n x d old-model embeddings of the class's training images (O).
     :param new: n x d current new-model embeddings of the same images (N).
     :param tau: temperature of the affinities.
     :param diffusion: lambda, how far old features diffuse along the new model's neighbourhood graph (0: plain mean).
+    :param normalize: ``column`` (the re-implementation's softmax over dim 0) or ``row`` (over dim 1).
     :return: the d-dimensional prototype.
     """
     check_range("tau", tau, 0, 100, low_open=True)
     check_range("diffusion", diffusion, 0, 1, high_open=True)
+    check_choice("affinity normalization", normalize, ("column", "row"))
     if old.shape != new.shape:
         raise ConfigError(f"old and new embeddings of a class must align row by row, got {tuple(old.shape)} and {tuple(new.shape)}")
     n = len(old)
     if n < 2:  # no neighbours to diffuse from
         return old.float().mean(0)
-    a = structural_affinity(new, tau)  # n x n
+    a = structural_affinity(new, tau)  # n x n, columns sum to 1
+    a = a if normalize == "column" else a.T  # the logits are symmetric: the row softmax is the transpose
     refined = (1 - diffusion) * torch.linalg.solve(torch.eye(n, device=a.device) - diffusion * a, old.float())  # n x d
     return refined.mean(0)
 
@@ -202,7 +210,8 @@ class PrototypeLoss(LossTerm):
     stateful = True  # the refined prototypes
 
     def __init__(self, old_embeddings: torch.Tensor, labels: torch.Tensor, weight: float = 1.0, *, start: int = 0,
-                 refine: bool = False, refresh: tuple[int, ...] = (), tau: float = 0.05, diffusion: float = 0.9) -> None:
+                 refine: bool = False, refresh: tuple[int, ...] = (), tau: float = 0.05, diffusion: float = 0.9,
+                 affinity: str = "row") -> None:
         super().__init__(weight)
         old = F.normalize(old_embeddings.detach().float(), dim=1)
         labels = torch.as_tensor(labels, dtype=torch.long)
@@ -214,7 +223,7 @@ class PrototypeLoss(LossTerm):
         prototypes = torch.zeros(classes, old.shape[1]).index_add_(0, labels, old) / torch.bincount(labels, minlength=classes)[:, None]
         self.register_buffer("prototypes", prototypes)  # C x D, plain class means
         self.start, self.refine, self.refresh = start, refine, tuple(refresh)
-        self.tau, self.diffusion = tau, diffusion
+        self.tau, self.diffusion, self.affinity = tau, diffusion, affinity
         self.active = start == 0
         self.refreshed: list[int] = []
 
@@ -223,7 +232,7 @@ class PrototypeLoss(LossTerm):
         if self.refine and epoch in self.refresh:
             new = torch.as_tensor(current_embeddings(), device=self.old.device).float()  # N x D
             self.prototypes = torch.stack([
-                refine_prototype(self.old[self.labels == c], new[self.labels == c], self.tau, self.diffusion)
+                refine_prototype(self.old[self.labels == c], new[self.labels == c], self.tau, self.diffusion, self.affinity)
                 for c in range(len(self.prototypes))
             ])
             self.refreshed.append(epoch)

@@ -108,3 +108,14 @@ def interval_bars(table: pd.DataFrame, metrics: Sequence[str], xlabel: str = "%"
         ax.invert_yaxis()
     fig.tight_layout()
     return fig
+
+
+def gain_heatmap(matrix: pd.DataFrame, title: str = "update gain G (top-1), cross-test"):
+    """Scenario x method heatmap of update gains (0 = no better than the old model, 1 = as good as backfilling)."""
+    fig, ax = plt.subplots(figsize=(1.5 * matrix.shape[1] + 2.5, 0.6 * matrix.shape[0] + 1.4))
+    sns.heatmap(matrix.astype(float), annot=True, fmt=".2f", cmap="vlag", center=0, vmin=-1, vmax=1, ax=ax,
+                cbar_kws={"label": "G"})
+    ax.set(title=title, xlabel="", ylabel="")
+    ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    return fig

@@ -19,7 +19,7 @@ from .store import Store
 
 def load_result_files(experiment, profile, store: Store) -> list[dict]:
     """The result files of ``experiment`` for ``profile``: every protocol seed, then the ablation if asked."""
-    wanted = [(seed, False) for seed in profile.protocol.seeds]
+    wanted = [(seed, False) for seed in experiment.seeds(profile)]
     if experiment.runs_ablation(profile):
         wanted.append((profile.protocol.ablation_seed, True))
     out = []

@@ -86,7 +86,7 @@ class Experiment:
     name = ""
     config_class: type | None = None
     profile_configs: dict[str, object] = {}
-    old_case = "old/old"  # the update gain's references
+    old_case = "old/old"  # the update gain's references (see :meth:`references`)
     new_case = "independent new/new"
     tabulates = True  # its result files hold (query, gallery) case rows for the results loader
 
@@ -97,6 +97,10 @@ class Experiment:
 
     def config(self, profile):
         return profile.sections[self.name]
+
+    def seeds(self, profile) -> tuple[int, ...]:
+        """The main table's seeds: the section's own ``seeds`` where it has a non-empty one, else the protocol's."""
+        return tuple(getattr(self.config(profile), "seeds", ()) or ()) or profile.protocol.seeds if self.config_class else profile.protocol.seeds
 
     def runs_ablation(self, profile) -> bool:
         return bool(getattr(self.config(profile), "ablation", False)) if self.config_class else False
@@ -111,6 +115,10 @@ class Experiment:
 
     def claims(self) -> list[Claim]:
         return []
+
+    def references(self, case: str) -> tuple[str, str]:
+        """The (old/old, independent new/new) cases whose metrics define ``case``'s update gain."""
+        return self.old_case, self.new_case
 
     def result_key(self, profile, seed: int, ablation: bool = False) -> str:
         """The key of one result file: every model's and transformation's key plus the evaluation settings."""
@@ -140,7 +148,7 @@ class Experiment:
         labels = profile.data.load().val.labels
         diverged = diverged_models(store, {name: spec.key for name, spec in plan.models.items()})
         cases = [(c.label, c.query, c.gallery) for c in plan.cases]
-        rows, per_query = evaluate_cases(embeddings, labels, cases, profile.protocol.distances, self.old_case, self.new_case, diverged)
+        rows, per_query = evaluate_cases(embeddings, labels, cases, profile.protocol.distances, self.references, diverged)
         models = {name: model_record(store, spec.key) for name, spec in plan.models.items()}
         for name, t in plan.transformations.items():
             if t.side is not None:
@@ -155,7 +163,7 @@ class Experiment:
         """Every seed of the protocol, then the one-seed ablation if the section asks for it; loaded from
         result files where they exist. The ablation runs last, so on a tight budget the main seeds land first."""
         store = store or Store()
-        results = [self.run_seed(profile, seed, store) for seed in profile.protocol.seeds]
+        results = [self.run_seed(profile, seed, store) for seed in self.seeds(profile)]
         if self.runs_ablation(profile):
             results.append(self.run_seed(profile, profile.protocol.ablation_seed, store, ablation=True))
         return results
@@ -166,18 +174,19 @@ class Experiment:
 
     def summary_table(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> pd.DataFrame:
         """Cases x metrics of the main seeds: mean over seeds with 95 % bootstrap intervals (see :mod:`compat.intervals`)."""
-        return interval_table(main_results(results), distance, store, self.old_case, self.new_case)
+        return interval_table(main_results(results), distance, store, self.references)
 
     def ablation_table(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> pd.DataFrame:
         """The one-seed ablation's cases with 95 % bootstrap intervals over queries (empty if it was not run)."""
         ablation = [r for r in results if r["kind"] == "ablation"]
-        return interval_table(ablation, distance, store, self.old_case, self.new_case) if ablation else pd.DataFrame()
+        return interval_table(ablation, distance, store, self.references) if ablation else pd.DataFrame()
 
     def check_claims(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> pd.DataFrame:
         """Each claim: the difference with its interval, per-seed values, and whether it holds."""
         records = []
         main = main_results(results)
-        for claim in self.claims():
+        present = {r["case"] for res in main for r in res["rows"]}
+        for claim in (c for c in self.claims() if {c.better, c.worse} <= present):  # claims of cases that ran
             diff = difference_interval(case_values(main, claim.better, distance, claim.metric, store),
                                        case_values(main, claim.worse, distance, claim.metric, store))
             records.append({"claim": claim.text, "metric": claim.metric, "difference (points)": diff.value,
@@ -224,7 +233,7 @@ def case_values(results: list[dict], case: str, distance: str, metric: str, stor
     return np.stack(out)
 
 
-def interval_table(results: list[dict], distance: str, store: Store | None, old_case: str, new_case: str) -> pd.DataFrame:
+def interval_table(results: list[dict], distance: str, store: Store | None, references) -> pd.DataFrame:
     """Numbers of every case: per metric the mean over seeds, its 95 % interval, the seed spread, and for
     ``... new/old`` cases the update gain with its interval. A case with a diverged model is marked, not tabulated."""
     records = []
@@ -240,7 +249,7 @@ def interval_table(results: list[dict], distance: str, store: Store | None, old_
             record.update({m: iv.value, f"{m} low": iv.low, f"{m} high": iv.high,
                            f"{m} seed sd": float(np.std(iv.per_seed, ddof=1)) if len(iv.per_seed) > 1 else np.nan})
             if case.endswith("new/old"):
-                g = gain_interval(*(case_values(results, c, distance, m, store) for c in (case, old_case, new_case)))
+                g = gain_interval(*(case_values(results, c, distance, m, store) for c in (case, *references(case))))
                 record.update({f"G {m}": g.value, f"G {m} low": g.low, f"G {m} high": g.high})
         records.append(record)
     return pd.DataFrame.from_records(records).set_index("case")

@@ -3,7 +3,7 @@ results, divergence checks, model provenance records, and writing one result fil
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -26,14 +26,13 @@ def evaluate_cases(
     labels: np.ndarray,
     cases: Sequence[tuple[str, str, str]],
     distances: Sequence[str],
-    old_case: str,
-    new_case: str,
+    references: Callable[[str], tuple[str, str]],
     diverged: Mapping[str, str] | None = None,
 ) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Metrics of every (case, query, gallery) at every distance, and each case's per-query results.
 
-    Each ``... new/old`` case also gets the update gain (BCT, Eq. 9) against ``old_case`` and
-    ``new_case`` (None where they tie). A case with a diverged model (``diverged``: model -> why,
+    Each ``... new/old`` case also gets the update gain (BCT, Eq. 9) against the two cases
+    ``references(case)`` names (old/old, independent new/new; None where they tie). A case with a diverged model (``diverged``: model -> why,
     plus any model whose embeddings collapsed) gets no numbers, only ``diverged``: such a run is
     reported, never tabulated.
     :return: rows, and per-query arrays keyed ``distance|case|rank`` and ``distance|case|ap``.
@@ -58,6 +57,7 @@ def evaluate_cases(
     ref = {(r["distance"], r["case"]): r for r in rows}
     for r in rows:
         if r["case"].endswith("new/old"):
+            old_case, new_case = references(r["case"])
             old_old, new_new = ref[(r["distance"], old_case)], ref[(r["distance"], new_case)]
             for m in METRICS:
                 known = None not in (r[m], old_old[m], new_new[m])

@@ -27,5 +27,5 @@ def terms(ctx: TrainingContext):
     local = torch.tensor([position[int(c)] for c in ctx.labels])
     start, refresh = schedule(ctx.spec.train.epochs)
     prototypes = PrototypeLoss(torch.from_numpy(ctx.parent_embeddings()), local, m.weight, start=start,
-                               refine=m.refine, refresh=refresh, tau=m.tau, diffusion=m.diffusion)
+                               refine=m.refine, refresh=refresh, tau=m.tau, diffusion=m.diffusion, affinity=m.affinity)
     return [CrossEntropy(ctx.spec.train.label_smoothing), prototypes]

@@ -1,0 +1,202 @@
+"""The UniBCT table: backward compatibility in all four old/new data splits, with structural
+prototype refinement.
+
+Zhang et al., "Towards Universal Backward-Compatible Representation Learning", IJCAI 2022
+(arXiv 2203.01583). No code by the authors; the splits (30/70) and the refinement's schedule
+follow the MixBCT re-implementation (``BCT_Methods/UniBCT``), everything else is this book's
+protocol. Per scenario: the old model on 30 % of the classes (class scenarios) or of each
+class's images (data scenarios); new models (independent, L2, BCT, UniBCT with plain class-mean
+prototypes, UniBCT with refined prototypes) on the scenario's new data. Retrieval metrics as in
+every chapter, plus 1:1 verification TAR at a FAR (the papers' face metric, on val pairs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..artefacts import MethodSpec, ModelSpec, SubsetSpec
+from ..errors import ConfigError, check_choice, check_range
+from ..evaluate import tar_at_far, verification_scores
+from ..splits import SCENARIOS
+from . import bct
+from .base import Case, Claim, Experiment, Plan, register_experiment
+
+METHODS = ("independent", "L2", "BCT", "UniBCT (no refinement)", "UniBCT")
+SHARED_OLD = {"extended-class": "extended-class", "open-class": "extended-class",
+              "extended-data": "extended-data", "open-data": "extended-data"}  # the same old data, one old model
+
+
+@dataclass(frozen=True)
+class UniBCTConfig:
+    """The UniBCT chapter's settings.
+
+    :param seeds: the seeds of this chapter's main table (empty: the protocol's).
+    :param old_fraction: share of classes (class scenarios) or of each class's images (data scenarios)
+        the old model sees (0.3 in the MixBCT re-implementation's split script).
+    :param scenarios: the data splits to run.
+    :param weight: lambda of the prototype (compatibility) loss, and of BCT's influence loss.
+    :param l2_weight: weight of the L2 baseline.
+    :param tau: temperature of the refinement's affinities (0.05).
+    :param diffusion: lambda of the refinement (0.9).
+    :param far: false accept rate of the verification metric.
+    :param ablation: also run the one-seed ablation over tau and the diffusion lambda.
+    :param ablation_scenario: the scenario of the ablation.
+    :param ablation_taus: taus of the ablation (at the default diffusion).
+    :param ablation_diffusions: diffusion lambdas of the ablation (at the default tau).
+    """
+
+    seeds: tuple[int, ...] = ()
+    old_fraction: float = 0.3
+    scenarios: tuple[str, ...] = SCENARIOS
+    weight: float = 1.0
+    l2_weight: float = 1.0
+    tau: float = 0.05
+    diffusion: float = 0.9
+    far: float = 1e-3
+    ablation: bool = True
+    ablation_scenario: str = "open-class"
+    ablation_taus: tuple[float, ...] = (0.01, 0.05, 0.2)
+    ablation_diffusions: tuple[float, ...] = (0.5, 0.9, 0.99)
+
+    def __post_init__(self) -> None:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"unibct.seeds must be distinct, got {self.seeds!r}")
+        check_range("unibct.old_fraction", self.old_fraction, 0, 1, low_open=True, high_open=True)
+        if not self.scenarios or len(set(self.scenarios)) != len(self.scenarios):
+            raise ConfigError(f"unibct.scenarios must be distinct and non-empty, got {self.scenarios!r}")
+        for s in (*self.scenarios, self.ablation_scenario):
+            check_choice("unibct scenario", s, SCENARIOS)
+        check_range("unibct.weight", self.weight, 0, 1000)
+        check_range("unibct.l2_weight", self.l2_weight, 0, 1000)
+        for t in (self.tau, *self.ablation_taus):
+            check_range("unibct tau", t, 0, 100, low_open=True)
+        for d in (self.diffusion, *self.ablation_diffusions):
+            check_range("unibct diffusion", d, 0, 1, high_open=True)
+        check_range("unibct.far", self.far, 0, 1, low_open=True, high_open=True)
+
+
+def _name(scenario: str, method: str) -> str:
+    return f"{scenario}/{method}"
+
+
+def model_specs(profile, seed: int, ablation: bool = False) -> dict[str, ModelSpec]:
+    """Every model of one seed, named ``scenario/method`` (``scenario/old`` for the old models).
+
+    The old model of both class scenarios is one artefact (the same first classes), and so is that of
+    both data scenarios; the independent new model of the extended scenarios (all training data) is
+    the BCT chapter's own independent model, shared through the store.
+    """
+    cfg = profile.unibct
+    common = {"data": profile.data, "model": profile.model, "seed": seed}
+    specs: dict[str, ModelSpec] = {}
+    scenarios = (cfg.ablation_scenario,) if ablation else cfg.scenarios
+    for scenario in scenarios:
+        old = ModelSpec(subset=SubsetSpec(SHARED_OLD[scenario], cfg.old_fraction, "old"), train=profile.old_train, **common)
+        new = {"subset": SubsetSpec(scenario, cfg.old_fraction, "new"), "train": profile.new_train, **common}
+        uni = {"weight": cfg.weight, "tau": cfg.tau, "diffusion": cfg.diffusion}
+        specs[_name(scenario, "old")] = old
+        extended = scenario.startswith("extended")
+        specs[_name(scenario, "independent")] = bct.model_specs(profile, seed)["independent"] if extended else ModelSpec(**new)
+        if not ablation:
+            specs[_name(scenario, "L2")] = ModelSpec(**new, method=MethodSpec("l2", cfg.l2_weight), parent=old)
+            specs[_name(scenario, "BCT")] = ModelSpec(**new, method=MethodSpec("bct", cfg.weight), parent=old)
+        specs[_name(scenario, "UniBCT (no refinement)")] = ModelSpec(**new, method=MethodSpec("unibct", cfg.weight), parent=old)
+        specs[_name(scenario, "UniBCT")] = ModelSpec(**new, method=MethodSpec("unibct", refine=True, **uni), parent=old)
+        if ablation:  # the main table's models above are shared; each variant changes one of tau, lambda
+            for tau in (t for t in cfg.ablation_taus if t != cfg.tau):
+                specs[_name(scenario, f"UniBCT tau={tau:g}")] = ModelSpec(**new, method=MethodSpec("unibct", refine=True, **{**uni, "tau": tau}), parent=old)
+            for lam in (d for d in cfg.ablation_diffusions if d != cfg.diffusion):
+                specs[_name(scenario, f"UniBCT lambda={lam:g}")] = ModelSpec(**new, method=MethodSpec("unibct", refine=True, **{**uni, "diffusion": lam}), parent=old)
+    return specs
+
+
+@register_experiment("unibct")
+class UniBCT(Experiment):
+    config_class = UniBCTConfig
+    profile_configs = {
+        "smoke": UniBCTConfig(ablation_taus=(0.05, 0.2), ablation_diffusions=(0.5, 0.9)),
+    }
+
+    def plan(self, profile, seed: int, ablation: bool = False) -> Plan:
+        specs = model_specs(profile, seed, ablation)
+        cases = []
+        for name in specs:
+            scenario, method = name.split("/", 1)
+            old = _name(scenario, "old")
+            if method == "old":
+                cases.append(Case(f"{scenario}: old/old", old, old))
+                continue
+            cases.append(Case(f"{scenario}: {method} new/new", name, name))
+            cases.append(Case(f"{scenario}: {method} new/old", name, old))
+        return Plan(specs, cases, key_extra={"far": profile.unibct.far})
+
+    def references(self, case: str) -> tuple[str, str]:
+        scenario = case.split(":", 1)[0]
+        return f"{scenario}: old/old", f"{scenario}: independent new/new"
+
+    def extra(self, profile, seed, ablation, plan, embeddings, labels) -> dict:
+        """1:1 verification TAR at the configured FAR of every case (cosine scores of val pairs)."""
+        far, out = profile.unibct.far, {}
+        for case in plan.cases:
+            genuine, impostor = verification_scores(embeddings[case.query], embeddings[case.gallery], labels, seed=seed)
+            out[case.label] = 100.0 * tar_at_far(genuine, impostor, far)
+        return {"verification": {"far": far, "tar": out}}
+
+    def claims(self) -> list[Claim]:
+        return [claim for scenario in SCENARIOS for claim in (
+            Claim(f"{scenario}: UniBCT new/old above BCT new/old", f"{scenario}: UniBCT new/old", f"{scenario}: BCT new/old"),
+            Claim(f"{scenario}: UniBCT new/old above old/old (compatible)", f"{scenario}: UniBCT new/old", f"{scenario}: old/old"),
+            Claim(f"{scenario}: BCT new/old above old/old (compatible)", f"{scenario}: BCT new/old", f"{scenario}: old/old"),
+            Claim(f"{scenario}: refinement helps: UniBCT above UniBCT without refinement (new/old)",
+                  f"{scenario}: UniBCT new/old", f"{scenario}: UniBCT (no refinement) new/old"),
+        )]
+
+
+def verdict(experiment: UniBCT, results: list[dict], distance: str = "l2", store=None) -> str:
+    """Markdown: the paper's two claims read against our intervals, scenario by scenario.
+
+    Reproduced: BCT's compatibility (new/old above old/old) fails in at least one scenario other than
+    extended-class, and UniBCT's holds in every scenario; partially: UniBCT beats BCT on new/old in at
+    least one scenario; not reproduced otherwise.
+    """
+    checked = experiment.check_claims(results, distance, store).set_index("claim")["holds"]
+    scenarios = [s for s in SCENARIOS if f"{s}: UniBCT new/old above BCT new/old" in checked.index]
+    bct_ok = {s: bool(checked[f"{s}: BCT new/old above old/old (compatible)"]) for s in scenarios}
+    uni_ok = {s: bool(checked[f"{s}: UniBCT new/old above old/old (compatible)"]) for s in scenarios}
+    uni_wins = {s: bool(checked[f"{s}: UniBCT new/old above BCT new/old"]) for s in scenarios}
+    bct_breaks = [s for s in scenarios if s != "extended-class" and not bct_ok[s]]
+    if bct_breaks and all(uni_ok.values()):
+        word = "reproduced"
+    elif any(uni_wins.values()):
+        word = "partially reproduced"
+    else:
+        word = "not reproduced"
+    lines = [f"**{distance} distance: {word}** (top-1; a claim holds when the 95 % interval of the difference lies above 0 "
+             f"and every seed agrees)"]
+    for s in scenarios:
+        lines.append(f"- {s}: BCT compatible: {'yes' if bct_ok[s] else 'no'}; UniBCT compatible: {'yes' if uni_ok[s] else 'no'}; "
+                     f"UniBCT above BCT: {'yes' if uni_wins[s] else 'no'}; refinement helps: "
+                     f"{'yes' if checked[f'{s}: refinement helps: UniBCT above UniBCT without refinement (new/old)'] else 'no'}")
+    return "\n".join(lines)
+
+
+def verification_table(results: list[dict]) -> pd.DataFrame:
+    """TAR (%) at the configured FAR per case: mean and spread over the main seeds."""
+    main = [r for r in results if r["kind"] == "main"]
+    frame = pd.DataFrame([r["verification"]["tar"] for r in main])
+    return pd.DataFrame({"TAR (%)": frame.mean(), "sd over seeds": frame.std(ddof=1) if len(main) > 1 else np.nan})
+
+
+def gain_matrix(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
+    """Scenario x method update gains of the cross-test (new/old) cases, from an interval table."""
+    records = {}
+    for case, row in table.iterrows():
+        if not case.endswith("new/old") or f"G {metric}" not in row:
+            continue
+        scenario, method = case.split(": ", 1)
+        records.setdefault(scenario, {})[method.removesuffix(" new/old")] = row[f"G {metric}"]
+    return pd.DataFrame(records).T
+
