@@ -139,8 +139,19 @@ def _context(spec: ModelSpec, subset: Subset, labels: np.ndarray, store: Store) 
     return ctx
 
 
+TRAIN_POLICIES = ("allow", "never")
+
+
+def training_policy() -> str:
+    """``COMPAT_TRAIN``: ``allow`` (default: train what the store lacks) or ``never`` (CI: a missing artefact is an
+    error); anything else is refused, so that a typo cannot turn the guard off."""
+    value = os.environ.get("COMPAT_TRAIN", "allow")
+    check_choice("COMPAT_TRAIN", value, TRAIN_POLICIES)
+    return value
+
+
 def _check_training_allowed(what: str) -> None:
-    if os.environ.get("COMPAT_TRAIN", "allow") == "never":
+    if training_policy() == "never":
         raise ConfigError(
             f"{what} is not in the store and COMPAT_TRAIN=never forbids training it: its result file is missing "
             "or stale; run `python -m compat run EXPERIMENT --profile PROFILE` where training is allowed, and commit results/"

@@ -47,7 +47,10 @@ def _run(args: argparse.Namespace) -> None:
 
 def _bench_train(args: argparse.Namespace) -> None:
     from .bench import bench_train
+    from .errors import check_range
 
+    check_range("--steps", args.steps, 1, 100_000)
+    check_range("--workers", args.workers, 0, 64)
     bench_train(args.profile, steps=args.steps, workers=args.workers, out=args.out)
 
 
@@ -64,7 +67,11 @@ def _bench_upgrade(args: argparse.Namespace) -> None:
 
 def _bench_evaluate(args: argparse.Namespace) -> None:
     from .bench import bench_evaluate
+    from .errors import check_range
 
+    check_range("--repeats", args.repeats, 1, 1000)
+    check_range("--n", args.n, 2, 10_000_000)
+    check_range("--dim", args.dim, 1, 65_536)
     bench_evaluate(n=args.n, dim=args.dim, repeats=args.repeats, out=args.out)
 
 

@@ -136,6 +136,8 @@ def retrieval_metrics(
             f"{len(query)} query rows with {len(query_labels)} labels, "
             f"{len(gallery)} gallery rows with {len(gallery_labels)} labels: counts must match"
         )
+    if leave_one_out and len(query) < 2:
+        raise ConfigError(f"leave-one-out retrieval needs at least two items, got {len(query)}")
     if leave_one_out and len(query) != len(gallery):
         raise ConfigError(f"leave_one_out needs query set = gallery set, got {len(query)} and {len(gallery)} rows")
     ranks, aps, valid = [], [], []

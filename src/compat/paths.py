@@ -9,6 +9,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import ConfigError
+
+
+def _env_path(name: str, default: Path) -> Path:
+    """The folder in environment variable ``name``, else ``default``; an empty value is an error, not the current directory."""
+    value = os.environ.get(name)
+    if value is None:
+        return Path(default).resolve()
+    if not value.strip():
+        raise ConfigError(f"{name} is set but empty; unset it or name a folder")
+    return Path(value).resolve()
+
 
 def project_root() -> Path:
     """The repository root: ``COMPAT_HOME`` if set, else the checkout this package sits in."""
@@ -22,14 +34,14 @@ def project_root() -> Path:
 
 def cache_dir() -> Path:
     """Git-ignored cache of prepared data, trained models and embeddings (``COMPAT_CACHE``)."""
-    return Path(os.environ.get("COMPAT_CACHE", project_root() / ".cache")).resolve()
+    return _env_path("COMPAT_CACHE", project_root() / ".cache")
 
 
 def data_cache_dir() -> Path:
     """Prepared datasets live here, one folder per dataset (``COMPAT_DATA_DIR``)."""
-    return Path(os.environ.get("COMPAT_DATA_DIR", cache_dir() / "data")).resolve()
+    return _env_path("COMPAT_DATA_DIR", cache_dir() / "data")
 
 
 def results_dir() -> Path:
     """Committed JSON result files (``COMPAT_RESULTS``)."""
-    return Path(os.environ.get("COMPAT_RESULTS", project_root() / "results")).resolve()
+    return _env_path("COMPAT_RESULTS", project_root() / "results")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..artefacts import ModelSpec, TransformationSpec, get_embeddings, get_upgraded_gallery
+from ..artefacts import ModelSpec, TransformationSpec, get_embeddings, get_upgraded_gallery, training_policy
 from ..errors import check_choice
 from ..intervals import Interval, difference_interval, gain_interval, mean_interval, per_query_metric
 from ..store import Store, config_key
@@ -139,6 +139,7 @@ class Experiment:
         if cached is not None:
             return cached
         store.check_result_writable()  # before training, not after
+        training_policy()  # a bad COMPAT_TRAIN fails here, not half-way
         plan = self.plan(profile, seed, ablation)
         started = time.perf_counter()
         flip = profile.protocol.test_flip
