@@ -7,6 +7,7 @@ file is an error naming the command that makes it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import pandas as pd
@@ -54,3 +55,33 @@ def load_results(profile, experiments: Sequence[str] | None = None, store: Store
                         "result_key": res["key"], "revision": env["git_revision"], "device": env["device"],
                     })
     return pd.DataFrame.from_records(records)
+
+
+def inventory(profile_name: str, store: Store | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every committed result file of a profile, and every model they name (once), for the reproducibility page.
+
+    :return: (files: experiment, kind, seed, file, written at revision, device, wall minutes, data checksum;
+        models: experiment, model key, trained at revision, training minutes, device, precision, diverged).
+    """
+    store = store or Store()
+    files, models, seen = [], [], set()
+    for path in sorted(store.results.glob(f"*/{profile_name}/*.json")):
+
+        res = json.loads(path.read_text())
+        env = res.get("environment", {})
+        files.append({
+            "experiment": res.get("experiment", path.parts[-3]), "kind": res.get("kind", ""),
+            "seed": res.get("seed", ""), "candidate": res.get("candidate", ""),
+            "file": str(path.relative_to(store.results.parent)) if store.results.parent in path.parents else str(path),
+            "written at": env.get("git_revision", "")[:12], "device": env.get("device", ""),
+            "wall minutes": sum(res.get("wall_seconds", {}).values()) / 60,
+            "data checksum": (res.get("data") or {}).get("source_checksums_sha256", "")[:16],
+        })
+        for name, m in res.get("models", {}).items():
+            if m["key"] in seen:
+                continue
+            seen.add(m["key"])
+            models.append({"experiment": res.get("experiment", ""), "model": name, "key": m["key"],
+                           "trained at": m["trained_at_revision"][:12], "training minutes": m["train_seconds"] / 60,
+                           "device": m["device"], "precision": m["precision"], "diverged": m.get("diverged") or "no"})
+    return pd.DataFrame.from_records(files), pd.DataFrame.from_records(models)
