@@ -91,7 +91,12 @@ class MethodSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything that determines one trained model."""
+    """Everything that determines one trained model.
+
+    :param init_stream: a further initialization stream (0: the default), for a model that would otherwise
+        start from the same weights as another one it is compared with (BiCT's first generation and the
+        BCT chapter's old model are both "old" models of one seed).
+    """
 
     data: DataConfig
     subset: SubsetSpec
@@ -100,10 +105,12 @@ class ModelSpec:
     seed: int
     method: MethodSpec = field(default_factory=MethodSpec)
     parent: ModelSpec | None = None
+    init_stream: int = field(default=0, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         if get_method(self.method.name).needs_parent and self.parent is None:
             raise ConfigError(f"method {self.method.name!r} needs a parent (old) model")
+        check_range("init_stream", self.init_stream, 0, 99)
         if self.parent is not None and self.parent.model.embedding_dim != self.model.embedding_dim:
             raise ConfigError(
                 f"embedding sizes differ: old {self.parent.model.embedding_dim}, new {self.model.embedding_dim}; "
@@ -120,8 +127,9 @@ def init_seed(spec: ModelSpec) -> int:
     as independently developed models do (shared starting weights would leave an "independent"
     new model partly compatible after a short schedule); the new models of one seed share their
     start, so independent, BCT and L2 are a paired comparison. A side-information model starts
-    from weights of its own."""
-    return 1000 * spec.seed + (0 if spec.subset.role == "old" else 1) + (2 if spec.method.name == "simclr" else 0)
+    from weights of its own, and so does a model with its own ``init_stream``."""
+    role = 0 if spec.subset.role == "old" else 1
+    return 1000 * spec.seed + role + (2 if spec.method.name == "simclr" else 0) + 10 * spec.init_stream
 
 
 def _build(spec: ModelSpec, num_classes: int) -> EmbeddingModel:
@@ -270,6 +278,15 @@ def get_transformation(spec: TransformationSpec, store: Store) -> Transformation
         meta = {"key": key, "spec": canonical(spec), "log": log, "environment": environment()}
         store.save_model(key, h, meta)
         return h.eval()
+
+
+def upgrade_chain(transformations: list[Transformation], stored: np.ndarray) -> np.ndarray:
+    """A stored gallery upgraded generation after generation: h_k(... h_2(stored)), each without side-information
+    (the gallery's current vectors fill both inputs). Stored vectors in, vectors out: no image enters."""
+    gallery = stored
+    for h in transformations:
+        gallery = upgrade_gallery(h, gallery, gallery)
+    return gallery
 
 
 def get_upgraded_gallery(spec: TransformationSpec, store: Store, flip: bool = False) -> np.ndarray:

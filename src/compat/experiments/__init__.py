@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from .base import EXPERIMENTS, Case, Claim, Experiment, Plan, get_experiment, register_experiment
 
-from . import recipe, bct, fct, unibct  # noqa: E402,F401  (registers them, in the book's order)
+from . import recipe, bct, fct, unibct, bict  # noqa: E402,F401  (registers them, in the book's order)
 
 __all__ = ["EXPERIMENTS", "Case", "Claim", "Experiment", "Plan", "get_experiment", "register_experiment"]

@@ -11,6 +11,7 @@ result file per seed (plus one for the one-seed ablation) keyed by everything th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,12 +36,18 @@ class Case:
 
 @dataclass
 class Plan:
-    """What one result file needs: models and gallery transformations by canonical name, and the cases."""
+    """What one result file needs: models and gallery transformations by canonical name, and the cases.
+
+    :param galleries: further galleries made from stored vectors only (e.g. BiCT's gallery upgraded
+        generation after generation): name -> ``make(store, flip)``; whatever identifies them belongs
+        in ``key_extra``.
+    """
 
     models: dict[str, ModelSpec]
     cases: list[Case]
     transformations: dict[str, TransformationSpec] = field(default_factory=dict)
     key_extra: dict = field(default_factory=dict)
+    galleries: dict[str, Callable[[Store, bool], np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ class Experiment:
         """Anything else a result file holds (e.g. a retrieval picture); nothing by default."""
         return {}
 
-    def claims(self) -> list[Claim]:
+    def claims(self, results: list[dict] | None = None) -> list[Claim]:
         return []
 
     def references(self, case: str) -> tuple[str, str]:
@@ -145,6 +152,7 @@ class Experiment:
         flip = profile.protocol.test_flip
         embeddings = {name: get_embeddings(spec, store, flip=flip) for name, spec in plan.models.items()}  # trains what is missing
         embeddings.update({name: get_upgraded_gallery(t, store, flip=flip) for name, t in plan.transformations.items()})
+        embeddings.update({name: make(store, flip) for name, make in plan.galleries.items()})
         train_done = time.perf_counter()
         labels = profile.data.load().val.labels
         diverged = diverged_models(store, {name: spec.key for name, spec in plan.models.items()})
@@ -187,7 +195,13 @@ class Experiment:
         records = []
         main = main_results(results)
         present = {r["case"] for res in main for r in res["rows"]}
-        for claim in (c for c in self.claims() if {c.better, c.worse} <= present):  # claims of cases that ran
+        for claim in (c for c in self.claims(results) if {c.better, c.worse} <= present):  # claims of cases that ran
+            diverged = [row(res, distance, case).get("diverged") for res in main for case in (claim.better, claim.worse)]
+            if any(diverged):  # a diverged run decides nothing
+                records.append({"claim": claim.text, "metric": claim.metric, "difference (points)": np.nan,
+                                "95% CI low": np.nan, "95% CI high": np.nan, "per seed": "diverged: " + next(d for d in diverged if d),
+                                "holds": False})
+                continue
             diff = difference_interval(case_values(main, claim.better, distance, claim.metric, store),
                                        case_values(main, claim.worse, distance, claim.metric, store))
             records.append({"claim": claim.text, "metric": claim.metric, "difference (points)": diff.value,

@@ -90,7 +90,7 @@ class BCT(Experiment):
     def plan(self, profile, seed: int, ablation: bool = False) -> Plan:
         return Plan(models=model_specs(profile, seed, ablation), cases=CASES + (ABLATION_CASES if ablation else []))
 
-    def claims(self) -> list[Claim]:
+    def claims(self, results: list[dict] | None = None) -> list[Claim]:
         return [
             Claim("compatibility is learned: BCT new/old above independent new/old", "BCT new/old", "independent new/old"),
             Claim("empirical criterion: BCT new/old above old/old", "BCT new/old", "old/old"),

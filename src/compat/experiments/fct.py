@@ -160,7 +160,7 @@ class FCT(Experiment):
             "picture": None if ablation else _picture(embeddings, labels, cases, profile.fct.picture_queries, seed),
         }
 
-    def claims(self) -> list[Claim]:
+    def claims(self, results: list[dict] | None = None) -> list[Claim]:
         return [
             Claim("the transformed gallery beats the old one: FCT new/old above old/old", SIDE, "old/old"),
             Claim("FCT beats BCT: FCT new/old above BCT new/old", SIDE, "BCT new/old"),

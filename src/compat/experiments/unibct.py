@@ -145,7 +145,7 @@ class UniBCT(Experiment):
             out[case.label] = 100.0 * tar_at_far(genuine, impostor, far)
         return {"verification": {"far": far, "tar": out}}
 
-    def claims(self) -> list[Claim]:
+    def claims(self, results: list[dict] | None = None) -> list[Claim]:
         return [claim for scenario in SCENARIOS for claim in (
             Claim(f"{scenario}: UniBCT new/old above BCT new/old", f"{scenario}: UniBCT new/old", f"{scenario}: BCT new/old"),
             Claim(f"{scenario}: UniBCT new/old above old/old (compatible)", f"{scenario}: UniBCT new/old", f"{scenario}: old/old"),

@@ -1,0 +1,228 @@
+"""The BiCT tables: privacy-preserving sequential upgrades, backward-compatible new models and a stored
+gallery upgraded forward without its images.
+
+Su, Zhang et al., "Privacy-Preserving Model Upgrades with Bidirectional Compatible Training in Image
+Retrieval", arXiv 2204.13919. Only the abstract is available: (1) each new model is trained
+backward-compatible (BCT); (2) the stored gallery is upgraded by forward-compatible training towards
+the new model's space, without raw gallery images; (3) over sequential upgrades this beats BCT alone,
+whose gains are capped by the fixed old gallery; (4) the BCT loss weight matters for both directions.
+Everything else is this book's design: generations on growing class prefixes (all images of their
+classes); the forward transformation is FCT's h without side-information, trained on the new
+generation's training set, where both models run; the gallery is embedded once, by generation 1.
+
+Strategies per generation g: *BCT only* (phi_g BCT-trained against phi_{g-1}; the gallery keeps
+phi_1's vectors), *BiCT* (the same models; the gallery upgraded by h_g from phi_{g-1}'s space into
+phi_g's, generation after generation), *FCT alone* (independent models, the gallery upgraded the
+same way) and *backfill* (every gallery image re-embedded by the independent phi_g: the upper bound).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec, get_embeddings, get_transformation, upgrade_chain
+from ..errors import ConfigError, check_range
+from ..transformation import TransformationConfig
+from . import bct
+from .base import Case, Claim, Experiment, Plan, register_experiment
+
+
+@dataclass(frozen=True)
+class BiCTConfig:
+    """The BiCT chapter's settings.
+
+    :param generations: share of the classes each generation trains on (growing; the last may be 1: all).
+    :param weight: lambda of the BCT loss of each new generation against its predecessor.
+    :param transformation: the forward transformation h (FCT's, without side-information).
+    :param ablation: also run the one-seed sweep over the BCT weight.
+    :param sweep: BCT weights of the sweep.
+    """
+
+    generations: tuple[float, ...] = (0.25, 0.5, 1.0)
+    weight: float = 1.0
+    transformation: TransformationConfig = field(default_factory=lambda: TransformationConfig(inner_dim=512, epochs=20, warmup_epochs=1.25, augmented_views=2))
+    ablation: bool = True
+    sweep: tuple[float, ...] = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+    def __post_init__(self) -> None:
+        g = self.generations
+        if len(g) < 2 or any(b <= a for a, b in zip(g, g[1:])):
+            raise ConfigError(f"bict.generations must be at least two strictly growing class shares, got {g!r}")
+        for share in g:
+            check_range("bict.generations item", share, 0, 1, low_open=True)
+        check_range("bict.weight", self.weight, 0, 1000)
+        for w in self.sweep:
+            check_range("bict.sweep item", w, 0, 1000)
+
+
+def _subset(profile, share: float) -> SubsetSpec:
+    """A generation's training rows: the first ``share`` of the classes, all their images. The BCT chapter's
+    old (first half) and new (all classes) training sets are the same spec, so those models are shared."""
+    if share == 1.0:
+        return SubsetSpec(profile.protocol.scenario, profile.protocol.old_fraction, "new")
+    return SubsetSpec("extended-class", share, "old")
+
+
+def generation_specs(profile, seed: int, weight: float) -> dict[str, ModelSpec]:
+    """``independent g`` and ``bct g`` for every generation g >= 1 (generation 1 is one model for both)."""
+    cfg = profile.bict
+    common = {"data": profile.data, "model": profile.model, "seed": seed}
+    specs: dict[str, ModelSpec] = {}
+    previous = None
+    for g, share in enumerate(cfg.generations, 1):
+        subset = _subset(profile, share)
+        train = profile.old_train if subset.role == "old" else profile.new_train
+        shared = bct.model_specs(profile, seed)
+        independent = next((s for s in shared.values() if s.subset == subset and s.method.name == "plain"), None)
+        # generation 1 gets its own initialization stream: it and the BCT chapter's old model are both "old" models
+        specs[f"independent {g}"] = independent or ModelSpec(subset=subset, train=train, init_stream=g, **common)
+        if g == 1:
+            specs["bct 1"] = specs["independent 1"]
+        else:
+            specs[f"bct {g}"] = ModelSpec(subset=subset, train=train, method=MethodSpec("bct", weight), parent=previous, **common)
+        previous = specs[f"bct {g}"]
+    return specs
+
+
+def _transformations(profile, seed: int, specs: dict[str, ModelSpec], chain: str) -> list[TransformationSpec]:
+    """h_2 ... h_G of one chain (``bct`` or ``independent``): h_g maps generation g-1's space into generation g's,
+    trained on generation g's training set."""
+    config = profile.bict.transformation
+    n = len(profile.bict.generations)
+    return [TransformationSpec(old=specs[f"{chain} {g - 1}"], new=specs[f"{chain} {g}"], side=None, config=config, seed=seed)
+            for g in range(2, n + 1)]
+
+
+def _chain_gallery(base: ModelSpec, steps: list[TransformationSpec]):
+    """The stored gallery after ``steps``: generation 1's val embeddings (the only time gallery images are read),
+    then stored vectors only."""
+
+    def make(store, flip: bool):
+        stored = get_embeddings(base, store, flip=flip)
+        return upgrade_chain([get_transformation(t, store) for t in steps], stored)
+
+    return make
+
+
+def _main_plan(profile, seed: int) -> Plan:
+    """Every strategy at every generation, and the generation x generation matrices of both model chains."""
+    n = len(profile.bict.generations)
+    specs = generation_specs(profile, seed, profile.bict.weight)
+    chains = {"bict": _transformations(profile, seed, specs, "bct"), "fct": _transformations(profile, seed, specs, "independent")}
+    galleries, chain_keys, cases = {}, {}, [Case(OLD_CASE, "bct 1", "bct 1")]
+    for g in range(2, n + 1):
+        for strategy, steps in chains.items():
+            galleries[f"{strategy} gallery {g}"] = _chain_gallery(specs["bct 1"], steps[: g - 1])
+            chain_keys[f"{strategy} gallery {g}"] = [t.key for t in steps[: g - 1]]
+        cases += [
+            Case(f"gen {g}: BCT only backward", f"bct {g}", "bct 1"),
+            Case(f"gen {g}: BiCT forward", f"bct {g}", f"bict gallery {g}"),
+            Case(f"gen {g}: BCT new/new", f"bct {g}", f"bct {g}"),
+            Case(f"gen {g}: FCT alone forward", f"independent {g}", f"fct gallery {g}"),
+            Case(f"gen {g}: backfill new/new", f"independent {g}", f"independent {g}"),
+        ]
+    for chain in ("bct", "independent"):
+        for i in range(2, n + 1):
+            for j in range(1, i):
+                cases.append(Case(f"{chain} chain: gen {i} queries, gen {j} gallery", f"{chain} {i}", f"{chain} {j}"))
+    return Plan(specs, cases, key_extra={"weight": profile.bict.weight, "chains": chain_keys}, galleries=galleries)
+
+
+def _sweep_plan(profile, seed: int) -> Plan:
+    """BCT-only and BiCT retrieval at every generation for each BCT weight of the sweep (backfill as the reference)."""
+    n = len(profile.bict.generations)
+    main = generation_specs(profile, seed, profile.bict.weight)
+    models, galleries, chain_keys = {"bct 1": main["bct 1"]}, {}, {}
+    cases = [Case(OLD_CASE, "bct 1", "bct 1")]
+    for weight in profile.bict.sweep:
+        tag = f"λ={weight:g}"
+        specs = generation_specs(profile, seed, weight)
+        steps = _transformations(profile, seed, specs, "bct")
+        for g in range(2, n + 1):
+            models[f"bct {g} ({tag})"] = specs[f"bct {g}"]
+            galleries[f"bict gallery {g} ({tag})"] = _chain_gallery(specs["bct 1"], steps[: g - 1])
+            chain_keys[f"bict gallery {g} ({tag})"] = [t.key for t in steps[: g - 1]]
+            cases += [
+                Case(f"gen {g}: BCT only backward ({tag})", f"bct {g} ({tag})", "bct 1"),
+                Case(f"gen {g}: BiCT forward ({tag})", f"bct {g} ({tag})", f"bict gallery {g} ({tag})"),
+                Case(f"gen {g}: BCT new/new ({tag})", f"bct {g} ({tag})", f"bct {g} ({tag})"),
+            ]
+    for g in range(2, n + 1):
+        models[f"independent {g}"] = main[f"independent {g}"]
+        cases.append(Case(f"gen {g}: backfill new/new", f"independent {g}", f"independent {g}"))
+    return Plan(models, cases, key_extra={"sweep": list(profile.bict.sweep), "chains": chain_keys}, galleries=galleries)
+
+
+OLD_CASE = "gen 1: old/old"
+
+
+@register_experiment("bict")
+class BiCT(Experiment):
+    config_class = BiCTConfig
+    profile_configs = {
+        "smoke": BiCTConfig(generations=(0.5, 1.0), sweep=(0.0, 1.0),
+                            transformation=TransformationConfig(inner_dim=64, epochs=4, batch_size=128, warmup_epochs=1, augmented_views=2)),
+    }
+    old_case = OLD_CASE
+
+    def references(self, case: str) -> tuple[str, str]:
+        """Generation g's gains: against generation 1's old/old and generation g's backfill."""
+        g = case.split(":", 1)[0].removeprefix("gen ")
+        return self.old_case, f"gen {g}: backfill new/new"
+
+    def plan(self, profile, seed: int, ablation: bool = False) -> Plan:
+        return _sweep_plan(profile, seed) if ablation else _main_plan(profile, seed)
+
+    def claims(self, results: list[dict] | None = None) -> list[Claim]:
+        """The abstract's claims, read at the last generation of the results."""
+        cases = {r["case"] for res in results or [] for r in res["rows"]}
+        last = max((int(c.split(":")[0].removeprefix("gen ")) for c in cases if c.startswith("gen ")), default=2)
+        return [
+            Claim(f"BiCT's forward retrieval beats BCT's backward retrieval (generation {last})",
+                  f"gen {last}: BiCT forward", f"gen {last}: BCT only backward"),
+            Claim(f"the upgraded gallery beats the old one: BiCT forward above old/old (generation {last})",
+                  f"gen {last}: BiCT forward", OLD_CASE),
+            Claim(f"a BCT-trained new model helps the forward upgrade: BiCT above FCT alone (generation {last})",
+                  f"gen {last}: BiCT forward", f"gen {last}: FCT alone forward"),
+            Claim(f"backfilling is still the ceiling: backfill above BiCT forward (generation {last})",
+                  f"gen {last}: backfill new/new", f"gen {last}: BiCT forward"),
+        ]
+
+
+def strategy_table(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
+    """Generation x strategy means of ``metric`` from an interval table (main seeds)."""
+    records = {}
+    for case, row in table.iterrows():
+        if not case.startswith("gen ") or "chain" in case:
+            continue
+        gen, what = case.split(": ", 1)
+        records.setdefault(what, {})[gen] = row.get(metric)
+    return pd.DataFrame(records)
+
+
+def compatibility_matrix(table: pd.DataFrame, chain: str, metric: str = "top1") -> pd.DataFrame:
+    """Generation x generation ``metric`` of one model chain (queries by row generation, gallery by column)."""
+    cells = {}
+    for case, row in table.iterrows():
+        if case.startswith(f"{chain} chain: "):
+            q, gal = case.removeprefix(f"{chain} chain: ").split(", ")
+            cells.setdefault(q.replace(" queries", ""), {})[gal.replace(" gallery", "")] = row.get(metric)
+    return pd.DataFrame(cells).T.sort_index().sort_index(axis=1)
+
+
+def sweep_table(results: list[dict], distance: str = "l2", metric: str = "top1") -> pd.DataFrame:
+    """The ablation's BCT weights against backward and forward retrieval at the last generation."""
+    res = next((r for r in results if r["kind"] == "ablation"), None)
+    if res is None:
+        return pd.DataFrame()
+    records = []
+    last = max(int(r["case"].split(":")[0].removeprefix("gen ")) for r in res["rows"] if r["case"].startswith("gen "))
+    for r in res["rows"]:
+        if r["distance"] != distance or not r["case"].startswith(f"gen {last}:") or "λ=" not in r["case"]:
+            continue
+        what, weight = r["case"].split(": ", 1)[1].rsplit(" (λ=", 1)
+        records.append({"BCT weight": float(weight.rstrip(")")), "retrieval": what, metric: r[metric], "diverged": r.get("diverged")})
+    return pd.DataFrame.from_records(records)
+

@@ -1,0 +1,89 @@
+"""BiCT: sequential upgrades end to end on a tiny profile, and the guarantee that the gallery upgrade
+never reads a gallery image (the privacy constraint), shown to be able to fail."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from compat.config import DataConfig, get_profile
+from compat.data.imageset import ImageSet
+from compat.store import Store
+
+TINY = {
+    "data.synthetic_classes": "8", "data.synthetic_train_per_class": "12", "data.synthetic_val_per_class": "4",
+    "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "2", "new_train.epochs": "2",
+    "old_train.batch_size": "16", "new_train.batch_size": "16", "protocol.seeds": "0", "bict.generations": "0.25,0.5,1",
+    "bict.sweep": "0,1", "bict.transformation.epochs": "2", "bict.transformation.batch_size": "16",
+}
+
+
+class Forbidden(np.ndarray):
+    """Gallery images that raise when read."""
+
+    def __getitem__(self, key):
+        raise AssertionError("a gallery image was read")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from compat.experiments import get_experiment
+
+    tmp = tmp_path_factory.mktemp("bict")
+    store = Store(tmp / "c", tmp / "r")
+    profile = get_profile("smoke", TINY)
+    bict = get_experiment("bict")
+    return bict, profile, store, bict.run(profile, store)
+
+
+def test_sequential_upgrades_end_to_end(trained):
+    from compat.experiments.bict import compatibility_matrix, strategy_table, sweep_table
+
+    bict, profile, store, results = trained
+    assert [r["kind"] for r in results] == ["main", "ablation"]
+    cases = {r["case"] for r in results[0]["rows"]}
+    for g in (2, 3):
+        assert {f"gen {g}: BCT only backward", f"gen {g}: BiCT forward", f"gen {g}: FCT alone forward",
+                f"gen {g}: backfill new/new"} <= cases
+    table = bict.summary_table(results, "l2", store)
+    strategies = strategy_table(table)
+    assert list(strategies.index) == ["gen 1", "gen 2", "gen 3"] and {"old/old", "BiCT forward"} <= set(strategies)
+    matrix = compatibility_matrix(table, "bct")
+    assert list(matrix.index) == ["gen 2", "gen 3"] and list(matrix.columns) == ["gen 1", "gen 2"]
+    sweep = sweep_table(results)
+    assert set(sweep["BCT weight"]) == {0.0, 1.0} and set(sweep["retrieval"]) >= {"BCT only backward", "BiCT forward"}
+    checked = bict.check_claims(results, "l2", store)
+    assert len(checked) == 4 and all("generation 3" in c for c in checked["claim"])
+    # generation g's update gain is measured against generation g's backfill
+    row = next(r for r in results[0]["rows"] if r["case"] == "gen 2: BiCT forward" and r["distance"] == "l2")
+    ref = {r["case"]: r["top1"] for r in results[0]["rows"] if r["distance"] == "l2"}
+    if ref["gen 2: backfill new/new"] != ref["gen 1: old/old"]:
+        assert row["gain_top1"] == pytest.approx((row["top1"] - ref["gen 1: old/old"])
+                                                 / (ref["gen 2: backfill new/new"] - ref["gen 1: old/old"]))
+
+
+def _forbid_gallery_images(monkeypatch):
+    real_load = DataConfig.load
+
+    def load(self):
+        data = real_load(self)
+        forbidden = np.zeros_like(data.val.images).view(Forbidden)
+        return dataclasses.replace(data, val=ImageSet(forbidden, data.val.labels))
+
+    monkeypatch.setattr(DataConfig, "load", load)
+
+
+def test_the_gallery_upgrade_reads_no_gallery_image(trained, monkeypatch):
+    from compat.experiments.bict import _main_plan
+
+    bict, profile, store, _ = trained
+    plan = _main_plan(profile, 0)
+    _forbid_gallery_images(monkeypatch)
+    for name, make in plan.galleries.items():  # generation 1's stored vectors in, upgraded vectors out
+        upgraded = make(store, profile.protocol.test_flip)
+        assert upgraded.shape == (len(profile.data.load().val.labels), profile.model.embedding_dim), name
+    # the guard can fail: without generation 1's stored vectors, the gallery would have to be embedded from images
+    for path in (store.cache / "embeddings").glob("*.npy"):
+        path.unlink()
+    with pytest.raises(AssertionError, match="a gallery image was read"):
+        next(iter(plan.galleries.values()))(store, profile.protocol.test_flip)
