@@ -106,53 +106,55 @@ def _chain_gallery(base: ModelSpec, steps: list[TransformationSpec]):
     return make
 
 
+def _strategy_cases(plan: Plan, specs: dict[str, ModelSpec], steps: list[TransformationSpec], n: int,
+                    chain: str, strategy: str, suffix: str = "") -> None:
+    """Add one chain's models, its upgraded galleries and its cases (generations 2..n) to ``plan``.
+
+    :param chain: ``bct`` (BCT-trained models: backward, BiCT forward, new/new) or ``independent``
+        (FCT alone forward, backfill).
+    :param suffix: appended to every name (the sweep's ``(λ=w)``).
+    """
+    for g in range(2, n + 1):
+        model, gallery = f"{chain} {g}{suffix}", f"{strategy} gallery {g}{suffix}"
+        plan.models[model] = specs[f"{chain} {g}"]
+        plan.galleries[gallery] = _chain_gallery(specs["bct 1"], steps[: g - 1])
+        plan.key_extra["chains"][gallery] = [t.key for t in steps[: g - 1]]
+        if chain == "bct":
+            plan.cases += [Case(f"gen {g}: BCT only backward{suffix}", model, "bct 1"),
+                           Case(f"gen {g}: BiCT forward{suffix}", model, gallery),
+                           Case(f"gen {g}: BCT new/new{suffix}", model, model)]
+        else:
+            plan.cases += [Case(f"gen {g}: FCT alone forward{suffix}", model, gallery),
+                           Case(f"gen {g}: backfill new/new{suffix}", model, model)]
+
+
 def _main_plan(profile, seed: int) -> Plan:
     """Every strategy at every generation, and the generation x generation matrices of both model chains."""
     n = len(profile.bict.generations)
     specs = generation_specs(profile, seed, profile.bict.weight)
-    chains = {"bict": _transformations(profile, seed, specs, "bct"), "fct": _transformations(profile, seed, specs, "independent")}
-    galleries, chain_keys, cases = {}, {}, [Case(OLD_CASE, "bct 1", "bct 1")]
-    for g in range(2, n + 1):
-        for strategy, steps in chains.items():
-            galleries[f"{strategy} gallery {g}"] = _chain_gallery(specs["bct 1"], steps[: g - 1])
-            chain_keys[f"{strategy} gallery {g}"] = [t.key for t in steps[: g - 1]]
-        cases += [
-            Case(f"gen {g}: BCT only backward", f"bct {g}", "bct 1"),
-            Case(f"gen {g}: BiCT forward", f"bct {g}", f"bict gallery {g}"),
-            Case(f"gen {g}: BCT new/new", f"bct {g}", f"bct {g}"),
-            Case(f"gen {g}: FCT alone forward", f"independent {g}", f"fct gallery {g}"),
-            Case(f"gen {g}: backfill new/new", f"independent {g}", f"independent {g}"),
-        ]
+    plan = Plan({"bct 1": specs["bct 1"], "independent 1": specs["independent 1"]}, [Case(OLD_CASE, "bct 1", "bct 1")],
+                key_extra={"weight": profile.bict.weight, "chains": {}})
+    _strategy_cases(plan, specs, _transformations(profile, seed, specs, "bct"), n, "bct", "bict")
+    _strategy_cases(plan, specs, _transformations(profile, seed, specs, "independent"), n, "independent", "fct")
     for chain in ("bct", "independent"):
         for i in range(2, n + 1):
             for j in range(1, i):
-                cases.append(Case(f"{chain} chain: gen {i} queries, gen {j} gallery", f"{chain} {i}", f"{chain} {j}"))
-    return Plan(specs, cases, key_extra={"weight": profile.bict.weight, "chains": chain_keys}, galleries=galleries)
+                plan.cases.append(Case(f"{chain} chain: gen {i} queries, gen {j} gallery", f"{chain} {i}", f"{chain} {j}"))
+    return plan
 
 
 def _sweep_plan(profile, seed: int) -> Plan:
     """BCT-only and BiCT retrieval at every generation for each BCT weight of the sweep (backfill as the reference)."""
     n = len(profile.bict.generations)
     main = generation_specs(profile, seed, profile.bict.weight)
-    models, galleries, chain_keys = {"bct 1": main["bct 1"]}, {}, {}
-    cases = [Case(OLD_CASE, "bct 1", "bct 1")]
+    plan = Plan({"bct 1": main["bct 1"]}, [Case(OLD_CASE, "bct 1", "bct 1")], key_extra={"sweep": list(profile.bict.sweep), "chains": {}})
     for weight in profile.bict.sweep:
-        tag = f"λ={weight:g}"
         specs = generation_specs(profile, seed, weight)
-        steps = _transformations(profile, seed, specs, "bct")
-        for g in range(2, n + 1):
-            models[f"bct {g} ({tag})"] = specs[f"bct {g}"]
-            galleries[f"bict gallery {g} ({tag})"] = _chain_gallery(specs["bct 1"], steps[: g - 1])
-            chain_keys[f"bict gallery {g} ({tag})"] = [t.key for t in steps[: g - 1]]
-            cases += [
-                Case(f"gen {g}: BCT only backward ({tag})", f"bct {g} ({tag})", "bct 1"),
-                Case(f"gen {g}: BiCT forward ({tag})", f"bct {g} ({tag})", f"bict gallery {g} ({tag})"),
-                Case(f"gen {g}: BCT new/new ({tag})", f"bct {g} ({tag})", f"bct {g} ({tag})"),
-            ]
+        _strategy_cases(plan, specs, _transformations(profile, seed, specs, "bct"), n, "bct", "bict", f" (λ={weight:g})")
     for g in range(2, n + 1):
-        models[f"independent {g}"] = main[f"independent {g}"]
-        cases.append(Case(f"gen {g}: backfill new/new", f"independent {g}", f"independent {g}"))
-    return Plan(models, cases, key_extra={"sweep": list(profile.bict.sweep), "chains": chain_keys}, galleries=galleries)
+        plan.models[f"independent {g}"] = main[f"independent {g}"]
+        plan.cases.append(Case(f"gen {g}: backfill new/new", f"independent {g}", f"independent {g}"))
+    return plan
 
 
 OLD_CASE = "gen 1: old/old"
