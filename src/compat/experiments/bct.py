@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from ..artefacts import MethodSpec, ModelSpec, SubsetSpec
 from ..errors import check_range
-from .base import Case, Claim, Experiment, Plan, main_results, register_experiment
+from ..intervals import difference_interval
+from .base import Case, Claim, Experiment, Plan, case_values, main_results, register_experiment, row
 
 CASES = [
     Case("old/old", "old", "old"),
@@ -111,5 +112,23 @@ class BCT(Experiment):
             for _, c in checked.iterrows():
                 lines.append(f"- {'holds' if c['holds'] else 'does not hold'}: {c['claim']} "
                              f"({c['difference (points)']:+.2f} points, 95 % CI {c['95% CI low']:+.2f} to {c['95% CI high']:+.2f}; seeds {c['per seed']})")
+            lines += self._ablation_lines(results, distance, store)
             lines.append("")
         return "\n".join(lines)
+
+    def _ablation_lines(self, results: list[dict], distance: str, store) -> list[str]:
+        """The one-seed ablation against the empirical criterion (new/old above old/old, interval over queries)."""
+        ablation = [r for r in results if r["kind"] == "ablation"]
+        if not ablation:
+            return []
+        lines = []
+        for case in (c.label for c in ABLATION_CASES if c.gallery == "old"):
+            why = row(ablation[0], distance, case).get("diverged")
+            if why:
+                lines.append(f"- ablation (seed {ablation[0]['seed']}), {case.removesuffix(' new/old')}: diverged ({why}); no number is reported")
+                continue
+            d = difference_interval(case_values(ablation, case, distance, "top1", store), case_values(ablation, "old/old", distance, "top1", store))
+            lines.append(f"- ablation (seed {ablation[0]['seed']}), {case.removesuffix(' new/old')}: new/old minus old/old "
+                         f"{d.value:+.2f} points (95 % CI {d.low:+.2f} to {d.high:+.2f}): criterion "
+                         f"{'met' if d.above(0) else 'not met'}")
+        return lines
