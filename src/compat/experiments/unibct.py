@@ -64,6 +64,8 @@ class UniBCTConfig:
     def __post_init__(self) -> None:
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"unibct.seeds must be distinct, got {self.seeds!r}")
+        for seed in self.seeds:
+            check_range("unibct.seeds item", seed, 0, 2**31 - 1)
         check_range("unibct.old_fraction", self.old_fraction, 0, 1, low_open=True, high_open=True)
         if not self.scenarios or len(set(self.scenarios)) != len(self.scenarios):
             raise ConfigError(f"unibct.scenarios must be distinct and non-empty, got {self.scenarios!r}")
