@@ -82,3 +82,12 @@ def test_every_key_is_reachable_and_sections_come_from_the_registry():
     assert {k.split(".")[0] for k in keys} >= set(EXPERIMENTS)
     with pytest.raises(ConfigError, match="overrides must be a mapping"):
         get_profile("smoke", "[1, 2]")
+
+
+def test_fields_validated_together_can_change_together_in_any_order():
+    for order in (("old_train.epochs", "old_train.warmup_epochs"), ("old_train.warmup_epochs", "old_train.epochs")):
+        values = {"old_train.epochs": "1", "old_train.warmup_epochs": "0"}
+        profile = get_profile("gpu", {k: values[k] for k in order})
+        assert (profile.old_train.epochs, profile.old_train.warmup_epochs) == (1, 0.0)
+    with pytest.raises(ConfigError, match="warmup_epochs=5"):
+        get_profile("gpu", {"old_train.epochs": "1"})  # alone, it conflicts with the profile's warm-up

@@ -179,11 +179,18 @@ def get_profile(name: str, overrides: Mapping[str, object] | str | None = None) 
         raise ConfigError(f"overrides must be a mapping of dotted config keys to values, got {overrides!r}")
     sections = {exp.name: exp.section_config(name) for exp in EXPERIMENTS.values() if exp.config_class is not None}
     profile = dataclasses.replace(BASE_PROFILES[name], sections=sections)
+    tree: dict = {}
     for key, value in (overrides or {}).items():
         if not isinstance(key, str) or not key:
             raise ConfigError(f"config keys are dotted strings such as 'protocol.seeds', got {key!r}")
-        profile = _override(profile, key.split("."), value, key)
-    return profile
+        node = tree
+        *groups, leaf = key.split(".")
+        for group in groups:
+            node = node.setdefault(group, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config key {key!r} names a group; set one of its keys")
+        node[leaf] = (value, key)
+    return _apply(profile, tree)
 
 
 def config_keys(obj, prefix: str = "") -> list[str]:
@@ -208,29 +215,40 @@ def _children(obj) -> list[str]:
     return names + (list(obj.sections) if isinstance(obj, Profile) else [])
 
 
-def _override(obj, path: list[str], value, full_key: str):
+def _apply(obj, tree: dict):
+    """``obj`` with the overrides in ``tree`` (name -> (value, full key) or a sub-tree): every field of one
+    group is replaced at once, so that fields validated together (epochs and warm-up epochs) can change together."""
     names = _children(obj)
-    if path[0] not in names:
-        raise ConfigError(f"unknown config key {full_key!r}; allowed at this level: {', '.join(names)}")
-    if isinstance(obj, Profile) and path[0] in obj.sections:
-        if len(path) == 1:
+    changes, sections = {}, {}
+    for name, sub in tree.items():
+        full_key = _first_key(sub)
+        if name not in names:
+            raise ConfigError(f"unknown config key {full_key!r}; allowed at this level: {', '.join(names)}")
+        current = obj.sections[name] if isinstance(obj, Profile) and name in obj.sections else getattr(obj, name)
+        if isinstance(sub, dict):
+            if not dataclasses.is_dataclass(current):
+                raise ConfigError(f"config key {full_key!r}: {name} has no sub-keys")
+            (sections if isinstance(obj, Profile) and name in obj.sections else changes)[name] = _apply(current, sub)
+            continue
+        if dataclasses.is_dataclass(current):
             raise ConfigError(f"config key {full_key!r} names a group; set one of its keys")
-        sections = {**obj.sections, path[0]: _override(obj.sections[path[0]], path[1:], value, full_key)}
-        return dataclasses.replace(obj, sections=sections)
-    current = getattr(obj, path[0])
-    if len(path) > 1:
-        if not dataclasses.is_dataclass(current):
-            raise ConfigError(f"config key {full_key!r}: {path[0]} has no sub-keys")
-        return dataclasses.replace(obj, **{path[0]: _override(current, path[1:], value, full_key)})
-    if dataclasses.is_dataclass(current):
-        raise ConfigError(f"config key {full_key!r} names a group; set one of its keys")
-    kind = typing.get_type_hints(type(obj))[path[0]]
+        changes[name] = parse_value(sub[0], typing.get_type_hints(type(obj))[name], full_key)
+    if sections:
+        changes["sections"] = {**obj.sections, **sections}
     try:
-        return dataclasses.replace(obj, **{path[0]: parse_value(value, kind, full_key)})
+        return dataclasses.replace(obj, **changes)
     except ConfigError as exc:
-        if full_key in str(exc) or full_key.rsplit(".", 1)[-1] in str(exc):
+        keys = [_first_key(sub) for sub in tree.values()]
+        if any(k in str(exc) or k.rsplit(".", 1)[-1] in str(exc) for k in keys):
             raise
-        raise ConfigError(f"config key {full_key!r}: {exc}") from None
+        raise ConfigError(f"config keys {', '.join(map(repr, keys))}: {exc}") from None
+
+
+def _first_key(sub) -> str:
+    """The full dotted key of an override leaf, or of the first leaf of a sub-tree (for messages)."""
+    while isinstance(sub, dict):
+        sub = next(iter(sub.values()))
+    return sub[1]
 
 
 def parse_value(value, kind, key: str):
