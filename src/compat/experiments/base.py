@@ -178,9 +178,6 @@ class Experiment:
         return results
 
     # reading results -----------------------------------------------------------------------------
-    def case_labels(self, profile, ablation: bool = False) -> list[str]:
-        return [c.label for c in self.plan(profile, profile.protocol.ablation_seed, ablation).cases]
-
     def summary_table(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> pd.DataFrame:
         """Cases x metrics of the main seeds: mean over seeds with 95 % bootstrap intervals (see :mod:`compat.intervals`)."""
         return interval_table(main_results(results), distance, store, self.references)
