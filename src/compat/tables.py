@@ -46,3 +46,9 @@ def claims_cells(checked: pd.DataFrame) -> pd.DataFrame:
         "per seed": checked["per seed"],
         "verdict": ["holds" if h else "does not hold" for h in checked["holds"]],
     }).set_index("claim")
+
+
+def published_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """A published table as quoted: metrics with one decimal (as the READMEs print them), gains computed from
+    them with two, empty where a source gives no number."""
+    return frame.apply(lambda col: col.map(lambda v: "" if pd.isna(v) else f"{v:.2f}" if str(col.name).startswith("G") else f"{v:.1f}"))
