@@ -215,3 +215,17 @@ def test_fct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
     assert all(q not in top for case in picture["top5"].values() for q, top in zip(picture["queries"], case))  # leave-one-out
     assert experiment.run(profile, store) == results  # reloaded, nothing retrained
     assert not experiment.ablation_table(results, "l2", store).empty
+
+
+def test_upgrade_flops_against_hand_counts():
+    from compat.compare import forward_flops, upgrade_flops
+    from compat.config import get_profile
+
+    linear = torch.nn.Linear(6, 4, bias=False)
+    assert forward_flops(linear, torch.randn(10, 6)) == 2 * 6 * 4  # one multiply-add per weight and row
+    h = Transformation(8, 8, 8, inner_dim=16)
+    branches = 2 * (2 * (8 * 16 + 16 * 16))  # old and side branch: 8 -> 16 -> 16
+    mixer = 2 * (32 * 16 + 16 * 16 + 16 * 8)
+    assert forward_flops(h, torch.randn(5, 8), torch.randn(5, 8)) == branches + mixer
+    flops = upgrade_flops(get_profile("smoke"))
+    assert flops["nothing"] == 0 < flops["transformation"] < flops["re-embedding"]

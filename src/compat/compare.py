@@ -1,0 +1,113 @@
+"""The unified comparison: every method of every chapter on the same data, backbone and evaluator, read
+from the committed result files, with what each must store and recompute per gallery item to upgrade.
+
+No paper offers this view: accuracy retained by the upgraded system (new queries against the gallery
+the method leaves: M(new, gallery) / M(new*, new*), the independent new model's new/new) against the
+compute the upgrade spends per stored gallery item (0 for backward-compatible training, the
+transformation h for forward-compatible upgrades, a full forward pass of the new model for backfilling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .experiments import get_experiment
+from .experiments.fct import NO_SIDE, SIDE
+from .models import EmbeddingModel
+from .store import Store
+from .transformation import Transformation
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One method in the comparison: the chapter and case that measure it, what it stores per gallery item
+    and what its upgrade computes."""
+
+    method: str
+    experiment: str
+    case: str
+    stores: str
+    upgrade: str  # "nothing", "transformation" or "re-embedding"
+    side_dim: int = 0
+
+
+ENTRIES = [
+    Entry("no upgrade (old model on both sides)", "bct", "old/old", "d old floats", "nothing"),
+    Entry("backfill (independent new model)", "bct", "independent new/new", "the images (re-embedded)", "re-embedding"),
+    Entry("independent new model, old gallery", "bct", "independent new/old", "d old floats", "nothing"),
+    Entry("L2 (OpenCompatible)", "bct", "L2 new/old", "d old floats", "nothing"),
+    Entry("BCT", "bct", "BCT new/old", "d old floats", "nothing"),
+    Entry("FCT, no side-information", "fct", NO_SIDE, "d old floats", "transformation"),
+    Entry("FCT, side-information", "fct", SIDE, "d old + d_side floats", "transformation", side_dim=-1),
+]
+
+
+def forward_flops(module: torch.nn.Module, *inputs: torch.Tensor) -> float:
+    """Forward FLOPs per row of ``inputs`` (torch's flop counter: convolutions and matrix products)."""
+    counter = FlopCounterMode(display=False)
+    module.eval()
+    with torch.no_grad(), counter:
+        module(*inputs)
+    return counter.get_total_flops() / len(inputs[0])
+
+
+def upgrade_flops(profile) -> dict[str, float]:
+    """Forward FLOPs per gallery item of each kind of upgrade, for the profile's models."""
+    torch.manual_seed(0)
+    d, size = profile.model.embedding_dim, profile.data.image_size
+    model = EmbeddingModel(profile.model, 2)
+    side = profile.fct.side_dim
+    h_side = Transformation(d, side, d, profile.fct.transformation.inner_dim)
+    h_none = Transformation(d, d, d, profile.fct.transformation.inner_dim)
+    rows = 64
+    return {
+        "nothing": 0.0,
+        # flip-averaged embeddings run the model twice per image
+        "re-embedding": forward_flops(_Embed(model), torch.randn(8, 3, size, size)) * (2 if profile.protocol.test_flip else 1),
+        "transformation": forward_flops(h_none, torch.randn(rows, d), torch.randn(rows, d)),
+        "transformation, side-information": forward_flops(h_side, torch.randn(rows, d), torch.randn(rows, side)),
+    }
+
+
+class _Embed(torch.nn.Module):
+    """The model's embedding alone (what re-embedding a gallery image runs)."""
+
+    def __init__(self, model: EmbeddingModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.embed(x)
+
+
+def comparison_table(profile, store: Store | None = None, distance: str = "l2") -> pd.DataFrame:
+    """One row per method (its chapter's results, loaded, or trained where missing and allowed): top-1 and mAP
+    with 95 % intervals (from its chapter's interval table), accuracy
+    retained (top-1 as a share of the independent new model's new/new), what it stores and the upgrade's
+    forward FLOPs per gallery item."""
+    store = store or Store()
+    flops = upgrade_flops(profile)
+    tables = {}
+    records = []
+    for entry in ENTRIES:
+        if entry.experiment not in tables:
+            experiment = get_experiment(entry.experiment)
+            tables[entry.experiment] = experiment.summary_table(experiment.run(profile, store), distance, store)
+        table = tables[entry.experiment]
+        row = table.loc[entry.case]
+        ceiling = table.loc["independent new/new", "top1"]
+        kind = "transformation, side-information" if entry.side_dim else entry.upgrade
+        records.append({
+            "method": entry.method, "chapter": entry.experiment, "case": entry.case,
+            "top1": row["top1"], "top1 low": row["top1 low"], "top1 high": row["top1 high"],
+            "mAP": row["mAP"], "mAP low": row["mAP low"], "mAP high": row["mAP high"],
+            "retained (% of backfill top-1)": 100 * row["top1"] / ceiling,
+            "stores per item": entry.stores.replace("d_side", str(profile.fct.side_dim)).replace("d old", str(profile.model.embedding_dim)),
+            "upgrade MFLOP per item": flops[kind] / 1e6,
+        })
+    return pd.DataFrame.from_records(records).set_index("method")
+
