@@ -41,3 +41,75 @@ def test_the_evaluator_refuses_a_single_item():
 def test_benchmarks_refuse_arguments_that_measure_nothing(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def _zero_bytes(path, at=200, count=8):
+    data = bytearray(path.read_bytes())
+    data[at : at + count] = bytes(count)
+    path.write_bytes(bytes(data))
+
+
+def _tiny_spec():
+    from compat.artefacts import ModelSpec, SubsetSpec
+    from compat.config import get_profile
+
+    profile = get_profile("smoke", {"data.synthetic_classes": "4", "data.synthetic_train_per_class": "8",
+                                    "data.synthetic_val_per_class": "3", "model.width": "2", "model.embedding_dim": "8",
+                                    "old_train.epochs": "2", "old_train.batch_size": "8", "old_train.warmup_epochs": "0"})
+    return ModelSpec(profile.data, SubsetSpec("extended-class", 0.5, "old"), profile.model, profile.old_train, 0)
+
+
+def test_a_damaged_model_is_named_and_rebuilt_or_refused(tmp_path, monkeypatch):
+    import torch
+
+    from compat.artefacts import get_model
+    from compat.store import DamagedArtefact, Store
+
+    store, spec = Store(tmp_path / "c", tmp_path / "r"), _tiny_spec()
+    trained = get_model(spec, store, progress=False)
+    path = store.model_dir(spec.key) / "model.pt"
+    _zero_bytes(path, at=len(path.read_bytes()) - 64)  # inside the tensor data: torch.load alone would not notice
+    with pytest.raises(DamagedArtefact, match=str(path)):
+        store.load_model(spec.key, trained)
+    monkeypatch.setenv("COMPAT_TRAIN", "never")
+    with pytest.raises(ConfigError, match="is damaged .* COMPAT_TRAIN=never forbids"):
+        get_model(spec, store, progress=False)
+    monkeypatch.setenv("COMPAT_TRAIN", "allow")
+    with pytest.warns(UserWarning, match="training it again"):
+        rebuilt = get_model(spec, store, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), rebuilt.state_dict().values()))  # same seed
+
+
+def test_damaged_embeddings_are_embedded_again(tmp_path):
+    from compat.store import Store
+
+    store = Store(tmp_path / "c", tmp_path / "r")
+    store.save_embeddings("k", np.arange(40, dtype=np.float32).reshape(10, 4))
+    _zero_bytes(store.embeddings_path("k"), at=140)
+    with pytest.warns(UserWarning, match="k.npy does not match the sha256"):
+        assert store.load_embeddings("k") is None
+    assert not store.embeddings_path("k").exists()
+
+
+def test_a_damaged_checkpoint_means_a_fresh_start_said_in_a_warning(tmp_path):
+    import torch
+
+    from compat.artefacts import _build
+    from compat.losses import CrossEntropy
+    from compat.train import fit
+
+    spec = _tiny_spec()
+    data = spec.data.load()
+    images, labels = data.train.images[:32], data.train.labels[:32] % 4
+
+    def train(workdir):
+        model = _build(spec, 4)
+        fit(model, images, labels, spec.train, [CrossEntropy()], seed=0, workdir=workdir)
+        return model
+
+    clean = train(tmp_path / "clean")
+    ckpt = tmp_path / "clean" / "checkpoint.pt"
+    _zero_bytes(ckpt, at=len(ckpt.read_bytes()) - 64)
+    with pytest.warns(UserWarning, match="is damaged .* training starts afresh"):
+        again = train(tmp_path / "clean")
+    assert all(torch.equal(a, b) for a, b in zip(clean.state_dict().values(), again.state_dict().values()))

@@ -10,6 +10,7 @@ artefact. A :class:`TransformationSpec` does the same for FCT's transformation h
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +22,7 @@ from .methods import TrainingContext, get_method
 from .models import EmbeddingModel, ModelConfig
 from .provenance import environment
 from .splits import SCENARIOS, Subset, make_split
-from .store import ADDED_OPTION, Store, canonical, config_key
+from .store import ADDED_OPTION, DamagedArtefact, Store, canonical, config_key
 from .augment import fixed_view
 from .train import TrainConfig, embed, fit
 from .transformation import Transformation, TransformationConfig, fit_transformation, upgrade_gallery
@@ -175,8 +176,13 @@ def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None, on
     with store.lock(key):
         if store.has_model(key):
             model = _build(spec, len(store.model_meta(key)["classes"]))
-            store.load_model(key, model)
-            return model.eval()
+            try:
+                store.load_model(key, model)
+                return model.eval()
+            except DamagedArtefact as exc:
+                _check_training_allowed(f"model {key} is damaged ({exc}) and")
+                warnings.warn(f"{exc}; training it again", stacklevel=2)
+                store.remove_model(key)
         _check_training_allowed(f"model {key} ({spec.method.name} {spec.subset.role}, seed {spec.seed})")
         data = spec.data.load()
         subset = spec.subset.select(data.train.labels)
@@ -261,8 +267,13 @@ def get_transformation(spec: TransformationSpec, store: Store) -> Transformation
     with store.lock(key):
         h = _build_transformation(spec)
         if store.has_model(key):
-            store.load_model(key, h)
-            return h.eval()
+            try:
+                store.load_model(key, h)
+                return h.eval()
+            except DamagedArtefact as exc:
+                _check_training_allowed(f"transformation {key} is damaged ({exc}) and")
+                warnings.warn(f"{exc}; training it again", stacklevel=2)
+                store.remove_model(key)
         _check_training_allowed(f"transformation {key} (seed {spec.seed}, side {spec.side_dim()}-d)")
         rows, padding = spec.new.subset, spec.new.train.crop_padding
         views = []

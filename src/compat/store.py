@@ -17,6 +17,8 @@ import fcntl
 import hashlib
 import io
 import json
+import shutil
+import warnings
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from .errors import CompatError, ConfigError
 from .paths import cache_dir, project_root, results_dir
 from .provenance import git_revision
 
@@ -69,6 +71,31 @@ def write_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+class DamagedArtefact(CompatError):
+    """A stored file does not match the digest recorded when it was written."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_digest(path: Path) -> None:
+    """Record ``path``'s sha256 beside it (``path.sha256``), atomically."""
+    write_atomic(path.with_name(path.name + ".sha256"), (sha256_of(path) + "\n").encode())
+
+
+def check_digest(path: Path) -> None:
+    """Raise :class:`DamagedArtefact` naming ``path`` if it no longer matches its recorded digest (files written
+    before digests were recorded have none and pass)."""
+    recorded = path.with_name(path.name + ".sha256")
+    if recorded.is_file() and recorded.read_text().strip() != sha256_of(path):
+        raise DamagedArtefact(f"{path} does not match the sha256 recorded when it was written: it is damaged")
+
+
 def write_json(path: Path, payload: dict) -> None:
     write_atomic(path, (json.dumps(payload, indent=1, sort_keys=False) + "\n").encode())
 
@@ -104,7 +131,8 @@ class Store:
         tmp = folder / f".model.pt.tmp-{os.getpid()}"
         torch.save(model.state_dict(), tmp)
         os.replace(tmp, folder / "model.pt")
-        write_json(folder / "meta.json", meta)
+        write_digest(folder / "model.pt")
+        write_json(folder / "meta.json", meta)  # last: the done-marker
 
     def model_meta(self, key: str) -> dict:
         """The stored metadata of model ``key``: spec, classes, training log, environment."""
@@ -113,8 +141,17 @@ class Store:
     def load_model(self, key: str, model: torch.nn.Module) -> dict:
         """Load the stored weights of ``key`` into ``model``; return the stored metadata."""
         folder = self.model_dir(key)
-        model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
+        check_digest(folder / "model.pt")
+        try:
+            state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+        except Exception as exc:  # a truncated or garbled file: name it
+            raise DamagedArtefact(f"{folder / 'model.pt'} cannot be read ({type(exc).__name__}: {exc}): it is damaged") from None
+        model.load_state_dict(state)
         return self.model_meta(key)
+
+    def remove_model(self, key: str) -> None:
+        """Forget model ``key`` (a damaged one, before it is rebuilt)."""
+        shutil.rmtree(self.model_dir(key), ignore_errors=True)
 
     def embeddings_path(self, key: str) -> Path:
         return self.cache / "embeddings" / f"{key}.npy"
@@ -125,10 +162,21 @@ class Store:
         tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
         np.save(tmp, array, allow_pickle=False)
         os.replace(tmp, path)
+        write_digest(path)
 
     def load_embeddings(self, key: str) -> np.ndarray | None:
+        """The stored embeddings of ``key``, or None if absent; a damaged file is reported, removed and None
+        returned, so that the caller embeds again."""
         path = self.embeddings_path(key)
-        return np.load(path, allow_pickle=False) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            check_digest(path)
+            return np.load(path, allow_pickle=False)
+        except (DamagedArtefact, ValueError, OSError) as exc:
+            warnings.warn(f"{exc}; embedding again", stacklevel=2)
+            path.unlink(missing_ok=True)
+            return None
 
     def result_path(self, experiment: str, profile: str, key: str) -> Path:
         return self.results / experiment / profile / f"{key}.json"

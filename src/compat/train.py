@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from .augment import random_crop_flip, to_input
 from .errors import CompatError, ConfigError, check_choice, check_range
 from .losses import LossTerm, StepOutputs
+from .store import check_digest, write_digest
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -119,6 +121,20 @@ def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+    write_digest(path)
+
+
+def _load_checkpoint(path: Path, dev: torch.device) -> dict | None:
+    """The checkpoint at ``path``, or None: absent, or damaged (then said, removed, and training starts afresh)."""
+    if not path.exists():
+        return None
+    try:
+        check_digest(path)
+        return torch.load(path, map_location=dev, weights_only=True)
+    except Exception as exc:  # damaged or unreadable: never resume from it
+        warnings.warn(f"checkpoint {path} is damaged ({exc}); training starts afresh", stacklevel=2)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _ema_step(decay: float):
@@ -131,11 +147,6 @@ def _ema_step(decay: float):
         return d * averaged + (1 - d) * current
 
     return step
-
-
-def resuming(workdir: Path | None) -> bool:
-    """Whether a run in ``workdir`` resumes from a checkpoint (which also holds its data-set layers)."""
-    return workdir is not None and (workdir / "checkpoint.pt").exists()
 
 
 def chance_accuracy(labels: np.ndarray) -> float:
@@ -185,7 +196,9 @@ def fit(
     targets = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(dev)
     terms = [t.to(dev) for t in terms]  # frozen old models and classifiers follow the model's device
     model.to(dev).to(memory_format=torch.channels_last)
-    if not resuming(workdir) and hasattr(model, "fit_data_layers"):  # patch whitening, where the backbone has it
+    ckpt = workdir / "checkpoint.pt" if workdir else None
+    state = _load_checkpoint(ckpt, dev) if ckpt else None
+    if state is None and hasattr(model, "fit_data_layers"):  # patch whitening, where the backbone has it (a resumed run has it in its checkpoint)
         sample = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:5000].to(dev)
         model.fit_data_layers(to_input(data[sample]))
     optimizer = torch.optim.SGD(
@@ -199,9 +212,7 @@ def fit(
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
     log: list[dict] = []
     start_epoch = 0
-    ckpt = workdir / "checkpoint.pt" if workdir else None
-    if ckpt and ckpt.exists():
-        state = torch.load(ckpt, map_location=dev, weights_only=True)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
