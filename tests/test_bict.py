@@ -73,6 +73,7 @@ def _forbid_gallery_images(monkeypatch):
     monkeypatch.setattr(DataConfig, "load", load)
 
 
+@pytest.mark.reliability(fault="the BiCT gallery upgrade reading a gallery image", behaviour="impossible: the upgrade takes stored vectors only; a read fails the test")
 def test_the_gallery_upgrade_reads_no_gallery_image(trained, monkeypatch):
     from compat.experiments.bict import _main_plan
 

@@ -43,6 +43,7 @@ CASES = [(name, key) for name in PROFILES for key in config_keys(get_profile(nam
 @pytest.mark.parametrize("profile_name, key", CASES)
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
+@pytest.mark.reliability(fault="a bad value for any config key (NaN, infinite, negative, text for a number, unknown name)", behaviour="one error naming the key and the allowed values, before any work (property-based, every key of every profile)")
 def test_every_key_refuses_bad_values_naming_the_key(profile_name, key, data):
     kind = _field_type(get_profile(profile_name), key)
     value = data.draw(_bad_values(kind), label="bad value")

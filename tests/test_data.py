@@ -88,6 +88,7 @@ def test_second_prepare_reuses_cache(mirror, tmp_path):
     assert (folder / "manifest.json").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.reliability(fault="a corrupt data shard (checksum mismatch)", behaviour="one error naming the shard; no cache is left")
 def test_corrupt_shard_is_a_clear_error_and_leaves_no_cache(mirror, tmp_path):
     shard = mirror / "train-0.zip"
     data = bytearray(shard.read_bytes())
@@ -98,6 +99,7 @@ def test_corrupt_shard_is_a_clear_error_and_leaves_no_cache(mirror, tmp_path):
     assert not (tmp_path / "data" / "tiny-imagenet-200").exists()
 
 
+@pytest.mark.reliability(fault="a missing shard or mirror folder", behaviour="one error naming what is missing and how to point to a mirror")
 def test_missing_shard_and_missing_mirror_are_clear_errors(mirror, tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         prepare(mirror=tmp_path / "nowhere", cache_root=tmp_path / "data")
@@ -112,6 +114,7 @@ def test_env_variable_names_the_mirror(mirror, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("step", ["classes", "decode-train", "downsample-val-32", "manifest"])
+@pytest.mark.reliability(fault="data preparation killed at any step", behaviour="no cache that looks valid is left; the next run prepares again")
 def test_interrupted_preparation_leaves_nothing_valid(mirror, tmp_path, step):
     cache = tmp_path / "data"
     source = resolve_source(mirror, cache / "dl")
@@ -127,6 +130,7 @@ def test_interrupted_preparation_leaves_nothing_valid(mirror, tmp_path, step):
     assert is_complete(prepare_tiny_imagenet(source, cache))  # and the next run completes
 
 
+@pytest.mark.reliability(fault="a truncated file in the data cache", behaviour="the cache is not trusted and is rebuilt")
 def test_truncated_cache_file_is_not_trusted(mirror, tmp_path):
     folder = prepare(mirror=mirror, cache_root=tmp_path / "data")
     with open(folder / "train_32.npy", "r+b") as f:
@@ -135,6 +139,7 @@ def test_truncated_cache_file_is_not_trusted(mirror, tmp_path):
     assert is_complete(prepare(mirror=mirror, cache_root=tmp_path / "data"))
 
 
+@pytest.mark.reliability(fault="an undecodable image in a shard", behaviour="one error naming the image")
 def test_bad_image_in_shard_is_a_clear_error(tmp_path):
     mirror = make_fake_mirror(tmp_path / "m", bad_val_image=True)
     with pytest.raises(DataError, match="cannot decode image .*val_99"):
@@ -151,6 +156,7 @@ def _zip_of_mirror(mirror: Path, out: Path) -> Path:
     return out
 
 
+@pytest.mark.reliability(fault="a download whose checksum does not match", behaviour="refused; nothing is kept")
 def test_download_verifies_checksum_and_keeps_nothing_on_mismatch(mirror, tmp_path):
     archive = _zip_of_mirror(mirror, tmp_path / "tiny-imagenet-200.zip")
     url = archive.as_uri()
@@ -164,6 +170,7 @@ def test_download_verifies_checksum_and_keeps_nothing_on_mismatch(mirror, tmp_pa
     assert is_complete(prepare_tiny_imagenet(source, tmp_path / "data"))
 
 
+@pytest.mark.reliability(fault="no network and no mirror", behaviour="one error that names the mirror option")
 def test_download_failure_names_the_mirror_fix(tmp_path):
     with pytest.raises(DataError, match="COMPAT_TINY_IMAGENET_MIRROR"):
         download_official(tmp_path / "dl", url=(tmp_path / "absent.zip").as_uri())

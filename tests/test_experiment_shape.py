@@ -110,6 +110,7 @@ def test_methods_are_registered_by_name():
         MethodSpec("bct", keep_ce=False)
 
 
+@pytest.mark.reliability(fault="writing committed result files from a checkout with uncommitted changes", behaviour="refused before training, so every result records the code that made it")
 def test_result_files_need_a_clean_tree_under_results(tmp_path, monkeypatch):
     from compat import store as store_module
 

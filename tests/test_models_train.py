@@ -59,6 +59,7 @@ def test_same_seed_same_weights_on_cpu():
     assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
 
 
+@pytest.mark.reliability(fault="training killed between epochs", behaviour="the rerun resumes from the last checkpoint to the same weights as an uninterrupted run")
 def test_resume_from_checkpoint_gives_the_uninterrupted_result(tmp_path):
     full, log = _tiny_run(epochs=3)
     with pytest.raises(KeyboardInterrupt):
@@ -81,6 +82,7 @@ def _writer(path, value):
         write_json(path, {"value": value, "payload": list(range(2000))})
 
 
+@pytest.mark.reliability(fault="two processes writing the same file", behaviour="one complete file; never a mixture")
 def test_concurrent_writers_never_leave_a_corrupt_file(tmp_path):
     path = tmp_path / "r.json"
     procs = [mp.Process(target=_writer, args=(path, v)) for v in (1, 2)]
@@ -132,6 +134,7 @@ def test_rerun_reuses_and_a_changed_parameter_retrains_only_its_dependents(tmp_p
     assert first[0]["environment"]["git_revision"] and first[0]["models"]["old"]["precision"] in ("bf16", "fp32")
 
 
+@pytest.mark.reliability(fault="a missing artefact under COMPAT_TRAIN=never (CI)", behaviour="one error naming the artefact and the command that makes it; nothing trains")
 def test_training_can_be_forbidden_with_a_clear_error(tmp_path, monkeypatch):
     from compat.experiments import get_experiment
 

@@ -82,6 +82,7 @@ class Explodes(LossTerm):
         return out.embedding.sum() * float("nan")
 
 
+@pytest.mark.reliability(fault="a NaN loss", behaviour="training stops at once, naming the step, the epoch, the terms and the learning rate")
 def test_a_nan_loss_stops_training_at_once_naming_step_epoch_and_lr():
     images, labels = _data()
     model = EmbeddingModel(ModelConfig("resnet20", width=2, embedding_dim=8), 4)
@@ -89,6 +90,7 @@ def test_a_nan_loss_stops_training_at_once_naming_step_epoch_and_lr():
         fit(model, images, labels, TrainConfig(epochs=2, batch_size=32, lr=0.05, warmup_epochs=0), [CrossEntropy(), Explodes()], seed=0)
 
 
+@pytest.mark.reliability(fault="a model whose embeddings collapsed", behaviour="reported as diverged; no number reaches a table")
 def test_collapsed_embeddings_are_detected_and_never_tabulated():
     rng = np.random.default_rng(0)
     labels = np.arange(40) % 4
@@ -118,6 +120,7 @@ class Rising(LossTerm):
         return 0.0 * out.embedding.sum() + float(self.calls)
 
 
+@pytest.mark.reliability(fault="a run that ends at chance accuracy with a rising loss", behaviour="marked diverged in its log and its result file")
 def test_a_run_at_chance_whose_loss_rose_is_marked_diverged():
     images, labels = _data()
     stuck = EmbeddingModel(ModelConfig("resnet20", width=2, embedding_dim=8), 4)

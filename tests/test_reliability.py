@@ -10,6 +10,7 @@ from compat.evaluate import retrieval_metrics
 
 
 @pytest.mark.parametrize("value", ["NEVER", "no", "", "0"])
+@pytest.mark.reliability(fault="COMPAT_TRAIN set to an undocumented value", behaviour="refused with the allowed values (the guard cannot be turned off by a typo)")
 def test_compat_train_accepts_only_its_documented_values(value, monkeypatch):
     from compat.artefacts import training_policy
 
@@ -19,6 +20,7 @@ def test_compat_train_accepts_only_its_documented_values(value, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["COMPAT_CACHE", "COMPAT_RESULTS", "COMPAT_DATA_DIR"])
+@pytest.mark.reliability(fault="COMPAT_CACHE, COMPAT_RESULTS or COMPAT_DATA_DIR set but empty", behaviour="refused; nothing is written into the current folder")
 def test_an_empty_path_variable_is_an_error_not_the_current_directory(name, monkeypatch):
     from compat import paths
 
@@ -28,6 +30,7 @@ def test_an_empty_path_variable_is_an_error_not_the_current_directory(name, monk
         getter()
 
 
+@pytest.mark.reliability(fault="leave-one-out retrieval on a single item", behaviour="one error saying two items are needed")
 def test_the_evaluator_refuses_a_single_item():
     with pytest.raises(ConfigError, match="at least two items, got 1"):
         retrieval_metrics(np.ones((1, 4)), np.ones((1, 4)), np.array([0]))
@@ -38,6 +41,7 @@ def test_the_evaluator_refuses_a_single_item():
     (["bench", "evaluate", "--n", "1"], "--n=1 is out of range"),
     (["bench", "train", "--steps", "0"], "--steps=0 is out of range"),
 ])
+@pytest.mark.reliability(fault="benchmark arguments that measure nothing (0 repeats, 0 steps)", behaviour="refused before any work")
 def test_benchmarks_refuse_arguments_that_measure_nothing(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
@@ -59,6 +63,7 @@ def _tiny_spec():
     return ModelSpec(profile.data, SubsetSpec("extended-class", 0.5, "old"), profile.model, profile.old_train, 0)
 
 
+@pytest.mark.reliability(fault="a stored model with changed bytes", behaviour="detected by its sha256, named, rebuilt (refused under COMPAT_TRAIN=never)")
 def test_a_damaged_model_is_named_and_rebuilt_or_refused(tmp_path, monkeypatch):
     import torch
 
@@ -80,6 +85,7 @@ def test_a_damaged_model_is_named_and_rebuilt_or_refused(tmp_path, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), rebuilt.state_dict().values()))  # same seed
 
 
+@pytest.mark.reliability(fault="stored embeddings with changed bytes", behaviour="detected by their sha256, removed, embedded again")
 def test_damaged_embeddings_are_embedded_again(tmp_path):
     from compat.store import Store
 
@@ -91,6 +97,7 @@ def test_damaged_embeddings_are_embedded_again(tmp_path):
     assert not store.embeddings_path("k").exists()
 
 
+@pytest.mark.reliability(fault="a damaged training checkpoint", behaviour="never resumed from; training starts afresh, said in a warning")
 def test_a_damaged_checkpoint_means_a_fresh_start_said_in_a_warning(tmp_path):
     import torch
 
@@ -113,3 +120,11 @@ def test_a_damaged_checkpoint_means_a_fresh_start_said_in_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="is damaged .* training starts afresh"):
         again = train(tmp_path / "clean")
     assert all(torch.equal(a, b) for a, b in zip(clean.state_dict().values(), again.state_dict().values()))
+
+
+def test_the_reliability_page_is_generated_from_these_tests():
+    from compat.reliability import reliability_table
+
+    table = reliability_table()
+    assert len(table) >= 20 and table["fault or bad input"].str.len().min() > 10
+    assert "tests/test_reliability.py::test_the_evaluator_refuses_a_single_item" in set(table["test"])
