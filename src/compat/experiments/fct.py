@@ -174,12 +174,13 @@ class FCT(Experiment):
 
     def verdict(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> str:
         """Markdown: the claims with intervals, our gains against the published ones, and a verdict: reproduced
-        (every claim holds and the gains reach the published range), partially (the transformed gallery beats
-        the old one, but not everything else holds), not reproduced."""
+        (every claim holds and no gain interval lies below the published range), partially (the transformed
+        gallery beats the old one, but not everything else holds), not reproduced."""
         checked = self.check_claims(results, distance, store)
         table = self.summary_table(results, distance, store)
         published = published_gains()
-        reaches = all(table.loc[case, "G top1 low"] >= published.loc[case].min() for case in (NO_SIDE, SIDE))
+        # our gain interval against the published range: below it, or consistent with (or above) it
+        reaches = all(table.loc[case, "G top1 high"] >= published.loc[case].min() for case in (NO_SIDE, SIDE))
         holds = checked["holds"].tolist()
         word = "reproduced" if all(holds) and reaches else ("partially reproduced" if holds[0] else "not reproduced")
         lines = [f"**{distance} distance: {word}** (top-1; a claim holds when the 95 % interval of the difference "
@@ -190,9 +191,10 @@ class FCT(Experiment):
         for case in (NO_SIDE, SIDE):
             low, high = published.loc[case].min(), published.loc[case].max()
             g = table.loc[case]
+            where = ("below" if g["G top1 high"] < low else "above" if g["G top1 low"] > high else "overlapping")
             lines.append(f"- update gain of {case.removesuffix(' new/old')} (top-1): {g['G top1']:.2f} "
                          f"(95 % CI {g['G top1 low']:.2f} to {g['G top1 high']:.2f}); {low:.2f}-{high:.2f} in the published "
-                         f"tables ({'reaches' if g['G top1 low'] >= low else 'below'} that range)")
+                         f"tables: our interval lies {where} that range")
         return "\n".join(lines)
 
 
