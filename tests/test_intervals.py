@@ -61,8 +61,9 @@ def test_a_claim_needs_the_interval_and_every_seed():
     assert not Interval(1.0, 0.2, 1.8, (2.1, -0.1)).above(0)  # one seed disagrees
 
 
-def _fake_results(tmp_path, values: dict[str, list[float]], n=4000, seeds=(0, 1)):
-    """Result files of the bct experiment whose per-query top-1 hits have the given rates per case."""
+def _fake_results(tmp_path, values: dict[str, list[float]], n=4000, seeds=(0, 1), experiment="bct", paired=False):
+    """Result files of ``experiment`` whose per-query top-1 hits have the given rates per case (``paired``: every
+    case thresholds the same uniform draw per query, as models that agree on which queries are easy)."""
     from compat.experiments.common import write_seed_result
 
     store = Store(tmp_path / "c", tmp_path / "r")
@@ -74,12 +75,13 @@ def _fake_results(tmp_path, values: dict[str, list[float]], n=4000, seeds=(0, 1)
     profile = get_profile("smoke")
     for i, seed in enumerate(seeds):
         per_query, rows = {}, []
+        shared = rng.random(n)
         for case, rates in values.items():
-            hit = rng.random(n) < rates[i]
+            hit = (shared if paired else rng.random(n)) < rates[i]
             per_query[f"l2|{case}|rank"] = np.where(hit, 0, 3).astype(np.int32)
             per_query[f"l2|{case}|ap"] = hit.astype(np.float32)
             rows.append({"distance": "l2", "case": case, "top1": 100 * hit.mean(), "top5": 100 * hit.mean(), "mAP": 100 * hit.mean()})
-        results.append(write_seed_result(store, profile, seed, False, f"k{seed}", rows, {}, {}, experiment="bct", per_query=per_query))
+        results.append(write_seed_result(store, profile, seed, False, f"k{seed}", rows, {}, {}, experiment=experiment, per_query=per_query))
     return results, store
 
 
@@ -106,3 +108,20 @@ def test_bct_verdict_rules_on_constructed_results(tmp_path):
     # nothing compatible -> not reproduced
     bad, store = _fake_results(tmp_path / "d", {**base, "BCT new/old": [0.005, 0.005], "BCT new/new": [0.19, 0.19]})
     assert "l2 distance: not reproduced" in bct.verdict(bad, store)
+
+
+def test_fct_verdict_rules_on_constructed_results(tmp_path):
+    from compat.experiments import get_experiment
+    from compat.experiments.fct import NO_SIDE, SIDE
+
+    fct = get_experiment("fct")
+    base = {"old/old": [0.15, 0.15], "independent new/new": [0.25, 0.25], "BCT new/old": [0.17, 0.17]}
+    good, store = _fake_results(tmp_path / "a", {**base, NO_SIDE: [0.215, 0.215], SIDE: [0.232, 0.232]}, n=2000, experiment="fct", paired=True)
+    text = fct.verdict(good, "l2", store)
+    assert "l2 distance: reproduced" in text and "overlapping that range" in text
+    # side-information adds nothing: partially reproduced
+    flat, store = _fake_results(tmp_path / "b", {**base, NO_SIDE: [0.22, 0.22], SIDE: [0.22, 0.22]}, n=2000, experiment="fct", paired=True)
+    assert "l2 distance: partially reproduced" in fct.verdict(flat, "l2", store)
+    # the transformed gallery no better than the old one: not reproduced
+    bad, store = _fake_results(tmp_path / "c", {**base, NO_SIDE: [0.14, 0.14], SIDE: [0.15, 0.15]}, n=2000, experiment="fct", paired=True)
+    assert "l2 distance: not reproduced" in fct.verdict(bad, "l2", store)
