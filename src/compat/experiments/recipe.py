@@ -131,6 +131,7 @@ class Recipe(Experiment):
     config_class = RecipeConfig
     tabulates = False  # a study of recipes, not a table of methods
     profile_configs = {
+        "cpu": RecipeConfig(candidates=("airnet w32", "airnet w32 + EMA", "ResNet-20 w16")),  # the candidates run so far
         "smoke": RecipeConfig(candidates=("airnet w32", "ResNet-20 w16"), base_train=TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=1)),
     }
 
