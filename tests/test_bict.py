@@ -33,7 +33,9 @@ def trained(tmp_path_factory):
     store = Store(tmp / "c", tmp / "r")
     profile = get_profile("smoke", TINY)
     bict = get_experiment("bict")
-    return bict, profile, store, bict.run(profile, store)
+    with pytest.MonkeyPatch.context() as env:  # module-scoped: before the per-test isolation of conftest
+        env.setenv("COMPAT_TRAIN", "allow")
+        return bict, profile, store, bict.run(profile, store)
 
 
 def test_sequential_upgrades_end_to_end(trained):
