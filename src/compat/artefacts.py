@@ -167,6 +167,19 @@ def _check_training_allowed(what: str) -> None:
         )
 
 
+def _load_intact(store: Store, key: str, module: torch.nn.Module, what: str) -> bool:
+    """Load stored weights into ``module``; a damaged file is named, forgotten and reported False (to be trained
+    again), or refused under ``COMPAT_TRAIN=never``."""
+    try:
+        store.load_model(key, module)
+        return True
+    except DamagedArtefact as exc:
+        _check_training_allowed(f"{what} {key} is damaged ({exc}) and")
+        warnings.warn(f"{exc}; training it again", stacklevel=3)
+        store.remove_model(key)
+        return False
+
+
 def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None, on_epoch=None) -> EmbeddingModel:
     """The trained model of ``spec``: loaded from the store, or trained (resuming a checkpoint) and stored.
 
@@ -176,13 +189,8 @@ def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None, on
     with store.lock(key):
         if store.has_model(key):
             model = _build(spec, len(store.model_meta(key)["classes"]))
-            try:
-                store.load_model(key, model)
+            if _load_intact(store, key, model, "model"):
                 return model.eval()
-            except DamagedArtefact as exc:
-                _check_training_allowed(f"model {key} is damaged ({exc}) and")
-                warnings.warn(f"{exc}; training it again", stacklevel=2)
-                store.remove_model(key)
         _check_training_allowed(f"model {key} ({spec.method.name} {spec.subset.role}, seed {spec.seed})")
         data = spec.data.load()
         subset = spec.subset.select(data.train.labels)
@@ -266,14 +274,8 @@ def get_transformation(spec: TransformationSpec, store: Store) -> Transformation
     key = spec.key
     with store.lock(key):
         h = _build_transformation(spec)
-        if store.has_model(key):
-            try:
-                store.load_model(key, h)
-                return h.eval()
-            except DamagedArtefact as exc:
-                _check_training_allowed(f"transformation {key} is damaged ({exc}) and")
-                warnings.warn(f"{exc}; training it again", stacklevel=2)
-                store.remove_model(key)
+        if store.has_model(key) and _load_intact(store, key, h, "transformation"):
+            return h.eval()
         _check_training_allowed(f"transformation {key} (seed {spec.seed}, side {spec.side_dim()}-d)")
         rows, padding = spec.new.subset, spec.new.train.crop_padding
         views = []
