@@ -166,3 +166,15 @@ def test_unibct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
     tar = verification_table(results)
     assert ((tar["TAR (%)"] >= 0) & (tar["TAR (%)"] <= 100)).all() and len(tar) == len(results[0]["rows"]) // 2
     assert len(unibct.check_claims(results, "l2", store)) == 16  # four claims in each of four scenarios
+
+
+def test_the_main_tables_methods_are_chosen_by_name_and_unknown_ones_refused():
+    from compat.config import get_profile
+    from compat.experiments.unibct import model_specs
+
+    profile = get_profile("smoke", {"unibct.methods": "BCT,UniBCT", "unibct.scenarios": "open-data"})
+    assert sorted(model_specs(profile, 0)) == ["open-data/BCT", "open-data/UniBCT", "open-data/independent", "open-data/old"]
+    assert "open-class/UniBCT (no refinement)" in model_specs(profile, 0, ablation=True)  # the ablation keeps its baselines
+    with pytest.raises(ConfigError, match="'L3'.*allowed"):
+        get_profile("smoke", {"unibct.methods": "BCT,L3"})
+    assert "extended-class/L2" not in model_specs(get_profile("cpu"), 0)  # the cpu profile leaves L2 out
