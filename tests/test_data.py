@@ -199,3 +199,30 @@ def test_real_tiny_imagenet_counts(monkeypatch):
     assert np.bincount(data.train.labels).tolist() == [500] * 200
     assert np.bincount(data.val.labels).tolist() == [50] * 200
     assert list(data.class_ids) == sorted(data.class_ids)
+
+
+@pytest.mark.reliability(fault="a data cache file with changed bytes (same size: a wrong label, a changed pixel)",
+                         behaviour="detected by the sha256 in its manifest when loaded, named, and the cache prepared again")
+def test_changed_bytes_in_the_data_cache_are_named_and_prepared_again(mirror, tmp_path):
+    from compat.data import load_tiny_imagenet
+
+    folder = prepare(mirror=mirror, cache_root=tmp_path / "data")
+    labels = np.load(folder / "val_labels.npy")
+    raw = bytearray((folder / "val_labels.npy").read_bytes())
+    raw[-8] ^= 1  # the last label, same file size: a size check cannot see it
+    (folder / "val_labels.npy").write_bytes(bytes(raw))
+    assert is_complete(folder) and np.load(folder / "val_labels.npy")[-1] != labels[-1]
+    with pytest.warns(UserWarning, match="val_labels.npy do not match the sha256"):
+        data = load_tiny_imagenet(32, cache_root=tmp_path / "data", mirror=mirror)
+    assert np.array_equal(data.val.labels, labels)
+
+
+def test_a_cache_without_digests_is_not_trusted(mirror, tmp_path):
+    import json
+
+    folder = prepare(mirror=mirror, cache_root=tmp_path / "data")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["sha256"]) == set(manifest["files"]) and "manifest.json" not in manifest["files"]
+    del manifest["sha256"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert not is_complete(folder)

@@ -128,3 +128,87 @@ def test_the_reliability_page_is_generated_from_these_tests():
     table = reliability_table()
     assert len(table) >= 20 and (table["fault or bad input"].str.len() >= 10).all() and (table["cases"] >= 1).all()
     assert "tests/test_reliability.py::test_the_evaluator_refuses_a_single_item" in set(table["test"])
+
+
+@pytest.mark.reliability(fault="the same configuration run with another CPU thread count (a CPU run's numbers depend on it)",
+                         behaviour="training pins the thread count of its config; another count is another key")
+def test_the_thread_count_is_pinned_by_the_config_and_part_of_the_key(tmp_path):
+    import dataclasses
+
+    import torch
+
+    from compat.artefacts import get_model
+    from compat.store import Store
+
+    spec = _tiny_spec()
+    one_thread = dataclasses.replace(spec, train=dataclasses.replace(spec.train, threads=1))
+    assert one_thread.key != spec.key
+    seen, models, ambient = [], [], torch.get_num_threads()
+    try:
+        for run, threads in enumerate((1, 2)):  # the caller's thread count differs between the two runs
+            torch.set_num_threads(threads)
+            store = Store(tmp_path / f"c{run}", tmp_path / f"r{run}")
+            models.append(get_model(spec, store, progress=False, on_epoch=lambda *a: seen.append(torch.get_num_threads()) or {}))
+            assert torch.get_num_threads() == threads  # restored afterwards
+    finally:
+        torch.set_num_threads(ambient)
+    assert set(seen) == {spec.train.threads}
+    assert all(torch.equal(a, b) for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values()))
+
+
+def _written_result(tmp_path):
+    from compat.store import Store
+
+    store = Store(tmp_path / "c", tmp_path / "r")
+    store.write_per_query("bct", "smoke", "k", {"top1": np.arange(6, dtype=np.float32)})
+    store.write_result("bct", "smoke", "k", {"rows": [{"case": "old/old", "top1": 12.5}]})
+    return store
+
+
+@pytest.mark.parametrize("damage", ["result bytes", "per-query bytes", "no digest"])
+@pytest.mark.reliability(fault="a result file or its per-query file with changed bytes, or without its recorded sha256",
+                         behaviour="named; the run makes it again (refused under COMPAT_TRAIN=never, with the path and how to restore a committed file)")
+def test_a_damaged_result_file_is_named_and_made_again_or_refused(damage, tmp_path, monkeypatch):
+    from compat.artefacts import read_intact_result
+    from compat.store import DamagedArtefact
+
+    store = _written_result(tmp_path)
+    assert read_intact_result(store, "bct", "smoke", "k") == {"rows": [{"case": "old/old", "top1": 12.5}]}
+    path = store.result_path("bct", "smoke", "k")
+    if damage == "result bytes":
+        path.write_text(path.read_text().replace("12.5", "13.5"))
+    elif damage == "per-query bytes":
+        path = store.per_query_path("bct", "smoke", "k")
+        _zero_bytes(path, at=len(path.read_bytes()) // 2, count=4)
+    else:
+        path.with_name(path.name + ".sha256").unlink()
+    with pytest.raises(DamagedArtefact, match=str(path)):
+        store.read_result("bct", "smoke", "k")
+    monkeypatch.setenv("COMPAT_TRAIN", "never")
+    with pytest.raises(ConfigError, match=f"{path}.*git checkout -- results/bct/smoke.*COMPAT_TRAIN=never forbids"):
+        read_intact_result(store, "bct", "smoke", "k")
+    monkeypatch.setenv("COMPAT_TRAIN", "allow")
+    with pytest.warns(UserWarning, match="making it again"):
+        assert read_intact_result(store, "bct", "smoke", "k") is None
+
+
+@pytest.mark.reliability(fault="the disk fills up while a result file is written",
+                         behaviour="the write fails with the OS error; the previous file and its digest stay intact, no temporary file is left")
+def test_a_failed_write_leaves_the_previous_result_intact(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    store = _written_result(tmp_path)
+    before = store.read_result("bct", "smoke", "k")
+    real_write = Path.write_bytes
+
+    def disk_full(self, data):
+        real_write(self, data[: len(data) // 2])  # part of it lands, then the device is full
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        store.write_result("bct", "smoke", "k", {"rows": [{"case": "old/old", "top1": 99.0}]})
+    monkeypatch.undo()
+    assert store.read_result("bct", "smoke", "k") == before  # digest checked on read
+    assert sorted(p.name for p in store.result_path("bct", "smoke", "k").parent.iterdir()) == ["k.json", "k.json.sha256", "k.npz", "k.npz.sha256"]

@@ -24,7 +24,7 @@ from .provenance import environment
 from .splits import SCENARIOS, Subset, make_split
 from .store import ADDED_OPTION, DamagedArtefact, Store, canonical, config_key
 from .augment import fixed_view
-from .train import TrainConfig, embed, fit
+from .train import TrainConfig, embed, fit, pinned_threads
 from .transformation import Transformation, TransformationConfig, fit_transformation, upgrade_gallery
 
 
@@ -180,6 +180,18 @@ def _load_intact(store: Store, key: str, module: torch.nn.Module, what: str) -> 
         return False
 
 
+def read_intact_result(store: Store, experiment: str, profile: str, key: str) -> dict | None:
+    """The result file of ``key``, or None if it is missing or damaged (named in a warning; the run makes it
+    again and replaces it); a damaged one is refused under ``COMPAT_TRAIN=never``."""
+    try:
+        return store.read_result(experiment, profile, key)
+    except DamagedArtefact as exc:
+        hint = f"{exc} (a committed file is restored by `git checkout -- results/{experiment}/{profile}`)"
+        _check_training_allowed(f"result file {key}: {hint}; it")
+        warnings.warn(f"{hint}; making it again", stacklevel=2)
+        return None
+
+
 def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None, on_epoch=None) -> EmbeddingModel:
     """The trained model of ``spec``: loaded from the store, or trained (resuming a checkpoint) and stored.
 
@@ -198,20 +210,21 @@ def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None, on
         model = _build(spec, len(subset.classes))
         method = get_method(spec.method.name)
         terms = method.terms(_context(spec, subset, global_labels, store))
-        log = fit(
-            model,
-            data.train.images[subset.indices],
-            subset.local_labels(global_labels),
-            spec.train,
-            terms,
-            seed=spec.seed,
-            workdir=store.model_dir(key) / "work",
-            desc=f"{spec.method.name} {spec.subset.role} seed {spec.seed}",
-            progress=progress,
-            on_epoch=on_epoch,
-            views=method.views,
-            num_views=method.num_views,
-        )
+        with pinned_threads(spec.train.threads):
+            log = fit(
+                model,
+                data.train.images[subset.indices],
+                subset.local_labels(global_labels),
+                spec.train,
+                terms,
+                seed=spec.seed,
+                workdir=store.model_dir(key) / "work",
+                desc=f"{spec.method.name} {spec.subset.role} seed {spec.seed}",
+                progress=progress,
+                on_epoch=on_epoch,
+                views=method.views,
+                num_views=method.num_views,
+            )
         meta = {"key": key, "spec": canonical(spec), "classes": subset.classes.tolist(), "log": log, "environment": environment()}
         store.save_model(key, model, meta)
         return model.eval()
@@ -239,7 +252,8 @@ def get_embeddings(
     images = data.val.images if rows is None else data.train.images[rows.select(data.train.labels).indices]
     if view is not None:
         images = fixed_view(images, *view)
-    z = embed(model, images, flip=flip)
+    with pinned_threads(spec.train.threads):
+        z = embed(model, images, flip=flip)
     store.save_embeddings(key, z)
     return z
 
@@ -287,7 +301,8 @@ def get_transformation(spec: TransformationSpec, store: Store) -> Transformation
         val_old = get_embeddings(spec.old, store)  # validation: the val images, un-augmented (never the upgrade's input)
         val_side = val_old if spec.side is None else get_embeddings(spec.side, store)
         validation = (val_old, val_side, get_embeddings(spec.new, store))
-        log = fit_transformation(h, views, spec.config, seed=spec.seed, validation=validation, desc=f"h seed {spec.seed}")
+        with pinned_threads(spec.config.threads):
+            log = fit_transformation(h, views, spec.config, seed=spec.seed, validation=validation, desc=f"h seed {spec.seed}")
         meta = {"key": key, "spec": canonical(spec), "log": log, "environment": environment()}
         store.save_model(key, h, meta)
         return h.eval()

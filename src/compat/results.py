@@ -7,7 +7,6 @@ file is an error naming the command that makes it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import pandas as pd
@@ -66,8 +65,7 @@ def inventory(profile_name: str, store: Store | None = None) -> tuple[pd.DataFra
     store = store or Store()
     files, models, seen = [], [], set()
     for path in sorted(store.results.glob(f"*/{profile_name}/*.json")):
-
-        res = json.loads(path.read_text())
+        res = store.read_result(path.parts[-3], profile_name, path.stem)  # digest checked
         env = res.get("environment", {})
         files.append({
             "experiment": res.get("experiment", path.parts[-3]), "kind": res.get("kind", ""),

@@ -88,10 +88,12 @@ def write_digest(path: Path) -> None:
     write_atomic(path.with_name(path.name + ".sha256"), (sha256_of(path) + "\n").encode())
 
 
-def check_digest(path: Path) -> None:
-    """Raise :class:`DamagedArtefact` naming ``path`` if it no longer matches its recorded digest (files written
-    before digests were recorded have none and pass)."""
+def check_digest(path: Path, required: bool = False) -> None:
+    """Raise :class:`DamagedArtefact` naming ``path`` if it no longer matches its recorded digest. Without
+    ``required``, a file written before digests were recorded has none and passes."""
     recorded = path.with_name(path.name + ".sha256")
+    if required and not recorded.is_file():
+        raise DamagedArtefact(f"{path} has no recorded sha256 ({recorded.name}), so its content cannot be trusted")
     if recorded.is_file() and recorded.read_text().strip() != sha256_of(path):
         raise DamagedArtefact(f"{path} does not match the sha256 recorded when it was written: it is damaged")
 
@@ -182,8 +184,15 @@ class Store:
         return self.results / experiment / profile / f"{key}.json"
 
     def read_result(self, experiment: str, profile: str, key: str) -> dict | None:
+        """The result file of ``key``, or None if there is none. :class:`DamagedArtefact` (naming the file) if it
+        or its per-query file does not match the sha256 recorded beside it, or has none."""
         path = self.result_path(experiment, profile, key)
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        per_query = self.per_query_path(experiment, profile, key)
+        for file in (path, per_query) if per_query.is_file() else (path,):
+            check_digest(file, required=True)
+        return json.loads(path.read_text())
 
     def check_result_writable(self) -> None:
         """Result files under the project's own (committed) ``results/`` come only from a clean tree, so the
@@ -198,6 +207,7 @@ class Store:
         self.check_result_writable()
         path = self.result_path(experiment, profile, key)
         write_json(path, payload)
+        write_digest(path)
         return path
 
     def per_query_path(self, experiment: str, profile: str, key: str) -> Path:
@@ -210,11 +220,13 @@ class Store:
         np.savez_compressed(buffer, **arrays)
         path = self.per_query_path(experiment, profile, key)
         write_atomic(path, buffer.getvalue())
+        write_digest(path)
         return path
 
     def read_per_query(self, experiment: str, profile: str, key: str) -> dict[str, np.ndarray]:
         path = self.per_query_path(experiment, profile, key)
         if not path.is_file():
             raise ConfigError(f"per-query results {path} are missing: rerun the experiment to write them")
+        check_digest(path, required=True)
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}

@@ -14,7 +14,8 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from tqdm import tqdm
 from .augment import random_crop_flip, to_input
 from .errors import CompatError, ConfigError, check_choice, check_range
 from .losses import LossTerm, StepOutputs
-from .store import check_digest, write_digest
+from .store import ADDED_OPTION, check_digest, write_digest
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -45,6 +46,8 @@ class TrainConfig:
     :param precision: ``auto`` (bf16 where supported), ``bf16`` or ``fp32``.
     :param ema_decay: per-step decay of an exponential moving average of the weights, which then
         becomes the trained model (airbench's lookahead/EMA idea); 0 turns it off.
+    :param threads: CPU threads of training and embedding, pinned (a CPU run's numbers depend on how its
+        reductions are split), so one key is one set of numbers on any machine.
     """
 
     epochs: int = 8
@@ -57,6 +60,7 @@ class TrainConfig:
     crop_padding: int = 4
     precision: str = "auto"
     ema_decay: float = 0.0
+    threads: int = field(default=2, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 1, 10_000)
@@ -69,6 +73,7 @@ class TrainConfig:
         check_range("crop_padding", self.crop_padding, 0, 64)
         check_choice("precision", self.precision, PRECISIONS)
         check_range("ema_decay", self.ema_decay, 0, 1, high_open=True)
+        check_range("threads", self.threads, 1, 1024)
 
 
 class TrainingDiverged(CompatError):
@@ -85,6 +90,17 @@ def show_progress(progress: bool | None) -> bool:
     if progress is not None:
         return progress
     return os.environ.get("COMPAT_PROGRESS") == "1" or (os.isatty(2) and not os.environ.get("CI"))
+
+
+@contextmanager
+def pinned_threads(threads: int):
+    """Run the block with torch's intra-op CPU thread count set to ``threads``, then restore it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def device() -> torch.device:

@@ -15,7 +15,7 @@ The upgrade needs only stored vectors: :func:`upgrade_gallery` takes no image an
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import ConfigError, check_range
+from .store import ADDED_OPTION
 from .train import lr_factor, show_progress
 
 
@@ -51,6 +52,7 @@ class TransformationConfig:
     warmup_epochs: float = 5.0
     freeze_bn: bool = True
     augmented_views: int = 4
+    threads: int = field(default=2, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         check_range("inner_dim", self.inner_dim, 1, 65_536)
@@ -60,6 +62,7 @@ class TransformationConfig:
         check_range("transformation weight_decay", self.weight_decay, 0, 1)
         check_range("transformation warmup_epochs", self.warmup_epochs, 0, self.epochs)
         check_range("transformation augmented_views", self.augmented_views, 1, 64)
+        check_range("transformation threads", self.threads, 1, 1024)
 
 
 def _block(d_in: int, d_out: int) -> nn.Sequential:

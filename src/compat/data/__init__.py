@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import numpy as np
 from ..errors import DataError, check_choice
 from ..paths import data_cache_dir
 from .imageset import Dataset, ImageSet
-from .prepare import PREPARED_SIZES, is_complete, prepare_tiny_imagenet
+from .prepare import PREPARED_SIZES, damaged_files, is_complete, prepare_tiny_imagenet
 from .sources import resolve_source
 from .synthetic import make_synthetic
 
@@ -43,6 +45,15 @@ def load_tiny_imagenet(image_size: int = 32, cache_root: Path | None = None, mir
     """Tiny-ImageNet-200 at ``image_size`` (64 native, 32 downsampled), memory-mapped read-only."""
     check_choice("image_size", image_size, PREPARED_SIZES)
     folder = prepare(mirror, cache_root)
+    needed = [f"{part}_{image_size}.npy" for part in ("train", "val")] + ["train_labels.npy", "val_labels.npy", "classes.json"]
+    damaged = damaged_files(folder, needed)
+    if damaged:
+        warnings.warn(f"data cache files {', '.join(map(str, damaged))} do not match the sha256 of their manifest: "
+                      f"preparing the cache again", stacklevel=2)
+        shutil.rmtree(folder)
+        folder = prepare(mirror, cache_root)
+        if damaged := damaged_files(folder, needed):
+            raise DataError(f"freshly prepared data cache files {', '.join(map(str, damaged))} do not match their sha256")
 
     def part(name: str) -> ImageSet:
         images = np.load(folder / f"{name}_{image_size}.npy", mmap_mode="r")

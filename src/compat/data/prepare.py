@@ -4,7 +4,8 @@ The JPEGs are decoded once into ``{train,val}_64.npy`` and downsampled with anti
 into ``{train,val}_32.npy`` (the CPU profile's CIFAR-sized stand-in). Everything is
 written into a temporary folder that is renamed into place only when complete, with
 ``manifest.json`` as the done-marker: an interrupted or failed preparation never
-leaves a cache that looks valid.
+leaves a cache that looks valid. The manifest records every file's size and sha256; a
+file whose bytes changed is found by :func:`damaged_files` when it is loaded.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DataError
+from ..store import sha256_of
 from .sources import Source
 
 CACHE_VERSION = 2  # 2: classes in sorted WordNet-id order (label = sorted index)
@@ -132,7 +134,8 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def is_complete(folder: Path) -> bool:
-    """True if ``folder`` holds a finished cache of this version: manifest present, every file at its size."""
+    """True if ``folder`` holds a finished cache of this version: manifest present with every file's
+    sha256, every file at its size (a manifest without digests is from before they were recorded)."""
     manifest = folder / "manifest.json"
     if not manifest.is_file():
         return False
@@ -140,9 +143,29 @@ def is_complete(folder: Path) -> bool:
         meta = json.loads(manifest.read_text())
     except json.JSONDecodeError:
         return False
-    if meta.get("cache_version") != CACHE_VERSION:
+    if meta.get("cache_version") != CACHE_VERSION or set(meta.get("sha256", ())) != set(meta["files"]):
         return False
     return all((folder / f).is_file() and (folder / f).stat().st_size == s for f, s in meta["files"].items())
+
+
+_VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) of files whose digest matched in this process
+
+
+def damaged_files(folder: Path, names: list[str]) -> list[Path]:
+    """The files among ``names`` whose sha256 differs from the manifest's (each file state hashed once a process)."""
+    digests = json.loads((folder / "manifest.json").read_text())["sha256"]
+    damaged = []
+    for name in names:
+        path = folder / name
+        stat = path.stat()
+        state = (str(path), stat.st_size, stat.st_mtime_ns)
+        if state in _VERIFIED:
+            continue
+        if sha256_of(path) != digests.get(name):
+            damaged.append(path)
+        else:
+            _VERIFIED.add(state)
+    return damaged
 
 
 def _remove_stale_temps(parent: Path, stem: str) -> None:
@@ -197,6 +220,7 @@ def prepare_tiny_imagenet(source: Source, cache_root: Path, *, on_step: Callable
             "sizes": list(PREPARED_SIZES),
             "prepare_seconds": round(time.perf_counter() - started, 1),
             "files": {p.name: p.stat().st_size for p in sorted(tmp.iterdir())},
+            "sha256": {p.name: sha256_of(p) for p in sorted(tmp.iterdir())},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         if final.exists() and not is_complete(final):

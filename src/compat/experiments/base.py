@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..artefacts import ModelSpec, TransformationSpec, get_embeddings, get_upgraded_gallery, training_policy
+from ..artefacts import ModelSpec, TransformationSpec, get_embeddings, get_upgraded_gallery, read_intact_result, training_policy
 from ..errors import check_choice
 from ..intervals import Interval, difference_interval, gain_interval, mean_interval, per_query_metric
 from ..store import Store, config_key
@@ -142,7 +142,7 @@ class Experiment:
     def run_seed(self, profile, seed: int, store: Store, ablation: bool = False) -> dict:
         """Load the result file of ``seed``, or train/embed what is missing, evaluate every case and write it."""
         key = self.result_key(profile, seed, ablation)
-        cached = store.read_result(self.name, profile.name, key)
+        cached = read_intact_result(store, self.name, profile.name, key)
         if cached is not None:
             return cached
         store.check_result_writable()  # before training, not after

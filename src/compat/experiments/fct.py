@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec
+from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec, read_intact_result
 from ..errors import ConfigError, check_range
 from ..provenance import environment
 from ..store import Store, canonical, config_key
@@ -222,7 +222,7 @@ def upgrade_cost(profile, store: Store | None = None) -> dict:
     store = store or Store()
     spec = transformation_spec(profile, profile.protocol.ablation_seed, profile.fct.side_dim)
     key = config_key({"experiment": "fct-cost", "transformation": spec.key, "sizes": profile.fct.cost_sizes})
-    cached = store.read_result("fct", profile.name, key)
+    cached = read_intact_result(store, "fct", profile.name, key)
     if cached is not None:
         return cached
     started = time.perf_counter()

@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from ..artefacts import ModelSpec, SubsetSpec, get_embeddings, get_model
+from ..artefacts import ModelSpec, SubsetSpec, get_embeddings, get_model, read_intact_result
 from ..errors import ConfigError, check_choice, check_range
 from ..evaluate import retrieval_metrics
 from ..store import Store, config_key
@@ -101,7 +101,7 @@ def run_candidate(profile, name: str, seed: int, store: Store) -> dict:
     """Train (or load) candidate ``name`` with the per-epoch probe; final full metrics; one result file."""
     spec = candidate_spec(profile, name, seed)
     key = config_key({"experiment": "recipe", "model": spec.key})
-    cached = store.read_result("recipe", profile.name, key)
+    cached = read_intact_result(store, "recipe", profile.name, key)
     if cached is not None:
         return cached
     data = spec.data.load()
