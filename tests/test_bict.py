@@ -90,3 +90,15 @@ def test_the_gallery_upgrade_reads_no_gallery_image(trained, monkeypatch):
         path.unlink()
     with pytest.raises(AssertionError, match="a gallery image was read"):
         next(iter(plan.galleries.values()))(store, profile.protocol.test_flip)
+
+
+def test_the_upgrade_cost_times_the_last_generations_h_against_re_embedding(trained):
+    from compat.experiments.bict import upgrade_cost
+
+    bict, profile, store, results = trained
+    profile = get_profile("smoke", {**TINY, "bict.cost_sizes": "20,50"})
+    cost = upgrade_cost(profile, store)
+    assert cost["transformation"]["key"] == results[0]["models"]["bct h 3"]["key"]
+    assert sorted((r["method"], r["n"]) for r in cost["rows"]) == [("re-embed", 20), ("re-embed", 50), ("upgrade", 20), ("upgrade", 50)]
+    assert all(r["seconds"] > 0 and r["rows_per_s"] == pytest.approx(r["n"] / r["seconds"]) for r in cost["rows"])
+    assert upgrade_cost(profile, store) == cost  # a result file: measured once

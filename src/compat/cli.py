@@ -56,11 +56,12 @@ def _bench_train(args: argparse.Namespace) -> None:
 
 def _bench_upgrade(args: argparse.Namespace) -> None:
     from .config import get_profile
-    from .experiments import fct
+    from .experiments import bict, fct
 
     profile = get_profile(args.profile, _parse_sets(args.set))
-    print(f"FCT upgrade cost, profile {profile.name} (stored as a result file; measured once per configuration):")
-    for row in fct.upgrade_cost(profile)["rows"]:
+    measure = {"fct": fct.upgrade_cost, "bict": bict.upgrade_cost}[args.experiment]
+    print(f"{args.experiment} upgrade cost, profile {profile.name} (stored as a result file; measured once per configuration):")
+    for row in measure(profile)["rows"]:
         print(f"{row['method']:9s} N={row['n']:>8,d}: {row['seconds']:8.3f} s  {row['rows_per_s']:10,.0f} rows/s  "
               f"inputs {row['input_mb']:7.1f} MB  peak extra {row['peak_extra_mb'] or 0:7.1f} MB")
 
@@ -121,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     p.set_defaults(func=_bench_train)
-    p = bench.add_parser("upgrade", help="FCT: upgrading N stored gallery rows with h against re-embedding N images")
+    p = bench.add_parser("upgrade", help="upgrading N stored gallery rows with h against re-embedding N images")
+    p.add_argument("experiment", nargs="?", default="fct", choices=("fct", "bict"), help="whose transformation h (default fct)")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.set_defaults(func=_bench_upgrade)

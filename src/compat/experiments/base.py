@@ -41,6 +41,7 @@ class Plan:
     :param galleries: further galleries made from stored vectors only (e.g. BiCT's gallery upgraded
         generation after generation): name -> ``make(store, flip)``; whatever identifies them belongs
         in ``key_extra``.
+    :param artefacts: the transformations those galleries use, by name: recorded in the result file's models.
     """
 
     models: dict[str, ModelSpec]
@@ -48,6 +49,7 @@ class Plan:
     transformations: dict[str, TransformationSpec] = field(default_factory=dict)
     key_extra: dict = field(default_factory=dict)
     galleries: dict[str, Callable[[Store, bool], np.ndarray]] = field(default_factory=dict)
+    artefacts: dict[str, TransformationSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ class Experiment:
             if t.side is not None:
                 models[f"side-info {t.side_dim()}-d"] = model_record(store, t.side.key)
             models[name] = model_record(store, t.key)
+        models.update({name: model_record(store, t.key) for name, t in plan.artefacts.items()})
         extra = self.extra(profile, seed, ablation, plan, embeddings, labels)
         wall = {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done}
         return write_seed_result(store, profile, seed, ablation, key, rows, models, wall, experiment=self.name,

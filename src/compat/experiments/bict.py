@@ -24,8 +24,9 @@ import pandas as pd
 
 from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec, get_embeddings, get_transformation, upgrade_chain
 from ..errors import ConfigError, check_range
+from ..store import Store
 from ..transformation import TransformationConfig
-from . import bct
+from . import bct, common
 from .base import Case, Claim, Experiment, Plan, register_experiment
 
 
@@ -38,6 +39,9 @@ class BiCTConfig:
     :param transformation: the forward transformation h (FCT's, without side-information).
     :param ablation: also run the one-seed sweep over the BCT weight.
     :param sweep: BCT weights of the sweep.
+    :param cost: measure the gallery upgrade's cost (the last generation's h on stored vectors against
+        re-embedding images); a timing, so on a quiet machine: ``python -m compat bench upgrade bict``.
+    :param cost_sizes: gallery sizes N of the cost measurement.
     """
 
     generations: tuple[float, ...] = (0.25, 0.5, 1.0)
@@ -45,6 +49,8 @@ class BiCTConfig:
     transformation: TransformationConfig = field(default_factory=lambda: TransformationConfig(inner_dim=512, epochs=20, warmup_epochs=1.25, augmented_views=2))
     ablation: bool = True
     sweep: tuple[float, ...] = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
+    cost: bool = True
+    cost_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
 
     def __post_init__(self) -> None:
         g = self.generations
@@ -55,6 +61,7 @@ class BiCTConfig:
         check_range("bict.weight", self.weight, 0, 1000)
         for w in self.sweep:
             check_range("bict.sweep item", w, 0, 1000)
+        common.check_cost_sizes("bict", self.cost_sizes)
 
 
 def _subset(profile, share: float) -> SubsetSpec:
@@ -118,6 +125,7 @@ def _strategy_cases(plan: Plan, specs: dict[str, ModelSpec], steps: list[Transfo
         model, gallery = f"{chain} {g}{suffix}", f"{strategy} gallery {g}{suffix}"
         plan.models[model] = specs[f"{chain} {g}"]
         plan.galleries[gallery] = _chain_gallery(specs["bct 1"], steps[: g - 1])
+        plan.artefacts[f"{chain} h {g}{suffix}"] = steps[g - 2]
         plan.key_extra["chains"][gallery] = [t.key for t in steps[: g - 1]]
         if chain == "bct":
             plan.cases += [Case(f"gen {g}: BCT only backward{suffix}", model, "bct 1"),
@@ -164,8 +172,9 @@ OLD_CASE = "gen 1: old/old"
 class BiCT(Experiment):
     config_class = BiCTConfig
     profile_configs = {
-        "smoke": BiCTConfig(generations=(0.5, 1.0), sweep=(0.0, 1.0),
+        "smoke": BiCTConfig(generations=(0.5, 1.0), sweep=(0.0, 1.0), cost_sizes=(100, 400),
                             transformation=TransformationConfig(inner_dim=64, epochs=4, batch_size=128, warmup_epochs=1, augmented_views=2)),
+        "cpu": BiCTConfig(cost=False),  # not yet measured on a quiet machine
     }
     old_case = OLD_CASE
 
@@ -191,6 +200,13 @@ class BiCT(Experiment):
             Claim(f"backfilling is still the ceiling: backfill above BiCT forward (generation {last})",
                   f"gen {last}: backfill new/new", f"gen {last}: BiCT forward"),
         ]
+
+
+def upgrade_cost(profile, store: Store | None = None) -> dict:
+    """The upgrade cost of the BiCT chain's last h (the ablation seed) at the profile's ``cost_sizes``."""
+    n, seed = len(profile.bict.generations), profile.protocol.ablation_seed
+    spec = _transformations(profile, seed, generation_specs(profile, seed, profile.bict.weight), "bct")[n - 2]
+    return common.upgrade_cost("bict", "bict-cost", profile, spec, profile.bict.cost_sizes, store or Store())
 
 
 def strategy_table(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:

@@ -1,15 +1,18 @@
 """What every table's experiment shares: evaluating (query, gallery) cases with update gains and per-query
-results, divergence checks, model provenance records, and writing one result file."""
+results, divergence checks, model provenance records, writing one result file, and measuring a gallery
+upgrade's cost."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import ConfigError, check_range
 from ..evaluate import retrieval_metrics, update_gain
 from ..provenance import data_record, environment
-from ..store import Store, canonical
+from ..store import Store, canonical, config_key
 
 METRICS = ("top1", "top5", "mAP")
 
@@ -113,6 +116,42 @@ def write_seed_result(store: Store, profile, seed: int, ablation: bool, key: str
         "wall_seconds": wall_seconds,
         "environment": environment(),
         "data": data_record(profile.data),
+    }
+    store.write_result(experiment, profile.name, key, payload)
+    return payload
+
+
+def check_cost_sizes(section: str, sizes: Sequence[int]) -> None:
+    """Gallery sizes of an upgrade-cost measurement: at least one, each from 1 to 10 million."""
+    if not sizes:
+        raise ConfigError(f"{section}.cost_sizes must name at least one gallery size")
+    for n in sizes:
+        check_range(f"{section}.cost_sizes item", n, 1, 10_000_000)
+
+
+def upgrade_cost(experiment: str, kind: str, profile, spec, sizes: Sequence[int], store: Store) -> dict:
+    """Time and peak memory of upgrading N stored gallery rows with the transformation ``spec`` against
+    re-embedding N images with its new model, for each N in ``sizes``; measured once, stored as a result file
+    (``kind`` names the measurement in its key)."""
+    from ..artefacts import read_intact_result
+    from ..bench import measure_upgrade_cost
+
+    key = config_key({"experiment": kind, "transformation": spec.key, "sizes": sizes})
+    cached = read_intact_result(store, experiment, profile.name, key)
+    if cached is not None:
+        return cached
+    started = time.perf_counter()
+    rows = measure_upgrade_cost(spec, sizes, store)
+    payload = {
+        "experiment": experiment,
+        "profile": profile.name,
+        "kind": "cost",
+        "key": key,
+        "rows": rows,
+        "transformation": {"key": spec.key, "spec": canonical(spec)},
+        "config": canonical(profile),
+        "wall_seconds": {"measure": time.perf_counter() - started},
+        "environment": environment(),
     }
     store.write_result(experiment, profile.name, key, payload)
     return payload

@@ -12,19 +12,17 @@ adds the ablations (side-information size, BatchNorm freezing); the upgrade cost
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec, read_intact_result
-from ..errors import ConfigError, check_range
-from ..provenance import environment
-from ..store import Store, canonical, config_key
+from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec
+from ..errors import check_range
+from ..store import Store
 from ..train import TrainConfig
 from ..transformation import TransformationConfig
-from . import bct
+from . import bct, common
 from .base import Case, Claim, Experiment, Plan, main_results, register_experiment
 
 NO_SIDE = "FCT (no side-info) new/old"
@@ -70,10 +68,7 @@ class FCTConfig:
         for d in (self.side_dim, *self.ablation_side_dims):
             check_range("fct side-information size", d, 1, 4096)
         check_range("fct.temperature", self.temperature, 0, 10, low_open=True)
-        if not self.cost_sizes:
-            raise ConfigError("fct.cost_sizes must name at least one gallery size")
-        for n in self.cost_sizes:
-            check_range("fct.cost_sizes item", n, 1, 10_000_000)
+        common.check_cost_sizes("fct", self.cost_sizes)
         check_range("fct.picture_queries", self.picture_queries, 1, 50)
 
 
@@ -215,30 +210,8 @@ def published_gains(metric: str = "top1") -> pd.DataFrame:
 
 
 def upgrade_cost(profile, store: Store | None = None) -> dict:
-    """Time and peak memory of upgrading N stored gallery rows with h against re-embedding N images with
-    the new model, for each N in the profile's ``cost_sizes``; measured once, stored as a result file."""
-    from ..bench import measure_upgrade_cost
-
-    store = store or Store()
+    """The upgrade cost of the main table's h (side-information ``side_dim``) at the profile's ``cost_sizes``."""
     spec = transformation_spec(profile, profile.protocol.ablation_seed, profile.fct.side_dim)
-    key = config_key({"experiment": "fct-cost", "transformation": spec.key, "sizes": profile.fct.cost_sizes})
-    cached = read_intact_result(store, "fct", profile.name, key)
-    if cached is not None:
-        return cached
-    started = time.perf_counter()
-    rows = measure_upgrade_cost(spec, profile.fct.cost_sizes, store)
-    payload = {
-        "experiment": "fct",
-        "profile": profile.name,
-        "kind": "cost",
-        "key": key,
-        "rows": rows,
-        "transformation": {"key": spec.key, "spec": canonical(spec)},
-        "config": canonical(profile),
-        "wall_seconds": {"measure": time.perf_counter() - started},
-        "environment": environment(),
-    }
-    store.write_result("fct", profile.name, key, payload)
-    return payload
+    return common.upgrade_cost("fct", "fct-cost", profile, spec, profile.fct.cost_sizes, store or Store())
 
 
