@@ -65,7 +65,8 @@ nbval: $(STAMP)
 bench: $(STAMP) data
 	$(BIN)/python -m compat bench evaluate --out results/bench/evaluate.json
 	$(BIN)/python -m compat bench train --out results/bench/train.json
-	$(BIN)/python -m compat bench upgrade --profile $(PROFILE)
+	$(BIN)/python -m compat bench upgrade fct --profile $(PROFILE)
+	$(BIN)/python -m compat bench upgrade bict --profile $(PROFILE)
 
 clean:
 	rm -rf _build $(SMOKE_DIR) book/*.ipynb

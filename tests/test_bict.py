@@ -55,7 +55,10 @@ def test_sequential_upgrades_end_to_end(trained):
     sweep = sweep_table(results)
     assert set(sweep["BCT weight"]) == {0.0, 1.0} and set(sweep["retrieval"]) >= {"BCT only backward", "BiCT forward"}
     checked = bict.check_claims(results, "l2", store)
-    assert len(checked) == 4 and all("generation 3" in c for c in checked["claim"])
+    assert [c.split(":")[0] for c in checked["claim"]] == ["gen 2", "gen 3", "gen 3", "gen 3", "gen 3"]
+    verdict = bict.verdict(results, "l2", store)
+    assert "(2) forward upgrade without images: " in verdict and "(4) the BCT weight matters: " in verdict
+    assert "best λ=" in verdict  # the sweep was read
     # generation g's update gain is measured against generation g's backfill
     row = next(r for r in results[0]["rows"] if r["case"] == "gen 2: BiCT forward" and r["distance"] == "l2")
     ref = {r["case"]: r["top1"] for r in results[0]["rows"] if r["distance"] == "l2"}

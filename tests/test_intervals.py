@@ -125,3 +125,14 @@ def test_fct_verdict_rules_on_constructed_results(tmp_path):
     # the transformed gallery no better than the old one: not reproduced
     bad, store = _fake_results(tmp_path / "c", {**base, NO_SIDE: [0.14, 0.14], SIDE: [0.15, 0.15]}, n=2000, experiment="fct", paired=True)
     assert "l2 distance: not reproduced" in fct.verdict(bad, "l2", store)
+
+
+def test_cost_cells_name_units_and_compute_the_ratio_from_the_rows():
+    from compat.tables import cost_cells
+
+    rows = [{"method": m, "n": n, "seconds": s, "rows_per_s": n / s, "input_mb": 1.5, "peak_extra_mb": None}
+            for m, n, s in (("upgrade", 100, 0.01), ("re-embed", 100, 2.0), ("upgrade", 1000, 0.05), ("re-embed", 1000, 20.0))]
+    table, text = cost_cells({"rows": rows, "environment": {"device": "cpu (test)", "git_revision": "abcdef1234567890"}})
+    assert list(table.index) == [100, 1000] and ("time (s)", "re-embed") in table.columns
+    assert table.loc[1000, ("rows per s", "upgrade")] == "20,000" and table.loc[100, ("peak extra memory (MB)", "upgrade")] == ""
+    assert "**200x, 400x**" in text and "N = 100, 1,000" in text and "abcdef123456)" in text

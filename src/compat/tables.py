@@ -52,3 +52,19 @@ def published_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """A published table as quoted: metrics with one decimal (as the READMEs print them), gains computed from
     them with two, empty where a source gives no number."""
     return frame.apply(lambda col: col.map(lambda v: "" if pd.isna(v) else f"{v:.2f}" if str(col.name).startswith("G") else f"{v:.1f}"))
+
+
+def cost_cells(cost: dict) -> tuple[pd.DataFrame, str]:
+    """An upgrade-cost result file as a table (per gallery size N and method: time, rows per second, inputs
+    and peak extra memory, units in the headers) and a sentence with the measured ratio and where it ran."""
+    frame = pd.DataFrame(cost["rows"])
+    table = frame.pivot(index="n", columns="method", values=["seconds", "rows_per_s", "input_mb", "peak_extra_mb"])
+    names = {"seconds": "time (s)", "rows_per_s": "rows per s", "input_mb": "inputs (MB)", "peak_extra_mb": "peak extra memory (MB)"}
+    table = table.rename(columns=names, level=0).rename_axis(index="gallery size N", columns=["", "method"])
+    table = table.map(lambda v: "" if pd.isna(v) else f"{v:,.3f}" if v < 10 else f"{v:,.0f}")
+    seconds = frame.pivot(index="n", columns="method", values="seconds")
+    env = cost["environment"]
+    text = ("Re-embedding takes **" + ", ".join(f"{r:,.0f}x" for r in seconds["re-embed"] / seconds["upgrade"])
+            + f"** the upgrade's time at N = {', '.join(f'{n:,d}' for n in seconds.index)} "
+            + f"(measured on {env['device']}, revision {env['git_revision'][:12]}).")
+    return table, text
