@@ -3,6 +3,7 @@ config flows the same way from the CLI, papermill and Python, and one loader rea
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -86,8 +87,6 @@ def test_the_same_override_reaches_the_same_result_key_from_every_path(tmp_path)
     # papermill's own -p passes text
     assert bct.result_key(get_profile("smoke", '{"new_train.lr": 0.05, "protocol.seeds": [0, 1]}'), 0) == expected
     # and every chapter notebook takes `overrides`
-    from pathlib import Path
-
     for nb in sorted(Path("notebooks").glob("*.ipynb")):
         out = tmp_path / nb.name
         execute(nb, out, {"profile": "smoke", "overrides": {"protocol.seeds": [1]}}, prepare_only=True)
@@ -120,3 +119,14 @@ def test_result_files_need_a_clean_tree_under_results(tmp_path, monkeypatch):
         Store(tmp_path / "c", tmp_path / "results").write_result("bct", "smoke", "k", {})
     assert not (tmp_path / "results").exists()
     Store(tmp_path / "c", tmp_path / "elsewhere").write_result("bct", "smoke", "k", {})  # tests and CI write elsewhere
+
+
+def test_an_executed_chapter_shows_the_parameters_that_ran_not_the_defaults(tmp_path):
+    from compat.booktools import RAN_HEADER, execute
+
+    out = execute(Path("notebooks/bct.ipynb"), tmp_path / "bct.ipynb", {"profile": "smoke", "overrides": {"protocol.seeds": [1]}},
+                  prepare_only=True)
+    cells = json.loads(out.read_text())["cells"]
+    shown = ["".join(c["source"]) for c in cells if "remove-cell" not in c["metadata"].get("tags", [])]
+    assert any(s.startswith(RAN_HEADER) and 'overrides = {"protocol.seeds": [1]}' in s for s in shown)
+    assert not any(s.startswith('profile = "cpu"') for s in shown)  # the defaults cell is not on the page

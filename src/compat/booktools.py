@@ -1,7 +1,8 @@
 """Execute source notebooks with papermill into the book, tagged for a clean page.
 
-Papermill's injected-parameters cell gets ``remove-cell`` (myst-nb does not know
-papermill's own tag), so the page shows the story, not the plumbing.
+The page shows the parameters that ran: papermill's injected cell stays, headed by a comment
+saying so, and the notebook's own defaults cell gets ``remove-cell`` (myst-nb's tag), so a chapter
+executed with other values never displays the defaults as if they had run.
 """
 
 from __future__ import annotations
@@ -22,12 +23,18 @@ def _check_parameters_cell(path: Path) -> None:
         raise ConfigError(f"{path} must have exactly one cell tagged 'parameters', found {len(tagged)}")
 
 
-def _hide_injected(path: Path) -> None:
+RAN_HEADER = "# The parameters of this run (papermill); the defaults are in the source notebook\n"
+
+
+def _show_parameters_that_ran(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
+    injected = [c for c in nb.cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    for cell in nb.cells if injected else ():
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
+        if "parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
+        if "injected-parameters" in tags and not cell.source.startswith(RAN_HEADER):
+            cell.source = RAN_HEADER + cell.source.removeprefix("# Parameters\n")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     nbformat.write(nb, tmp)
     os.replace(tmp, path)
@@ -49,7 +56,7 @@ def execute(source: Path, output: Path, parameters: dict[str, object], *, prepar
             progress_bar=False,
             cwd=str(source.parent),
         )
-        _hide_injected(tmp)
+        _show_parameters_that_ran(tmp)
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)
