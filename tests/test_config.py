@@ -91,3 +91,19 @@ def test_fields_validated_together_can_change_together_in_any_order():
         assert (profile.old_train.epochs, profile.old_train.warmup_epochs) == (1, 0.0)
     with pytest.raises(ConfigError, match="warmup_epochs=5"):
         get_profile("gpu", {"old_train.epochs": "1"})  # alone, it conflicts with the profile's warm-up
+
+
+def test_the_rerun_pages_parameter_table_is_read_from_the_code():
+    from pathlib import Path
+
+    from compat.parameters import allowed, notebook_parameters, parameter_table
+
+    table = parameter_table()
+    assert (table["meaning"] != "").all(), list(table.index[table["meaning"] == ""])  # every key documented
+    assert table.loc["model.width", "cpu"] == str(get_profile("cpu").model.width)
+    assert table.loc["protocol.seeds", "gpu"] == "0, 1, 2" and table.loc["protocol.seeds", "type"] == "list of int"
+    assert allowed("old_train.lr") == "(0, 100]" and allowed("protocol.test_flip") == "true or false"
+    assert "'airnet'" in allowed("model.backbone") and allowed("protocol.seeds").startswith("each item: [0, ")
+    assert allowed("bict.generations") == "each item: (0, 1]"  # probed with the current list plus one bad item
+    params = notebook_parameters(Path("notebooks/data_and_protocol.ipynb")).set_index("parameter")
+    assert params.loc["classes_shown", "default"] == "8" and params.loc["classes_shown", "meaning"] == "classes in the image grid"

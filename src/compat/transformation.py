@@ -42,6 +42,7 @@ class TransformationConfig:
     :param augmented_views: stored embeddings of this many augmented views (crop + flip) of each training
         image; epoch e trains on view e mod this (the official trainer runs the frozen models on freshly
         augmented batches every epoch; stored views keep that variety at a fixed embedding cost).
+    :param threads: CPU threads of h's training, pinned (as :class:`compat.train.TrainConfig`'s).
     """
 
     inner_dim: int = 2048
