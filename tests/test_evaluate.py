@@ -184,3 +184,40 @@ def test_published_gains_are_computed_from_the_quoted_rows():
     table = reference_table(OPENBCT_IMAGENET)
     assert table.loc["BCT new/old", "G (top1)"] == pytest.approx((42.2 - 39.5) / (66.3 - 39.5))
     assert np.isnan(table.loc["BCT new/new", "G (top1)"])
+
+
+def _clustered(n, classes=50, dim=16, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, size=n)
+    centres = rng.normal(size=(classes, dim)).astype(np.float32)
+    return centres[labels] + rng.normal(scale=0.7, size=(n, dim)).astype(np.float32), labels
+
+
+@pytest.mark.parametrize("cosine", [False, True])
+def test_the_top_k_path_matches_the_brute_force_cmc_without_ranking_everything(cosine):
+    x, labels = _clustered(400)
+    ours = retrieval_metrics(x, x, labels, distance="cosine" if cosine else "l2", topk=(1, 3, 5), with_map=False, chunk_size=33)
+    oracle = brute_force(x, x, labels, topk=(1, 3, 5), cosine=cosine)
+    assert "mAP" not in ours
+    assert_matches(ours, {k: v for k, v in oracle.items() if k != "mAP"})
+    # a first match beyond the window is recorded at the window's edge, never inside it
+    _, per_query = retrieval_metrics(x, x, labels, topk=(1, 5), with_map=False, per_query=True)
+    _, exact = retrieval_metrics(x, x, labels, topk=(1, 5), per_query=True)
+    assert np.array_equal(per_query["rank"], np.minimum(exact["rank"], 5))
+
+
+def test_approximate_indexes_recall_the_exact_neighbours_and_refuse_map():
+    from compat.evaluate import build_index, search
+
+    x, labels = _clustered(3000, dim=32, seed=1)
+    _, exact = search(build_index(x, "flat"), x[:200], 10)
+    for kind in ("ivf", "hnsw"):
+        _, approx = search(build_index(x, kind), x[:200], 10)
+        recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
+        assert recall > 0.9, (kind, recall)
+        top = retrieval_metrics(x, x, labels, with_map=False, index=kind)
+        assert abs(top["top1"] - retrieval_metrics(x, x, labels, with_map=False)["top1"]) < 3
+    with pytest.raises(ConfigError, match="index='ivf' is approximate; mAP needs the exact full ranking"):
+        retrieval_metrics(x, x, labels, index="ivf")
+    with pytest.raises(ConfigError, match="unknown index 'annoy'"):
+        retrieval_metrics(x, x, labels, with_map=False, index="annoy")

@@ -178,9 +178,10 @@ def upgrade_gallery(h: Transformation, old: np.ndarray, side: np.ndarray, batch_
     h.check_inputs(old, side)
     check_range("batch_size", batch_size, 1)
     h.eval()
-    out = []
-    for start in range(0, len(old), batch_size):
-        o = torch.from_numpy(np.ascontiguousarray(old[start : start + batch_size], dtype=np.float32))
-        s = torch.from_numpy(np.ascontiguousarray(side[start : start + batch_size], dtype=np.float32))
-        out.append(h(o, s).numpy())
-    return np.concatenate(out) if out else np.zeros((0, h.new_dim), np.float32)
+    out = np.empty((len(old), h.new_dim), np.float32)  # filled batch by batch: memory is the output plus one batch
+    with torch.inference_mode():
+        for start in range(0, len(old), batch_size):
+            o = torch.from_numpy(np.ascontiguousarray(old[start : start + batch_size], dtype=np.float32))
+            s = torch.from_numpy(np.ascontiguousarray(side[start : start + batch_size], dtype=np.float32))
+            out[start : start + len(o)] = h(o, s).numpy()
+    return out
