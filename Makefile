@@ -64,6 +64,7 @@ nbval: $(STAMP)
 ## bench: benchmark commands that print figures
 bench: $(STAMP) data
 	$(BIN)/python -m compat bench evaluate --out results/bench/evaluate.json
+	$(BIN)/python -m compat bench gallery --out results/bench/gallery.json
 	$(BIN)/python -m compat bench train --out results/bench/train.json
 	$(BIN)/python -m compat bench upgrade fct --profile $(PROFILE)
 	$(BIN)/python -m compat bench upgrade bict --profile $(PROFILE)

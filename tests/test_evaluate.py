@@ -221,3 +221,17 @@ def test_approximate_indexes_recall_the_exact_neighbours_and_refuse_map():
         retrieval_metrics(x, x, labels, index="ivf")
     with pytest.raises(ConfigError, match="unknown index 'annoy'"):
         retrieval_metrics(x, x, labels, with_map=False, index="annoy")
+
+
+def test_the_gallery_benchmark_measures_each_size_and_the_recall_of_the_approximate_index(tmp_path):
+    import json
+
+    from compat.bench import bench_gallery
+
+    figures = bench_gallery(sizes=(600, 1500), queries=30, dim=16, out=tmp_path / "gallery.json")
+    rows = figures["rows"]
+    assert [(r["n"], r["what"]) for r in rows[:4]] == [(600, "exact top-k search"), (600, "IVF-Flat build + search"),
+                                                       (600, "evaluator with mAP"), (600, "gallery upgrade (h)")]
+    assert len(rows) == 8 and all(r["seconds"] > 0 for r in rows)
+    assert all(0 <= r["recall_at_k"] <= 1 for r in rows if r["what"].startswith("IVF"))
+    assert json.loads((tmp_path / "gallery.json").read_text())["rows"] == rows

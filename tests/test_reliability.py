@@ -40,6 +40,7 @@ def test_the_evaluator_refuses_a_single_item():
     (["bench", "evaluate", "--repeats", "0"], "--repeats=0 is out of range"),
     (["bench", "evaluate", "--n", "1"], "--n=1 is out of range"),
     (["bench", "train", "--steps", "0"], "--steps=0 is out of range"),
+    (["bench", "gallery", "--sizes", "1000", "0"], "--sizes item=0 is out of range"),
 ])
 @pytest.mark.reliability(fault="benchmark arguments that measure nothing (0 repeats, 0 steps)", behaviour="refused before any work")
 def test_benchmarks_refuse_arguments_that_measure_nothing(argv, message, capsys):

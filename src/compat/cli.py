@@ -1,5 +1,5 @@
 """Command line: ``python -m compat run EXPERIMENT --profile cpu --set key=value``, ``data prepare``,
-``bench evaluate``, ``bench train``, ``bench upgrade``, ``book execute``."""
+``bench evaluate``, ``bench gallery``, ``bench train``, ``bench upgrade``, ``book execute``."""
 
 from __future__ import annotations
 
@@ -76,6 +76,17 @@ def _bench_evaluate(args: argparse.Namespace) -> None:
     bench_evaluate(n=args.n, dim=args.dim, repeats=args.repeats, out=args.out)
 
 
+def _bench_gallery(args: argparse.Namespace) -> None:
+    from .bench import bench_gallery
+    from .errors import check_range
+
+    for n in args.sizes:
+        check_range("--sizes item", n, 1, 100_000_000)
+    check_range("--queries", args.queries, 1, 1_000_000)
+    check_range("--k", args.k, 1, 10_000)
+    bench_gallery(sizes=tuple(args.sizes), queries=args.queries, k=args.k, out=args.out)
+
+
 def _book_execute(args: argparse.Namespace) -> None:
     import yaml
 
@@ -116,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     p.set_defaults(func=_bench_evaluate)
+    p = bench.add_parser("gallery", help="search and upgrade cost against gallery size (synthetic clustered vectors)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
+    p.set_defaults(func=_bench_gallery)
     p = bench.add_parser("train", help="training images/s: this engine against a conventional pipeline")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--steps", type=int, default=40)
