@@ -1,6 +1,8 @@
 """Guards that fail closed: bad environment values, empty paths, degenerate evaluator input and
 benchmark arguments are refused with one clear error before any work."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -213,3 +215,14 @@ def test_a_failed_write_leaves_the_previous_result_intact(tmp_path, monkeypatch)
     monkeypatch.undo()
     assert store.read_result("bct", "smoke", "k") == before  # digest checked on read
     assert sorted(p.name for p in store.result_path("bct", "smoke", "k").parent.iterdir()) == ["k.json", "k.json.sha256", "k.npz", "k.npz.sha256"]
+
+
+@pytest.mark.reliability(fault="a chapter's own display parameter out of range (classes in the data chapter's grid)",
+                         behaviour="one error naming the parameter and its allowed range, from our check, not from matplotlib")
+def test_the_data_chapter_checks_its_own_parameters(tmp_path):
+    import papermill
+
+    from compat.booktools import execute
+
+    with pytest.raises(papermill.PapermillExecutionError, match=r"classes_shown=0 is out of range; allowed: \[1, 20\]"):
+        execute(Path("notebooks/data_and_protocol.ipynb"), tmp_path / "data.ipynb", {"profile": "smoke", "classes_shown": 0})
