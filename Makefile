@@ -17,7 +17,7 @@ SMOKE_DIR := .cache/nbval
 export OMP_NUM_THREADS ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test unit nbval notebooks data mathjax venv bench clean distclean
+.PHONY: book test unit nbval browser notebooks data mathjax venv bench clean distclean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -47,12 +47,18 @@ book: notebooks mathjax
 	$(BIN)/jupyter-book build . --warningiserror --keep-going --quiet
 	@echo "Book built: open file://$(CURDIR)/_build/html/index.html"
 
-## test: unit tests, every notebook under nbval with the smoke profile, and the book build
-test: unit nbval book
+## test: unit tests, every notebook under nbval with the smoke profile, the book build, and the built pages in a browser
+test: unit nbval book browser
 
 # pytest exits 5 when it collects nothing: say so plainly instead of a bare failure
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q --color=no -p no:cacheprovider || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest collected no unit tests: tests/ is empty or broken"; exit $$rc; }
+	$(BIN)/python -m pytest tests -q --color=no -p no:cacheprovider --ignore=tests/browser || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest collected no unit tests: tests/ is empty or broken"; exit $$rc; }
+
+## browser: every page of the built book in headless Chromium (Debian's chromium); screenshots in _build/screenshots
+browser: $(STAMP)
+	@[ -x /usr/bin/chromium ] || { echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	$(BIN)/python -m pytest tests/browser -q --color=no -p no:cacheprovider
 
 nbval: $(STAMP)
 	rm -rf $(SMOKE_DIR) && mkdir -p $(SMOKE_DIR)

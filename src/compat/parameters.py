@@ -29,7 +29,10 @@ def meaning(obj, leaf: str) -> str:
     """The ``:param leaf:`` text of ``obj``'s class docstring, on one line ('' if it has none)."""
     doc = inspect.getdoc(type(obj)) or ""
     found = re.search(rf":param {re.escape(leaf)}:(.*?)(?=\n\s*:param |\Z)", doc, flags=re.DOTALL)
-    return " ".join(found.group(1).split()) if found else ""
+    if not found:
+        return ""
+    text = re.sub(r":\w+:`~?([^`]*)`", r"`\1`", " ".join(found.group(1).split()))  # Sphinx roles as code
+    return text.replace("``", "`")
 
 
 def _type(obj, leaf: str) -> type:
