@@ -1,6 +1,6 @@
 """The built book read as a person would: every page in headless Chromium (Debian's package, driven by
 Playwright for Python). No console errors, every image loads, math is typeset, every internal link
-resolves, no NaN in a table, every figure captioned, no table, image or equation wider than the text
+resolves, no NaN in a table, every figure captioned, no table cell cut short, no table, image or equation wider than the text
 column (equations also on a 400 px phone screen); a full-page screenshot of each page is saved to
 ``_build/screenshots`` for a person to look at. Runs after ``make book`` (``make browser``)."""
 
@@ -67,6 +67,7 @@ def test_a_page_reads_cleanly(browser, path):
     assert "$$" not in text and not re.search(r"\\\\(frac|phi|lambda)\b", text), f"raw (untypeset) math on {path.name}"
     cells = page.eval_on_selector_all(f"{article} table td", "tds => tds.map(t => t.innerText.trim())")
     assert not [c for c in cells if re.search(r"\bNaN\b", c)], f"NaN in a table on {path.name}"
+    assert not [c for c in cells if c.endswith(("...", "…"))], f"a table cell cut short on {path.name}"
     uncaptioned = page.eval_on_selector_all(
         f"{article} img", "imgs => imgs.filter(i => !(i.closest('figure') && i.closest('figure').querySelector('figcaption'))).map(i => i.alt || i.src)")
     assert not uncaptioned, f"figures without a caption on {path.name}: {uncaptioned[:3]}"
