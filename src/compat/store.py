@@ -88,14 +88,24 @@ def write_digest(path: Path) -> None:
     write_atomic(path.with_name(path.name + ".sha256"), (sha256_of(path) + "\n").encode())
 
 
+_MATCHED: set[tuple] = set()  # (path, size, mtime, digest) already found intact in this process: hashed once
+
+
 def check_digest(path: Path, required: bool = False) -> None:
     """Raise :class:`DamagedArtefact` naming ``path`` if it no longer matches its recorded digest. Without
     ``required``, a file written before digests were recorded has none and passes."""
     recorded = path.with_name(path.name + ".sha256")
     if required and not recorded.is_file():
         raise DamagedArtefact(f"{path} has no recorded sha256 ({recorded.name}), so its content cannot be trusted")
-    if recorded.is_file() and recorded.read_text().strip() != sha256_of(path):
+    if not recorded.is_file():
+        return
+    stat, digest = path.stat(), recorded.read_text().strip()
+    state = (str(path), stat.st_size, stat.st_mtime_ns, digest)
+    if state in _MATCHED:
+        return
+    if digest != sha256_of(path):
         raise DamagedArtefact(f"{path} does not match the sha256 recorded when it was written: it is damaged")
+    _MATCHED.add(state)
 
 
 def write_json(path: Path, payload: dict) -> None:
