@@ -105,7 +105,7 @@ def build_index(gallery: np.ndarray, kind: str = "flat", distance: str = "l2", *
     elif kind == "ivf":
         nlist = max(1, min(int(4 * np.sqrt(len(gallery))), len(gallery) // 39))  # faiss wants >= 39 points per list
         index = faiss.IndexIVFFlat(faiss.IndexFlat(dim, metric), dim, nlist, metric)
-        sample = np.random.default_rng(0).choice(len(gallery), size=min(len(gallery), 256 * nlist), replace=False)
+        sample = np.random.default_rng(0).choice(len(gallery), size=min(len(gallery), 64 * nlist), replace=False)  # 64 a list
         index.train(gallery[np.sort(sample)])
         index.nprobe = min(nprobe, nlist)
     else:
