@@ -91,21 +91,26 @@ def write_digest(path: Path) -> None:
 _MATCHED: set[tuple] = set()  # (path, size, mtime, digest) already found intact in this process: hashed once
 
 
+def matches_digest(path: Path, digest: str | None) -> bool:
+    """Whether ``path``'s sha256 is ``digest``; a file state that matched once in this process is not hashed again."""
+    stat = path.stat()
+    state = (str(path), stat.st_size, stat.st_mtime_ns, digest)
+    if state in _MATCHED:
+        return True
+    if digest != sha256_of(path):
+        return False
+    _MATCHED.add(state)
+    return True
+
+
 def check_digest(path: Path, required: bool = False) -> None:
     """Raise :class:`DamagedArtefact` naming ``path`` if it no longer matches its recorded digest. Without
     ``required``, a file written before digests were recorded has none and passes."""
     recorded = path.with_name(path.name + ".sha256")
     if required and not recorded.is_file():
         raise DamagedArtefact(f"{path} has no recorded sha256 ({recorded.name}), so its content cannot be trusted")
-    if not recorded.is_file():
-        return
-    stat, digest = path.stat(), recorded.read_text().strip()
-    state = (str(path), stat.st_size, stat.st_mtime_ns, digest)
-    if state in _MATCHED:
-        return
-    if digest != sha256_of(path):
+    if recorded.is_file() and not matches_digest(path, recorded.read_text().strip()):
         raise DamagedArtefact(f"{path} does not match the sha256 recorded when it was written: it is damaged")
-    _MATCHED.add(state)
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DataError
-from ..store import sha256_of
+from ..store import matches_digest, sha256_of
 from .sources import Source
 
 CACHE_VERSION = 2  # 2: classes in sorted WordNet-id order (label = sorted index)
@@ -148,24 +148,10 @@ def is_complete(folder: Path) -> bool:
     return all((folder / f).is_file() and (folder / f).stat().st_size == s for f, s in meta["files"].items())
 
 
-_VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) of files whose digest matched in this process
-
-
 def damaged_files(folder: Path, names: list[str]) -> list[Path]:
     """The files among ``names`` whose sha256 differs from the manifest's (each file state hashed once a process)."""
     digests = json.loads((folder / "manifest.json").read_text())["sha256"]
-    damaged = []
-    for name in names:
-        path = folder / name
-        stat = path.stat()
-        state = (str(path), stat.st_size, stat.st_mtime_ns)
-        if state in _VERIFIED:
-            continue
-        if sha256_of(path) != digests.get(name):
-            damaged.append(path)
-        else:
-            _VERIFIED.add(state)
-    return damaged
+    return [folder / name for name in names if not matches_digest(folder / name, digests.get(name))]
 
 
 def _remove_stale_temps(parent: Path, stem: str) -> None:
