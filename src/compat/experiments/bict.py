@@ -292,7 +292,7 @@ def sweep_table(results: list[dict], distance: str = "l2", metric: str = "top1")
     if res is None:
         return pd.DataFrame()
     records = []
-    last = max(int(r["case"].split(":")[0].removeprefix("gen ")) for r in res["rows"] if r["case"].startswith("gen "))
+    last = _last_generation([res])
     for r in res["rows"]:
         if r["distance"] != distance or not r["case"].startswith(f"gen {last}:") or "λ=" not in r["case"]:
             continue
