@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from . import distributed
 from .config import DataConfig
 from .errors import ConfigError, check_choice, check_range
 from .methods import TrainingContext, get_method
@@ -192,8 +194,53 @@ def read_intact_result(store: Store, experiment: str, profile: str, key: str) ->
         return None
 
 
+class _Prepared(NamedTuple):
+    images: np.ndarray
+    subset: Subset
+    labels: np.ndarray
+    model: EmbeddingModel
+    method: object
+    terms: list
+
+
+def _prepare(spec: ModelSpec, store: Store) -> _Prepared:
+    """What training ``spec`` starts from: its images and labels, the freshly built model, its method and loss terms
+    (the terms may store the parent's embeddings, so in a multi-process run rank 0 prepares before the others)."""
+    data = spec.data.load()
+    subset = spec.subset.select(data.train.labels)
+    global_labels = data.train.labels[subset.indices]
+    model = _build(spec, len(subset.classes))
+    method = get_method(spec.method.name)
+    terms = method.terms(_context(spec, subset, global_labels, store))
+    return _Prepared(data.train.images[subset.indices], subset, subset.local_labels(global_labels), model, method, terms)
+
+
+def _fit(spec: ModelSpec, store: Store, prepared: _Prepared, *, progress: bool | None = None, on_epoch=None) -> dict:
+    with pinned_threads(spec.train.threads):
+        return fit(
+            prepared.model,
+            prepared.images,
+            prepared.labels,
+            spec.train,
+            prepared.terms,
+            seed=spec.seed,
+            workdir=store.model_dir(spec.key) / "work",
+            desc=f"{spec.method.name} {spec.subset.role} seed {spec.seed}",
+            progress=progress,
+            on_epoch=on_epoch,
+            views=prepared.method.views,
+            num_views=prepared.method.num_views,
+        )
+
+
+def help_train(spec: ModelSpec, store: Store) -> None:
+    """A rank > 0 of a multi-process run: train ``spec`` together with rank 0 (which keeps and stores the result)."""
+    _fit(spec, store, _prepare(spec, store), progress=False)
+
+
 def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None, on_epoch=None) -> EmbeddingModel:
     """The trained model of ``spec``: loaded from the store, or trained (resuming a checkpoint) and stored.
+    In a multi-process run (rank 0 runs this) the other ranks are asked to help train it (:func:`help_train`).
 
     :param on_epoch: passed to :func:`compat.train.fit` when the model is trained here (a per-epoch measurement).
     """
@@ -204,30 +251,12 @@ def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None, on
             if _load_intact(store, key, model, "model"):
                 return model.eval()
         _check_training_allowed(f"model {key} ({spec.method.name} {spec.subset.role}, seed {spec.seed})")
-        data = spec.data.load()
-        subset = spec.subset.select(data.train.labels)
-        global_labels = data.train.labels[subset.indices]
-        model = _build(spec, len(subset.classes))
-        method = get_method(spec.method.name)
-        terms = method.terms(_context(spec, subset, global_labels, store))
-        with pinned_threads(spec.train.threads):
-            log = fit(
-                model,
-                data.train.images[subset.indices],
-                subset.local_labels(global_labels),
-                spec.train,
-                terms,
-                seed=spec.seed,
-                workdir=store.model_dir(key) / "work",
-                desc=f"{spec.method.name} {spec.subset.role} seed {spec.seed}",
-                progress=progress,
-                on_epoch=on_epoch,
-                views=method.views,
-                num_views=method.num_views,
-            )
-        meta = {"key": key, "spec": canonical(spec), "classes": subset.classes.tolist(), "log": log, "environment": environment()}
-        store.save_model(key, model, meta)
-        return model.eval()
+        prepared = _prepare(spec, store)
+        distributed.announce(spec)
+        log = _fit(spec, store, prepared, progress=progress, on_epoch=on_epoch)
+        meta = {"key": key, "spec": canonical(spec), "classes": prepared.subset.classes.tolist(), "log": log, "environment": environment()}
+        store.save_model(key, prepared.model, meta)
+        return prepared.model.eval()
 
 
 def get_embeddings(

@@ -34,12 +34,23 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace) -> None:
+    """One entry point for one process or several (``torchrun --nproc_per_node N -m compat run ...``): rank 0
+    runs the experiment and the others help it train (see :mod:`compat.distributed`)."""
+    from . import distributed
+    from .artefacts import help_train
     from .config import get_profile
     from .experiments import get_experiment
+    from .store import Store
 
     experiment = get_experiment(args.experiment)  # unknown names fail before any data is loaded
     profile = get_profile(args.profile, _parse_sets(args.set))
+    if distributed.init_from_env() and not distributed.is_writer():
+        store = Store()
+        distributed.serve(lambda spec: help_train(spec, store))
+        distributed.finish()
+        return
     results = experiment.run(profile)
+    distributed.finish()  # on an error rank 0 exits instead, and torchrun stops the others
     for distance in profile.protocol.distances:
         print(f"\n{args.experiment}, profile {profile.name}, distance {distance}:")
         print(experiment.summary_table(results, distance).to_string())

@@ -20,13 +20,14 @@ from .errors import ConfigError, check_choice, check_range
 class StepOutputs:
     """What one training step produced.
 
-    :param images: the augmented, normalized input batch (B x 3 x H x W).
+    :param images: the augmented, normalized input batch (B x 3 x H x W); None for a term that couples the
+        batch in a multi-process run.
     :param labels: class labels in the new model's classifier space (B).
     :param embedding: the new model's embeddings (B x D).
     :param logits: the new model's classifier outputs (B x C).
     """
 
-    images: torch.Tensor
+    images: torch.Tensor | None
     labels: torch.Tensor
     embedding: torch.Tensor
     logits: torch.Tensor
@@ -37,10 +38,13 @@ class LossTerm(nn.Module):
 
     A term may define ``start_epoch(epoch, epochs, current_embeddings)``: the loop calls it before each epoch
     with a function that embeds the (un-augmented) training images with the model as it is then.
+    ``couples_batch``: its value depends on the whole batch, not on each image alone (contrastive
+    negatives); in a multi-process run it sees every rank's rows (its ``images`` are then None).
     """
 
     name = "loss"
     classifies = False
+    couples_batch = False
     stateful = False  # holds state a resumed run needs (beyond trainable parameters): saved in checkpoints
 
     def __init__(self, weight: float = 1.0) -> None:
@@ -132,6 +136,7 @@ class NTXent(LossTerm):
     """
 
     name = "ntxent"
+    couples_batch = True
 
     def __init__(self, temperature: float = 0.1, weight: float = 1.0, head: nn.Module | None = None) -> None:
         super().__init__(weight)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .distributed import check_writer
 from .errors import CompatError, ConfigError
 from .paths import cache_dir, project_root, results_dir
 from .provenance import git_revision
@@ -61,7 +62,9 @@ def config_key(obj) -> str:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    """Write ``data`` to ``path`` through a temporary file and a rename (every file the package writes comes
+    here; in a multi-process run only rank 0 may)."""
+    check_writer(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -113,6 +116,14 @@ def check_digest(path: Path, required: bool = False) -> None:
         raise DamagedArtefact(f"{path} does not match the sha256 recorded when it was written: it is damaged")
 
 
+def write_torch(path: Path, obj) -> None:
+    """``torch.save`` of ``obj`` to ``path``, atomically, with its digest."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getvalue())
+    write_digest(path)
+
+
 def write_json(path: Path, payload: dict) -> None:
     write_atomic(path, (json.dumps(payload, indent=1, sort_keys=False) + "\n").encode())
 
@@ -144,11 +155,7 @@ class Store:
 
     def save_model(self, key: str, model: torch.nn.Module, meta: dict) -> None:
         folder = self.model_dir(key)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".model.pt.tmp-{os.getpid()}"
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, folder / "model.pt")
-        write_digest(folder / "model.pt")
+        write_torch(folder / "model.pt", model.state_dict())
         write_json(folder / "meta.json", meta)  # last: the done-marker
 
     def model_meta(self, key: str) -> dict:
@@ -175,10 +182,9 @@ class Store:
 
     def save_embeddings(self, key: str, array: np.ndarray) -> None:
         path = self.embeddings_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
-        np.save(tmp, array, allow_pickle=False)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        write_atomic(path, buffer.getvalue())
         write_digest(path)
 
     def load_embeddings(self, key: str) -> np.ndarray | None:

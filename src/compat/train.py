@@ -21,12 +21,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from . import distributed
 from .augment import random_crop_flip, to_input
 from .errors import CompatError, ConfigError, check_choice, check_range
 from .losses import LossTerm, StepOutputs
-from .store import ADDED_OPTION, check_digest, write_digest
+from .store import ADDED_OPTION, check_digest, write_torch
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -48,6 +52,10 @@ class TrainConfig:
         becomes the trained model (airbench's lookahead/EMA idea); 0 turns it off.
     :param threads: CPU threads of training and embedding, pinned (a CPU run's numbers depend on how its
         reductions are split), so one key is one set of numbers on any machine.
+    :param bn_batch: images per BatchNorm statistics group (0: the whole batch). Several processes
+        (``torchrun``) each normalize their own share of the batch, so a multi-process run needs groups no
+        larger than that share; a single process then normalizes the same groups ("ghost" batches),
+        and the numbers do not depend on the number of processes.
     """
 
     epochs: int = 8
@@ -61,6 +69,7 @@ class TrainConfig:
     precision: str = "auto"
     ema_decay: float = 0.0
     threads: int = field(default=2, metadata=ADDED_OPTION)
+    bn_batch: int = field(default=0, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 1, 10_000)
@@ -74,6 +83,9 @@ class TrainConfig:
         check_choice("precision", self.precision, PRECISIONS)
         check_range("ema_decay", self.ema_decay, 0, 1, high_open=True)
         check_range("threads", self.threads, 1, 1024)
+        check_range("bn_batch", self.bn_batch, 0, self.batch_size)
+        if self.bn_batch and self.batch_size % self.bn_batch:
+            raise ConfigError(f"bn_batch={self.bn_batch} must divide batch_size={self.batch_size} (or be 0: the whole batch)")
 
 
 class TrainingDiverged(CompatError):
@@ -133,13 +145,6 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    write_digest(path)
-
-
 def _load_checkpoint(path: Path, dev: torch.device) -> dict | None:
     """The checkpoint at ``path``, or None: absent, or damaged (then said, removed, and training starts afresh)."""
     if not path.exists():
@@ -170,6 +175,68 @@ def chance_accuracy(labels: np.ndarray) -> float:
     return float(np.bincount(np.asarray(labels)).max() / len(labels))
 
 
+@contextmanager
+def _running_statistics_frozen(model: nn.Module):
+    """BatchNorm layers normalize with the batch's own statistics but leave their running averages alone."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in layers:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.track_running_stats = True
+
+
+def grouped_forward(model: nn.Module, x: torch.Tensor, num_views: int, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model(x)`` with BatchNorm statistics over groups of ``group`` images (each with all its views: rows are
+    view 1 of the images, then view 2, ...). Only the first group updates the running averages, as only rank 0's
+    are kept in a multi-process run, so one process with groups equals several processes with one group each."""
+    images = len(x) // num_views
+    if group >= images:
+        return model(x)
+    views = x.unflatten(0, (num_views, images))
+    outputs = []
+    for start in range(0, images, group):
+        chunk = views[:, start : start + group].flatten(0, 1)
+        torch.clear_autocast_cache()  # each group its own bf16 weight copies: their gradients meet in fp32, as across ranks
+        if start == 0:
+            outputs.append(model(chunk))
+        else:
+            with _running_statistics_frozen(model):
+                outputs.append(model(chunk))
+
+    def reassemble(parts: list[torch.Tensor]) -> torch.Tensor:  # groups of (views x group) rows -> views x images rows
+        return torch.stack([p.unflatten(0, (num_views, group)) for p in parts], 1).flatten(0, 2)
+
+    return tuple(reassemble([out[i] for out in outputs]) for i in range(2))
+
+
+class _Step(nn.Module):
+    """One training step's forward: the model over BatchNorm groups, then the loss terms. One module, so that
+    DistributedDataParallel averages the terms' trainable parameters (SimCLR's head) with the model's."""
+
+    def __init__(self, model: nn.Module, terms: Sequence[LossTerm], num_views: int, group: int) -> None:
+        super().__init__()
+        self.model, self.terms = model, nn.ModuleList(terms)
+        self.num_views, self.group = num_views, group
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, y_all: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        embedding, logits = grouped_forward(self.model, x, self.num_views, self.group)
+        out = StepOutputs(x, y, embedding, logits)
+        whole = out
+        if distributed.world()[1] > 1 and any(t.couples_batch for t in self.terms):
+            gather = partial(distributed.gather_rows, num_views=self.num_views)
+            whole = StepOutputs(None, y_all, gather(embedding), gather(logits))
+        return logits, {t.name: t(whole if t.couples_batch else out) for t in self.terms}
+
+
+def _broadcast_buffers(model: nn.Module) -> None:
+    """Every rank takes rank 0's BatchNorm running averages (the ones a multi-process run keeps)."""
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+
+
 def fit(
     model: torch.nn.Module,
     images: np.ndarray,
@@ -195,6 +262,11 @@ def fit(
     :param num_views: views per image in a step (2 for SimCLR): rows are view 1 of the batch, then view 2, ...
     :param on_epoch: called after each epoch with the model as it would be saved (eval mode) and the
         epoch number; what it returns joins the epoch's log entry (its time is not training time).
+
+    In a multi-process run (:mod:`compat.distributed`) every rank calls this with the same arguments: each
+    takes its share of every global batch (augmented as a whole, so the views do not depend on the number of
+    processes), DistributedDataParallel averages the gradients, rank 0's checkpoint is handed to the others on
+    resuming, and only rank 0 writes.
     :return: the training log: per-epoch loss terms, accuracy and images/s, precision, device, wall time,
         and ``diverged`` (None, or why the run counts as diverged: training accuracy at chance while the loss rose).
     :raises TrainingDiverged: the loss became NaN or infinite (the step, epoch and learning rate named).
@@ -204,6 +276,16 @@ def fit(
     if not terms:
         raise ConfigError("no loss terms given")
     check_range("num_views", num_views, 1, 16)
+    rank, size = distributed.world()
+    if config.batch_size % size:
+        raise ConfigError(f"batch_size={config.batch_size} does not split between {size} processes")
+    share = config.batch_size // size
+    group = config.bn_batch or config.batch_size
+    if group > share:
+        raise ConfigError(
+            f"{size} processes each hold {share} images of a step, but bn_batch={config.bn_batch} asks for BatchNorm "
+            f"statistics over {group}: set train.bn_batch to a divisor of {share} (another key), or train on one process"
+        )
     make_view = views or partial(crop_flip_view, padding=config.crop_padding)
     classifies = any(t.classifies for t in terms)
     dev = device()
@@ -213,7 +295,11 @@ def fit(
     terms = [t.to(dev) for t in terms]  # frozen old models and classifiers follow the model's device
     model.to(dev).to(memory_format=torch.channels_last)
     ckpt = workdir / "checkpoint.pt" if workdir else None
-    state = _load_checkpoint(ckpt, dev) if ckpt else None
+    state = _load_checkpoint(ckpt, dev) if ckpt and rank == 0 else None
+    if size > 1:  # the others resume from rank 0's checkpoint, never from the disk themselves
+        box = [state]
+        dist.broadcast_object_list(box, src=0)
+        state = box[0]
     if state is None and hasattr(model, "fit_data_layers"):  # patch whitening, where the backbone has it (a resumed run has it in its checkpoint)
         sample = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:5000].to(dev)
         model.fit_data_layers(to_input(data[sample]))
@@ -236,11 +322,16 @@ def fit(
         for i, term_state in state["terms"].items():
             terms[int(i)].load_state_dict(term_state)
         start_epoch, log = state["epoch"], json.loads(state["log"])
-    show = show_progress(progress)
+    step_module = _Step(model, terms, num_views, group)
+    runner = (DistributedDataParallel(step_module, find_unused_parameters=not classifies, broadcast_buffers=False)  # no classifying term: the classifier is unused
+              if size > 1 else step_module)
+    show = show_progress(progress) and rank == 0
     wall_start = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)  # resumable: one stream per epoch
         order = torch.randperm(len(data), generator=generator).to(dev)
+        if size > 1:
+            _broadcast_buffers(model)
         for t in terms:
             if hasattr(t, "start_epoch"):  # e.g. UniBCT's prototype refresh, from the model as it is now
                 t.start_epoch(epoch, config.epochs, lambda: embed(model, images))
@@ -251,15 +342,14 @@ def fit(
         bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{config.epochs}", disable=not show, leave=False)
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            x = torch.cat([make_view(data[idx], generator) for _ in range(num_views)])
-            y = targets[idx].repeat(num_views)
+            x = torch.cat([make_view(data[idx], generator)[rank * share : (rank + 1) * share] for _ in range(num_views)])
+            y_all = targets[idx].repeat(num_views)
+            y = targets[idx[rank * share : (rank + 1) * share]].repeat(num_views)
             lr = config.lr * lr_factor(epoch * steps_per_epoch + step, warmup, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                embedding, logits = model(x)
-                out = StepOutputs(x, y, embedding, logits)
-                values = {t.name: t(out) for t in terms}
+                logits, values = runner(x, y, y_all)
                 loss = sum(values.values())
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
@@ -280,6 +370,11 @@ def fit(
                 rate = seen / (time.perf_counter() - epoch_start)
                 bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{correct / seen:.3f}" if classifies else "-", img_s=f"{rate:.0f}")
         seconds = time.perf_counter() - epoch_start
+        if size > 1:  # the epoch's figures over every rank: mean of the ranks' losses, all images
+            totals = torch.tensor([*sums.values(), correct, seen], dtype=torch.float64)
+            dist.all_reduce(totals)
+            sums = {k: float(v) / size for k, v in zip(sums, totals)}
+            correct, seen = int(totals[-2]), int(totals[-1])
         entry = {
             "epoch": epoch + 1,
             **{f"loss_{k}": v / steps_per_epoch for k, v in sums.items()},
@@ -290,7 +385,7 @@ def fit(
         if on_epoch is not None:
             entry.update(on_epoch((ema.module if ema is not None else model).eval(), epoch + 1))
         log.append(entry)
-        if workdir:
+        if workdir and rank == 0:
             workdir.mkdir(parents=True, exist_ok=True)
             with open(workdir / "log.jsonl", "a") as f:
                 f.write(json.dumps(entry) + "\n")
@@ -298,7 +393,7 @@ def fit(
                      "terms": {str(i): t.state_dict() for i, t in enumerate(terms) if t.stateful or any(p.requires_grad for p in t.parameters())}}
             if ema is not None:
                 state["ema"] = ema.state_dict()
-            _save_atomic(state, ckpt)
+            write_torch(ckpt, state)
     if ema is not None:
         model.load_state_dict(ema.module.state_dict())
     model.eval()
@@ -313,6 +408,7 @@ def fit(
         "epochs": log,
         "precision": precision,
         "device": str(dev),
+        "processes": size,
         "train_seconds": sum(e["seconds"] for e in log),
         "this_call_seconds": time.perf_counter() - wall_start,
         "config": asdict(config),
