@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from .data import DATASETS, PREPARED_SIZES, Dataset, load_dataset
-from .errors import ConfigError, check_choice, check_range
+from .errors import ConfigError, check_choice, check_range, check_seeds
 from .models import ModelConfig
 from .splits import SCENARIOS
 from .train import TrainConfig
@@ -85,10 +85,7 @@ class ProtocolConfig:
     test_flip: bool = False
 
     def __post_init__(self) -> None:
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"protocol.seeds must be distinct and non-empty, got {self.seeds!r}")
-        for seed in self.seeds:
-            check_range("protocol.seeds item", seed, 0, 2**31 - 1)
+        check_seeds("protocol.seeds", self.seeds)
         check_choice("protocol.scenario", self.scenario, SCENARIOS)
         check_range("protocol.old_fraction", self.old_fraction, 0, 1, low_open=True, high_open=True)
         if not self.distances or len(set(self.distances)) != len(self.distances):

@@ -49,3 +49,12 @@ def check_range(
         hi = "inf" if high is None else high
         raise ConfigError(f"{name}={value!r} is out of range; allowed: {left}{lo}, {hi}{right}")
     return value
+
+
+def check_seeds(name: str, seeds, allow_empty: bool = False) -> None:
+    """Seeds are distinct integers in [0, 2**31 - 1]; an empty list only where ``allow_empty`` (a chapter's
+    own list, empty: the protocol's)."""
+    if (not seeds and not allow_empty) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{name} must be distinct{'' if allow_empty else ' and non-empty'}, got {seeds!r}")
+    for seed in seeds:
+        check_range(f"{name} item", seed, 0, 2**31 - 1)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec, get_embeddings, get_transformation, upgrade_chain
-from ..errors import ConfigError, check_range
+from ..errors import ConfigError, check_range, check_seeds
 from ..intervals import difference_interval
 from ..store import Store
 from ..transformation import TransformationConfig
@@ -35,6 +35,7 @@ from .base import Case, Claim, Experiment, Plan, case_values, main_results, regi
 class BiCTConfig:
     """The BiCT chapter's settings.
 
+    :param seeds: the seeds of this chapter's main table (empty: the protocol's).
     :param generations: share of the classes each generation trains on (growing; the last may be 1: all).
     :param weight: lambda of the BCT loss of each new generation against its predecessor.
     :param transformation: the forward transformation h (FCT's, without side-information).
@@ -45,6 +46,7 @@ class BiCTConfig:
     :param cost_sizes: gallery sizes N of the cost measurement.
     """
 
+    seeds: tuple[int, ...] = ()
     generations: tuple[float, ...] = (0.25, 0.5, 1.0)
     weight: float = 1.0
     transformation: TransformationConfig = field(default_factory=lambda: TransformationConfig(inner_dim=512, epochs=20, warmup_epochs=1.25, augmented_views=2))
@@ -54,6 +56,7 @@ class BiCTConfig:
     cost_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
 
     def __post_init__(self) -> None:
+        check_seeds("bict.seeds", self.seeds, allow_empty=True)
         g = self.generations
         if len(g) < 2 or any(b <= a for a, b in zip(g, g[1:])):
             raise ConfigError(f"bict.generations must be at least two strictly growing class shares, got {g!r}")

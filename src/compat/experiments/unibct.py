@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..artefacts import MethodSpec, ModelSpec, SubsetSpec
-from ..errors import ConfigError, check_choice, check_range
+from ..errors import ConfigError, check_choice, check_range, check_seeds
 from ..evaluate import tar_at_far, verification_scores
 from ..splits import SCENARIOS
 from . import bct
@@ -65,10 +65,7 @@ class UniBCTConfig:
     ablation_diffusions: tuple[float, ...] = (0.5, 0.9, 0.99)
 
     def __post_init__(self) -> None:
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"unibct.seeds must be distinct, got {self.seeds!r}")
-        for seed in self.seeds:
-            check_range("unibct.seeds item", seed, 0, 2**31 - 1)
+        check_seeds("unibct.seeds", self.seeds, allow_empty=True)
         check_range("unibct.old_fraction", self.old_fraction, 0, 1, low_open=True, high_open=True)
         if not self.scenarios or len(set(self.scenarios)) != len(self.scenarios):
             raise ConfigError(f"unibct.scenarios must be distinct and non-empty, got {self.scenarios!r}")
