@@ -145,9 +145,8 @@ BASE_PROFILES: dict[str, Profile] = {
         model=ModelConfig(backbone="airnet", width=32, embedding_dim=128),
         old_train=TrainConfig(epochs=6, batch_size=256, lr=0.2, warmup_epochs=0.5, ema_decay=0.999),
         new_train=TrainConfig(epochs=6, batch_size=256, lr=0.2, warmup_epochs=0.5, ema_decay=0.999),
-        # seed 2 and the one-seed ablations are the next runs (`python -m compat run bct --profile cpu --set
-        # protocol.seeds=0,1,2`); the profile lists what its committed result files cover
-        protocol=ProtocolConfig(seeds=(0, 1), test_flip=True),
+        # the profile lists what its committed result files cover (BiCT and UniBCT name their own seeds)
+        protocol=ProtocolConfig(seeds=(0, 1, 2), test_flip=True),
     ),
     "gpu": Profile(
         name="gpu",
