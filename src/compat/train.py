@@ -281,7 +281,7 @@ def fit(
         raise ConfigError(f"batch_size={config.batch_size} does not split between {size} processes")
     share = config.batch_size // size
     group = config.bn_batch or config.batch_size
-    if group > share:
+    if group > share or share % group:
         raise ConfigError(
             f"{size} processes each hold {share} images of a step, but bn_batch={config.bn_batch} asks for BatchNorm "
             f"statistics over {group}: set train.bn_batch to a divisor of {share} (another key), or train on one process"
