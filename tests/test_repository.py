@@ -1,5 +1,6 @@
 """Repository invariants: one source of versions, clean source notebooks with one parameters cell."""
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -38,3 +39,10 @@ def test_source_notebook_is_clean_with_one_parameters_cell(path):
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
     assert "profile" in tagged[0].source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_has_its_own_id(path):
+    """nbformat fills missing ids silently when reading (a warning now, an error in later versions): read the JSON."""
+    ids = [cell.get("id") for cell in json.loads(path.read_text())["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids), [i for i, x in enumerate(ids) if x is None]
