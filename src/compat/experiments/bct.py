@@ -86,7 +86,7 @@ def model_specs(profile, seed: int, ablation: bool = False) -> dict[str, ModelSp
 @register_experiment("bct")
 class BCT(Experiment):
     config_class = BCTConfig
-    profile_configs = {"smoke": BCTConfig(), "cpu": BCTConfig(ablation=False), "gpu": BCTConfig()}  # cpu: ablation not yet run
+    profile_configs = {"smoke": BCTConfig(), "cpu": BCTConfig(), "gpu": BCTConfig()}
 
     def plan(self, profile, seed: int, ablation: bool = False) -> Plan:
         return Plan(models=model_specs(profile, seed, ablation), cases=CASES + (ABLATION_CASES if ablation else []))
