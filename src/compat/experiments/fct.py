@@ -132,7 +132,6 @@ class FCT(Experiment):
         "cpu": FCTConfig(
             side_train=TrainConfig(epochs=6, batch_size=256, lr=0.3, warmup_epochs=0.5),
             transformation=TransformationConfig(inner_dim=512, epochs=20, warmup_epochs=1.25, augmented_views=2),
-            ablation=False,  # not yet run for this recipe
         ),
         "gpu": FCTConfig(side_train=TrainConfig(epochs=200, batch_size=512, lr=0.6, warmup_epochs=10),
                          transformation=TransformationConfig(augmented_views=16)),
