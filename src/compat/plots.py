@@ -110,6 +110,23 @@ def interval_bars(table: pd.DataFrame, metrics: Sequence[str], xlabel: str = "%"
     return fig
 
 
+def interval_curve(rows: pd.DataFrame, x: Sequence[float], metrics: Sequence[str], references: pd.Series | None = None,
+                   xlabel: str = "", ylabel: str = "%"):
+    """``metrics`` of ``rows`` against ``x`` (one line per metric, 95 % intervals as error bars, symmetric-log
+    axis so 0 is shown); ``references`` (one value per metric) drawn as dotted lines of the same colour."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for metric, marker in zip(metrics, "osD^v"):
+        ax.errorbar(x, rows[metric], yerr=[rows[metric] - rows[f"{metric} low"], rows[f"{metric} high"] - rows[metric]],
+                    marker=marker, capsize=3, label=metric)
+        if references is not None:
+            ax.axhline(references[metric], ls=":", color=ax.lines[-1].get_color(), lw=1)
+    ax.set(xscale="symlog", xlabel=xlabel, ylabel=ylabel, xticks=list(x), xticklabels=[f"{v:g}" for v in x])
+    ax.margins(x=0.08)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def gain_heatmap(matrix: pd.DataFrame, title: str = "update gain G (top-1), cross-test"):
     """Scenario x method heatmap of update gains (0 = no better than the old model, 1 = as good as backfilling)."""
     fig, ax = plt.subplots(figsize=(1.5 * matrix.shape[1] + 2.5, 0.6 * matrix.shape[0] + 1.4))
