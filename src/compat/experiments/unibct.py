@@ -21,6 +21,7 @@ from ..artefacts import MethodSpec, ModelSpec, SubsetSpec
 from ..errors import ConfigError, check_choice, check_range, check_seeds
 from ..evaluate import tar_at_far, verification_scores
 from ..splits import SCENARIOS
+from ..store import Store
 from . import bct
 from .base import Case, Claim, Experiment, Plan, register_experiment
 
@@ -163,32 +164,32 @@ class UniBCT(Experiment):
         )]
 
 
-def verdict(experiment: UniBCT, results: list[dict], distance: str = "l2", store=None) -> str:
-    """Markdown: the paper's two claims read against our intervals, scenario by scenario.
+    def verdict(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> str:
+        """Markdown: the paper's two claims read against our intervals, scenario by scenario.
 
-    Reproduced: BCT's compatibility (new/old above old/old) fails in at least one scenario other than
-    extended-class, and UniBCT's holds in every scenario; partially: UniBCT beats BCT on new/old in at
-    least one scenario; not reproduced otherwise.
-    """
-    checked = experiment.check_claims(results, distance, store).set_index("claim")["holds"]
-    scenarios = [s for s in SCENARIOS if f"{s}: UniBCT new/old above BCT new/old" in checked.index]
-    bct_ok = {s: bool(checked[f"{s}: BCT new/old above old/old (compatible)"]) for s in scenarios}
-    uni_ok = {s: bool(checked[f"{s}: UniBCT new/old above old/old (compatible)"]) for s in scenarios}
-    uni_wins = {s: bool(checked[f"{s}: UniBCT new/old above BCT new/old"]) for s in scenarios}
-    bct_breaks = [s for s in scenarios if s != "extended-class" and not bct_ok[s]]
-    if bct_breaks and all(uni_ok.values()):
-        word = "reproduced"
-    elif any(uni_wins.values()):
-        word = "partially reproduced"
-    else:
-        word = "not reproduced"
-    lines = [f"**{distance} distance: {word}** (top-1; a claim holds when the 95 % interval of the difference lies above 0 "
-             f"and every seed agrees)"]
-    for s in scenarios:
-        lines.append(f"- {s}: BCT compatible: {'yes' if bct_ok[s] else 'no'}; UniBCT compatible: {'yes' if uni_ok[s] else 'no'}; "
-                     f"UniBCT above BCT: {'yes' if uni_wins[s] else 'no'}; refinement helps: "
-                     f"{'yes' if checked[f'{s}: refinement helps: UniBCT above UniBCT without refinement (new/old)'] else 'no'}")
-    return "\n".join(lines)
+        Reproduced: BCT's compatibility (new/old above old/old) fails in at least one scenario other than
+        extended-class, and UniBCT's holds in every scenario; partially: UniBCT beats BCT on new/old in at
+        least one scenario; not reproduced otherwise.
+        """
+        checked = self.check_claims(results, distance, store).set_index("claim")["holds"]
+        scenarios = [s for s in SCENARIOS if f"{s}: UniBCT new/old above BCT new/old" in checked.index]
+        bct_ok = {s: bool(checked[f"{s}: BCT new/old above old/old (compatible)"]) for s in scenarios}
+        uni_ok = {s: bool(checked[f"{s}: UniBCT new/old above old/old (compatible)"]) for s in scenarios}
+        uni_wins = {s: bool(checked[f"{s}: UniBCT new/old above BCT new/old"]) for s in scenarios}
+        bct_breaks = [s for s in scenarios if s != "extended-class" and not bct_ok[s]]
+        if bct_breaks and all(uni_ok.values()):
+            word = "reproduced"
+        elif any(uni_wins.values()):
+            word = "partially reproduced"
+        else:
+            word = "not reproduced"
+        lines = [f"**{distance} distance: {word}** (top-1; a claim holds when the 95 % interval of the difference lies above 0 "
+                 f"and every seed agrees)"]
+        for s in scenarios:
+            lines.append(f"- {s}: BCT compatible: {'yes' if bct_ok[s] else 'no'}; UniBCT compatible: {'yes' if uni_ok[s] else 'no'}; "
+                         f"UniBCT above BCT: {'yes' if uni_wins[s] else 'no'}; refinement helps: "
+                         f"{'yes' if checked[f'{s}: refinement helps: UniBCT above UniBCT without refinement (new/old)'] else 'no'}")
+        return "\n".join(lines)
 
 
 def verification_table(results: list[dict]) -> pd.DataFrame:
