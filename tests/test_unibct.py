@@ -178,3 +178,22 @@ def test_the_main_tables_methods_are_chosen_by_name_and_unknown_ones_refused():
     with pytest.raises(ConfigError, match="'L3'.*allowed"):
         get_profile("smoke", {"unibct.methods": "BCT,L3"})
     assert "extended-class/L2" not in model_specs(get_profile("cpu"), 0)  # the cpu profile leaves L2 out
+
+
+def test_ablation_curve_puts_the_main_row_at_the_default_and_sorts_by_value():
+    import pandas as pd
+
+    from compat.config import get_profile
+    from compat.experiments.unibct import ablation_curve
+
+    profile = get_profile("smoke", {"unibct.ablation_taus": "0.2,0.01", "unibct.tau": 0.05, "unibct.ablation_diffusions": "0.5"})
+    s = profile.unibct.ablation_scenario
+    cases = [f"{s}: UniBCT new/old", f"{s}: UniBCT tau=0.2 new/old", f"{s}: UniBCT tau=0.01 new/old",
+             f"{s}: UniBCT lambda=0.5 new/old", f"{s}: old/old"]
+    table = pd.DataFrame({"top1": [3.0, 2.0, 1.0, 4.0, 0.5]}, index=cases)
+    tau = ablation_curve(profile, table, "tau")
+    assert list(tau.index) == [0.01, 0.05, 0.2] and list(tau["top1"]) == [1.0, 3.0, 2.0]
+    lam = ablation_curve(profile, table, "lambda")
+    assert list(lam.index) == [0.5, 0.9] and list(lam["top1"]) == [4.0, 3.0]
+    with pytest.raises(ConfigError, match="'beta'.*allowed"):
+        ablation_curve(profile, table, "beta")

@@ -199,6 +199,18 @@ def verification_table(results: list[dict]) -> pd.DataFrame:
     return pd.DataFrame({"TAR (%)": frame.mean(), "sd over seeds": frame.std(ddof=1) if len(main) > 1 else np.nan})
 
 
+def ablation_curve(profile, ablation: pd.DataFrame, parameter: str, case: str = "new/old") -> pd.DataFrame:
+    """The ablation's rows along ``parameter`` (``tau`` or ``lambda``, the other at its default), the main
+    UniBCT row at the default value included, indexed and sorted by the value."""
+    check_choice("unibct ablation parameter", parameter, ("tau", "lambda"))
+    cfg = profile.unibct
+    default = cfg.tau if parameter == "tau" else cfg.diffusion
+    values = cfg.ablation_taus if parameter == "tau" else cfg.ablation_diffusions
+    scenario = cfg.ablation_scenario
+    names = {v: (f"{scenario}: UniBCT {case}" if v == default else f"{scenario}: UniBCT {parameter}={v:g} {case}")
+             for v in sorted({*values, default})}
+    return ablation.loc[list(names.values())].set_axis(list(names), axis=0).rename_axis(parameter)
+
 def gain_matrix(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     """Scenario x method update gains of the cross-test (new/old) cases, from an interval table."""
     records = {}
