@@ -197,3 +197,24 @@ def test_ablation_curve_puts_the_main_row_at_the_default_and_sorts_by_value():
     assert list(lam.index) == [0.5, 0.9] and list(lam["top1"]) == [4.0, 3.0]
     with pytest.raises(ConfigError, match="'beta'.*allowed"):
         ablation_curve(profile, table, "beta")
+
+
+def test_prototype_losses_average_the_seeds_first_and_last_epoch_on_next_to_ln_c():
+    from compat.experiments.unibct import new_class_count, prototype_losses
+
+    def epochs(*losses):
+        return {"epochs": [{"epoch": i + 1, "loss_ce": 1.0, "loss_prototype": v} for i, v in enumerate(losses)]}
+
+    results = [
+        {"kind": "main", "models": {"open-class/UniBCT": epochs(0.0, 4.0, 3.0, 2.0), "open-class/BCT": {"epochs": [{"loss_influence": 1.0}]},
+                                    "extended-data/UniBCT": epochs(0.0, 0.0, 5.0, 4.5)}},
+        {"kind": "main", "models": {"open-class/UniBCT": epochs(0.0, 6.0, 5.0, 4.0)}},
+        {"kind": "ablation", "models": {"open-class/UniBCT tau=0.2": epochs(0.0, 1.0, 1.0, 1.0)}},
+    ]
+    table = prototype_losses(results, num_classes=200, old_fraction=0.3)
+    assert list(table.index) == [("open-class", "UniBCT"), ("extended-data", "UniBCT")]  # BCT and the ablation left out
+    open_class = table.loc[("open-class", "UniBCT")]
+    assert open_class["classes C"] == 140 and open_class["ln C (uniform)"] == pytest.approx(math.log(140))
+    assert (open_class["first epoch on"], open_class["last epoch"], open_class["seeds"]) == (5.0, 3.0, 2)
+    assert table.loc[("extended-data", "UniBCT"), "classes C"] == 200
+    assert [new_class_count(s, 10, 0.3) for s in ("extended-class", "open-class", "extended-data", "open-data")] == [10, 7, 10, 10]

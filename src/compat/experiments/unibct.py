@@ -20,7 +20,7 @@ import pandas as pd
 from ..artefacts import MethodSpec, ModelSpec, SubsetSpec
 from ..errors import ConfigError, check_choice, check_range, check_seeds
 from ..evaluate import tar_at_far, verification_scores
-from ..splits import SCENARIOS
+from ..splits import SCENARIOS, make_split
 from ..store import Store
 from . import bct
 from .base import Case, Claim, Experiment, Plan, register_experiment
@@ -210,6 +210,36 @@ def ablation_curve(profile, ablation: pd.DataFrame, parameter: str, case: str = 
     names = {v: (f"{scenario}: UniBCT {case}" if v == default else f"{scenario}: UniBCT {parameter}={v:g} {case}")
              for v in sorted({*values, default})}
     return ablation.loc[list(names.values())].set_axis(list(names), axis=0).rename_axis(parameter)
+
+
+def new_class_count(scenario: str, num_classes: int, old_fraction: float) -> int:
+    """Classes of a scenario's new training set: the prototypes the UniBCT loss chooses among."""
+    one_pair_per_class = np.repeat(np.arange(num_classes), 2)
+    return len(make_split(scenario, one_pair_per_class, old_fraction, num_classes=num_classes).new.classes)
+
+
+def prototype_losses(results: list[dict], num_classes: int, old_fraction: float) -> pd.DataFrame:
+    """Per model trained with the prototype loss (main table): its value in the first epoch it is on and in
+    the last (mean over seeds), next to ln C, its value when the softmax over the C prototypes is uniform.
+
+    The logits are cosines, so they lie in [-1, 1]: with no scale the softmax cannot grow peaked, and the
+    loss stays near ln C however well the embeddings align (the MixBCT re-implementation's choice).
+    """
+    records: dict[str, list[tuple[float, float]]] = {}
+    for res in (r for r in results if r["kind"] == "main"):
+        for name, model in res["models"].items():
+            on = [e["loss_prototype"] for e in model.get("epochs", []) if e.get("loss_prototype")]
+            if on:
+                records.setdefault(name, []).append((on[0], on[-1]))
+    rows = {}
+    for name, pairs in records.items():
+        scenario, method = name.split("/", 1)
+        classes = new_class_count(scenario, num_classes, old_fraction)
+        first, last = np.mean(pairs, axis=0)
+        rows[(scenario, method)] = {"classes C": classes, "ln C (uniform)": np.log(classes),
+                                    "first epoch on": first, "last epoch": last, "seeds": len(pairs)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["scenario", "method"])
+
 
 def gain_matrix(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     """Scenario x method update gains of the cross-test (new/old) cases, from an interval table."""
