@@ -127,7 +127,6 @@ def test_fct_verdict_rules_on_constructed_results(tmp_path):
     assert "l2 distance: not reproduced" in fct.verdict(bad, "l2", store)
 
 
-
 def test_unibct_verdict_rules_on_constructed_results(tmp_path):
     """Reproduced needs BCT to break outside extended-class and UniBCT to hold in every scenario."""
     from compat.experiments import get_experiment
@@ -148,13 +147,19 @@ def test_unibct_verdict_rules_on_constructed_results(tmp_path):
     text = unibct.verdict(good, "l2", store)
     assert "l2 distance: reproduced" in text
     assert "- open-class: BCT compatible: no; UniBCT compatible: yes; UniBCT above BCT: yes; refinement helps: yes" in text
+    assert "- claim 1, BCT's compatibility breaks outside the closed set: yes, in open-class, extended-data, open-data" in text
+    assert "- claim 2, UniBCT compatible in every scenario: yes (compatible in extended-class, open-class, extended-data, open-data;" in text
     # BCT breaks only in the closed-set scenario it was designed for: that is not the paper's claim
     closed_broken = {s: 0.07 if s == "extended-class" else 0.14 for s in SCENARIOS}
     partial, store = results("b", closed_broken, everywhere)
     assert "l2 distance: partially reproduced" in unibct.verdict(partial, "l2", store)
     # UniBCT never compatible and never above BCT
     bad, store = results("c", everywhere, dict.fromkeys(SCENARIOS, 0.07))
-    assert "l2 distance: not reproduced" in unibct.verdict(bad, "l2", store)
+    text = unibct.verdict(bad, "l2", store)
+    assert "l2 distance: not reproduced" in text
+    assert "- claim 1, BCT's compatibility breaks outside the closed set: no, not in any scenario but extended-class" in text
+    assert "- claim 2, UniBCT compatible in every scenario: no (compatible in none; above BCT in none;" in text
+
 
 def test_cost_cells_name_units_and_compute_the_ratio_from_the_rows():
     from compat.tables import cost_cells

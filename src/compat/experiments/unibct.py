@@ -183,13 +183,24 @@ class UniBCT(Experiment):
             word = "partially reproduced"
         else:
             word = "not reproduced"
+        refined = [s for s in scenarios if checked[f"{s}: refinement helps: UniBCT above UniBCT without refinement (new/old)"]]
         lines = [f"**{distance} distance: {word}** (top-1; a claim holds when the 95 % interval of the difference lies above 0 "
-                 f"and every seed agrees)"]
+                 f"and every seed agrees)",
+                 f"- claim 1, BCT's compatibility breaks outside the closed set: "
+                 + (f"yes, in {_listed(bct_breaks)}" if bct_breaks else "no, not in any scenario but extended-class"),
+                 f"- claim 2, UniBCT compatible in every scenario: {'yes' if all(uni_ok.values()) else 'no'} "
+                 f"(compatible in {_listed([s for s in scenarios if uni_ok[s]])}; above BCT in {_listed([s for s in scenarios if uni_wins[s]])}; "
+                 f"refined prototypes above plain class means in {_listed(refined)})",
+                 "", "Scenario by scenario:", ""]
         for s in scenarios:
             lines.append(f"- {s}: BCT compatible: {'yes' if bct_ok[s] else 'no'}; UniBCT compatible: {'yes' if uni_ok[s] else 'no'}; "
                          f"UniBCT above BCT: {'yes' if uni_wins[s] else 'no'}; refinement helps: "
                          f"{'yes' if checked[f'{s}: refinement helps: UniBCT above UniBCT without refinement (new/old)'] else 'no'}")
         return "\n".join(lines)
+
+
+def _listed(scenarios: list[str]) -> str:
+    return ", ".join(scenarios) if scenarios else "none"
 
 
 def verification_table(results: list[dict]) -> pd.DataFrame:
