@@ -233,8 +233,8 @@ def prototype_losses(results: list[dict], num_classes: int, old_fraction: float)
     """Per model trained with the prototype loss (main table): its value in the first epoch it is on and in
     the last (mean over seeds), next to ln C, its value when the softmax over the C prototypes is uniform.
 
-    The logits are cosines, so they lie in [-1, 1]: with no scale the softmax cannot grow peaked, and the
-    loss stays near ln C however well the embeddings align (the MixBCT re-implementation's choice).
+    The logits are cosines in [-1, 1] with no scale (the MixBCT re-implementation's choice), so the loss
+    cannot fall far below ln C: by about one nat when each embedding sits on its own of C orthogonal prototypes.
     """
     records: dict[str, list[tuple[float, float]]] = {}
     for res in (r for r in results if r["kind"] == "main"):
