@@ -165,6 +165,7 @@ def test_unibct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
         assert row["gain_top1"] == pytest.approx((row["top1"] - ref["open-class: old/old"]["top1"]) / denominator)
     tar = verification_table(results)
     assert ((tar["TAR (%)"] >= 0) & (tar["TAR (%)"] <= 100)).all() and len(tar) == len(results[0]["rows"]) // 2
+    assert list(tar.columns) == ["TAR (%)"]  # one seed: no spread column (the book refuses NaN cells)
     assert len(unibct.check_claims(results, "l2", store)) == 16  # four claims in each of four scenarios
 
 
@@ -218,3 +219,14 @@ def test_prototype_losses_average_the_seeds_first_and_last_epoch_on_next_to_ln_c
     assert (open_class["first epoch on"], open_class["last epoch"], open_class["seeds"]) == (5.0, 3.0, 2)
     assert table.loc[("extended-data", "UniBCT"), "classes C"] == 200
     assert [new_class_count(s, 10, 0.3) for s in ("extended-class", "open-class", "extended-data", "open-data")] == [10, 7, 10, 10]
+
+
+def test_verification_table_averages_the_main_seeds_and_gives_their_spread():
+    from compat.experiments.unibct import verification_table
+
+    results = [{"kind": "main", "verification": {"tar": {"a": 1.0, "b": 10.0}}},
+               {"kind": "main", "verification": {"tar": {"a": 3.0, "b": 10.0}}},
+               {"kind": "ablation", "verification": {"tar": {"a": 50.0, "b": 50.0}}}]
+    table = verification_table(results)
+    assert table.loc["a", "TAR (%)"] == 2.0 and table.loc["a", "sd over seeds"] == pytest.approx(math.sqrt(2))
+    assert table.loc["b", "sd over seeds"] == 0.0
