@@ -50,6 +50,12 @@ ENTRIES = [
           ceiling="gen {last}: backfill new/new"),
     Entry("FCT alone, every upgrade (BiCT chapter)", "bict", "gen {last}: FCT alone forward", "d old floats", "transformation",
           ceiling="gen {last}: backfill new/new", chain=True),
+    Entry("BCT, open classes (UniBCT chapter)", "unibct", "open-class: BCT new/old", "d old floats", "nothing",
+          ceiling="open-class: independent new/new"),
+    Entry("UniBCT, open classes", "unibct", "open-class: UniBCT new/old", "d old floats", "nothing",
+          ceiling="open-class: independent new/new"),
+    Entry("UniBCT, open data", "unibct", "open-data: UniBCT new/old", "d old floats", "nothing",
+          ceiling="open-data: independent new/new"),
     Entry("BiCT, every upgrade", "bict", "gen {last}: BiCT forward", "d old floats", "transformation",
           ceiling="gen {last}: backfill new/new", chain=True),
 ]
