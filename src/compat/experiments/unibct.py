@@ -23,7 +23,7 @@ from ..evaluate import tar_at_far, verification_scores
 from ..splits import SCENARIOS, make_split
 from ..store import Store
 from . import bct
-from .base import Case, Claim, Experiment, Plan, register_experiment
+from .base import Case, Claim, Experiment, Plan, main_results, register_experiment
 
 METHODS = ("independent", "L2", "BCT", "UniBCT (no refinement)", "UniBCT")
 SHARED_OLD = {"extended-class": "extended-class", "open-class": "extended-class",
@@ -205,7 +205,7 @@ def _listed(scenarios: list[str]) -> str:
 
 def verification_table(results: list[dict]) -> pd.DataFrame:
     """TAR (%) at the configured FAR per case: mean over the main seeds, and their spread where there are two or more."""
-    main = [r for r in results if r["kind"] == "main"]
+    main = main_results(results)
     frame = pd.DataFrame([r["verification"]["tar"] for r in main])
     table = pd.DataFrame({"TAR (%)": frame.mean()})
     if len(main) > 1:
@@ -240,7 +240,7 @@ def prototype_losses(results: list[dict], num_classes: int, old_fraction: float)
     cannot fall far below ln C: by about one nat when each embedding sits on its own of C orthogonal prototypes.
     """
     records: dict[str, list[tuple[float, float]]] = {}
-    for res in (r for r in results if r["kind"] == "main"):
+    for res in main_results(results):
         for name, model in res["models"].items():
             on = [e["loss_prototype"] for e in model.get("epochs", []) if e.get("loss_prototype")]
             if on:
