@@ -52,7 +52,7 @@ def _run(method: str, bn_batch: int, workdir=None, stop_after: int | None = None
     else:
         terms = [CrossEntropy()]
 
-    def stop(_model, epoch):
+    def stop(_model, epoch, _raw):
         if epoch == stop_after:
             raise KeyboardInterrupt
         return {}

@@ -61,7 +61,7 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_ema_run(tmp_path)
     class Stop(Exception):
         pass
 
-    def stop_after_two(model, epoch):
+    def stop_after_two(model, epoch, _raw):
         if epoch == 2:
             raise Stop
         return {}

@@ -120,7 +120,7 @@ def test_training_refreshes_and_a_resumed_run_keeps_the_refined_prototypes(tmp_p
     class Stop(Exception):
         pass
 
-    def stop(model, epoch):
+    def stop(model, epoch, _raw):
         if epoch == 2:
             raise Stop
         return {}

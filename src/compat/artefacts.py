@@ -260,18 +260,22 @@ def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None, on
 
 
 def get_embeddings(
-    spec: ModelSpec, store: Store, rows: SubsetSpec | None = None, view: tuple[int, int] | None = None, flip: bool = False
+    spec: ModelSpec, store: Store, rows: SubsetSpec | None = None, view: tuple[int, int] | None = None, flip: bool = False,
+    translate: bool = False,
 ) -> np.ndarray:
     """Embeddings by the model of ``spec`` of the val images, or of the training rows that ``rows`` selects.
 
     :param view: (number, crop padding): embed that fixed augmented view of the images (:func:`compat.augment.fixed_view`).
     :param flip: flip-averaged embeddings (test-time augmentation, :func:`compat.train.embed`).
+    :param translate: with ``flip``, airbench's fuller test-time augmentation (one-pixel shifts too).
     """
     parts = {"model": spec.key, "part": "train" if rows else "val", "rows": rows}
     if view is not None:
         parts["view"] = list(view)
     if flip:
         parts["flip"] = True
+    if translate:
+        parts["translate"] = True
     key = config_key(parts)
     cached = store.load_embeddings(key)
     if cached is not None:
@@ -282,7 +286,7 @@ def get_embeddings(
     if view is not None:
         images = fixed_view(images, *view)
     with pinned_threads(spec.train.threads):
-        z = embed(model, images, flip=flip)
+        z = embed(model, images, flip=flip, translate=translate)
     store.save_embeddings(key, z)
     return z
 

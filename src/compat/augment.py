@@ -33,19 +33,34 @@ def _standardize(x: torch.Tensor) -> torch.Tensor:
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
-def random_crop_flip(batch: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Each image of a uint8 B x 3 x H x W batch shifted by up to ``padding`` pixels (zero fill) and flipped with p=1/2."""
+def random_crop_flip(
+    batch: torch.Tensor, padding: int, generator: torch.Generator, fill: str = "zero", flips: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Each image of a uint8 B x 3 x H x W batch shifted by up to ``padding`` pixels and flipped.
+
+    :param fill: the border the shift reveals: ``zero`` (the CIFAR recipe) or ``reflect`` (airbench).
+    :param flips: B booleans, which images to flip (airbench's alternating flips); default: each with p = 1/2.
+    """
     b, _, h, w = batch.shape
     if padding > 0:
-        padded = F.pad(batch, (padding, padding, padding, padding))  # B x 3 x (H+2p) x (W+2p)
+        if fill == "reflect":  # reflection padding is defined on float tensors only; uint8 values survive the round trip
+            padded = F.pad(batch.float(), (padding,) * 4, mode="reflect").to(batch.dtype)
+        else:
+            padded = F.pad(batch, (padding, padding, padding, padding))  # B x 3 x (H+2p) x (W+2p)
         oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(batch.device)
         ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(batch.device)
         rows = (oy[:, None] + torch.arange(h, device=batch.device))[:, :, None]  # B x H x 1
         cols = (ox[:, None] + torch.arange(w, device=batch.device))[:, None, :]  # B x 1 x W
         batch = padded[torch.arange(b, device=batch.device)[:, None, None], :, rows, cols]  # B x H x W x 3
         batch = batch.permute(0, 3, 1, 2)  # B x 3 x H x W
-    flip = (torch.rand(b, generator=generator) < 0.5).to(batch.device)
-    return torch.where(flip[:, None, None, None], batch.flip(3), batch)
+    flip = (torch.rand(b, generator=generator) < 0.5) if flips is None else flips
+    return torch.where(flip.to(batch.device)[:, None, None, None], batch.flip(3), batch)
+
+
+def alternating_flips(first: torch.Tensor, epoch: int) -> torch.Tensor:
+    """airbench's alternating flips (Jordan 2024, Sec. 3.6): ``first`` (N booleans, drawn once) in even epochs,
+    their opposite in odd ones, so every image is seen both ways every two epochs."""
+    return first ^ bool(epoch % 2)
 
 
 def simclr_view(batch: torch.Tensor, generator: torch.Generator, min_scale: float = 0.2) -> torch.Tensor:
@@ -72,8 +87,6 @@ def simclr_view(batch: torch.Tensor, generator: torch.Generator, min_scale: floa
     theta = torch.zeros(b, 2, 3, device=dev)
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx * flip, cx, sy, cy
     grid = F.affine_grid(theta, (b, 3, h, w), align_corners=False)
-    x = F.grid_sample(batch.float() / 255, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
     x = F.grid_sample(batch.float(), grid, mode="bilinear", padding_mode="reflection", align_corners=False)  # 0..255
 
     # colour jitter then grayscale as two per-image 3x3 colour maps (two passes instead of ~30 elementwise ones):

@@ -9,14 +9,15 @@ old model's classifier can score a new model's embedding (the BCT influence loss
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock
 
-from .errors import check_choice, check_range
+from .errors import ConfigError, check_choice, check_range
+from .store import ADDED_OPTION
 
 BACKBONES: dict[str, Callable[[int], nn.Module]] = {}
 
@@ -90,12 +91,17 @@ class PatchWhitening(nn.Module):
 
     Its 2 x 12 filters are the eigenvectors of the training patches' covariance, scaled by
     1/sqrt(eigenvalue + eps), with both signs; set from data by :meth:`fit` before training.
+
+    :param bias: a trained bias after the frozen filters, then GELU (airbench's whitening layer has both).
     """
 
-    def __init__(self, eps: float = 5e-4) -> None:
+    def __init__(self, eps: float = 5e-4, bias: bool = False) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(3, 24, 2, bias=False)
+        self.conv = nn.Conv2d(3, 24, 2, bias=bias)
         self.conv.weight.requires_grad_(False)
+        if bias:
+            nn.init.zeros_(self.conv.bias)
+        self.act = nn.GELU() if bias else nn.Identity()
         self.eps = eps
         self.out_channels = 24
 
@@ -109,7 +115,7 @@ class PatchWhitening(nn.Module):
         self.conv.weight.copy_(torch.cat([filters, -filters]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+        return self.act(self.conv(x))
 
 
 class AirNet(nn.Module):
@@ -118,11 +124,12 @@ class AirNet(nn.Module):
     Few, wide layers keep a CPU's matrix units busy.
 
     :param widths: channels of the three blocks (airbench: 64, 256, 256).
+    :param whiten_bias: a trained bias and GELU after the whitening filters (:class:`PatchWhitening`).
     """
 
-    def __init__(self, widths: list[int]) -> None:
+    def __init__(self, widths: list[int], whiten_bias: bool = False) -> None:
         super().__init__()
-        self.whiten = PatchWhitening()
+        self.whiten = PatchWhitening(bias=whiten_bias)
         layers, in_ch = [], self.whiten.out_channels
         for width in widths:
             layers += [
@@ -145,9 +152,9 @@ class AirNet(nn.Module):
 
 
 @register_backbone("airnet")
-def airnet(width: int = 16) -> AirNet:
+def airnet(width: int = 16, whiten_bias: bool = False) -> AirNet:
     """airbench's three-block network, widths w, 4w, 4w (w = 64 in airbench)."""
-    return AirNet([width, 4 * width, 4 * width])
+    return AirNet([width, 4 * width, 4 * width], whiten_bias)
 
 
 @dataclass(frozen=True)
@@ -158,15 +165,19 @@ class ModelConfig:
     :param width: base channel width of the backbone.
     :param embedding_dim: size of the retrieval embedding (128 in the FCT code).
     :param normalize_embedding: output L2-normalized embeddings (then raw L2 ranks as cosine).
+    :param whiten_bias: ``airnet`` only: a trained bias and GELU after its frozen patch whitening (airbench).
     """
 
     backbone: str = "resnet20"
     width: int = 16
     embedding_dim: int = 128
     normalize_embedding: bool = False
+    whiten_bias: bool = field(default=False, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         check_choice("backbone", self.backbone, BACKBONES)
+        if self.whiten_bias and self.backbone != "airnet":
+            raise ConfigError(f"whiten_bias=True needs backbone 'airnet' (the one with patch whitening), got {self.backbone!r}")
         check_range("width", self.width, 1, 1024)
         check_range("embedding_dim", self.embedding_dim, 2, 4096)
 
@@ -182,7 +193,8 @@ class EmbeddingModel(nn.Module):
         super().__init__()
         check_range("num_classes", num_classes, 1)
         self.config = config
-        self.backbone = BACKBONES[config.backbone](config.width)
+        options = {"whiten_bias": True} if config.whiten_bias else {}
+        self.backbone = BACKBONES[config.backbone](config.width, **options)
         self.embedding = nn.Linear(self.backbone.out_dim, config.embedding_dim)
         self.classifier = nn.Linear(config.embedding_dim, num_classes, bias=False)
 

@@ -23,16 +23,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import distributed
-from .augment import random_crop_flip, to_input
+from .augment import alternating_flips, random_crop_flip, to_input
 from .errors import CompatError, ConfigError, check_choice, check_range
 from .losses import LossTerm, StepOutputs
 from .store import ADDED_OPTION, check_digest, write_torch
 
 PRECISIONS = ("auto", "bf16", "fp32")
+CROP_FILLS = ("zero", "reflect")
+FLIP_MODES = ("random", "alternating")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,15 @@ class TrainConfig:
         becomes the trained model (airbench's lookahead/EMA idea); 0 turns it off.
     :param threads: CPU threads of training and embedding, pinned (a CPU run's numbers depend on how its
         reductions are split), so one key is one set of numbers on any machine.
+    :param lookahead_every: airbench's lookahead (Jordan 2024, arXiv 2404.00498, Sec. 3.6): every this many steps a
+        slow copy moves towards the weights, ``slow += (1 - d) (w - slow)`` with ``d = 0.95^5 (t / T)^3`` at step t
+        of T, and the weights are set to it; at the end the weights are the slow copy. 0 turns it off (it
+        replaces ``ema_decay``, which must then be 0).
+    :param bn_bias_lr: learning-rate multiplier of the BatchNorm biases (airbench: 64, with ``bn_frozen_scale``).
+    :param bn_frozen_scale: BatchNorm scales stay at 1 (not trained), as airbench's BatchNorm(weight=False).
+    :param crop_fill: how the random translation fills the border: ``zero`` or ``reflect`` (airbench).
+    :param flip_mode: ``random`` (each image, each epoch, p = 1/2) or ``alternating`` (airbench: a random
+        flip in the first epoch, then each image flips opposite to the epoch before).
     :param bn_batch: images per BatchNorm statistics group (0: the whole batch). Several processes
         (``torchrun``) each normalize their own share of the batch, so a multi-process run needs groups no
         larger than that share; a single process then normalizes the same groups ("ghost" batches),
@@ -70,6 +82,11 @@ class TrainConfig:
     ema_decay: float = 0.0
     threads: int = field(default=2, metadata=ADDED_OPTION)
     bn_batch: int = field(default=0, metadata=ADDED_OPTION)
+    lookahead_every: int = field(default=0, metadata=ADDED_OPTION)
+    bn_bias_lr: float = field(default=1.0, metadata=ADDED_OPTION)
+    bn_frozen_scale: bool = field(default=False, metadata=ADDED_OPTION)
+    crop_fill: str = field(default="zero", metadata=ADDED_OPTION)
+    flip_mode: str = field(default="random", metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 1, 10_000)
@@ -84,6 +101,12 @@ class TrainConfig:
         check_range("ema_decay", self.ema_decay, 0, 1, high_open=True)
         check_range("threads", self.threads, 1, 1024)
         check_range("bn_batch", self.bn_batch, 0, self.batch_size)
+        check_range("lookahead_every", self.lookahead_every, 0, 1000)
+        if self.lookahead_every and self.ema_decay:
+            raise ConfigError(f"lookahead_every={self.lookahead_every} and ema_decay={self.ema_decay}: choose one weight average (set the other to 0)")
+        check_range("bn_bias_lr", self.bn_bias_lr, 0, 1000, low_open=True)
+        check_choice("crop_fill", self.crop_fill, CROP_FILLS)
+        check_choice("flip_mode", self.flip_mode, FLIP_MODES)
         if self.bn_batch and self.batch_size % self.bn_batch:
             raise ConfigError(f"bn_batch={self.bn_batch} must divide batch_size={self.batch_size} (or be 0: the whole batch)")
 
@@ -92,9 +115,10 @@ class TrainingDiverged(CompatError):
     """The loss became NaN or infinite: training stopped at once."""
 
 
-def crop_flip_view(batch: torch.Tensor, generator: torch.Generator, padding: int) -> torch.Tensor:
-    """The supervised training view: random crop with ``padding`` and flip, normalized."""
-    return to_input(random_crop_flip(batch, padding, generator))
+def crop_flip_view(batch: torch.Tensor, generator: torch.Generator, padding: int, fill: str = "zero",
+                   flips: torch.Tensor | None = None) -> torch.Tensor:
+    """The supervised training view: random crop with ``padding`` (border ``fill``) and flip, normalized."""
+    return to_input(random_crop_flip(batch, padding, generator, fill, flips))
 
 
 def show_progress(progress: bool | None) -> bool:
@@ -129,13 +153,62 @@ def resolve_precision(requested: str, dev: torch.device) -> str:
     return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
 
 
-def _param_groups(modules: Sequence[torch.nn.Module], weight_decay: float) -> list[dict]:
-    """Trainable parameters of ``modules``: weight decay on matrices and filters, none on BatchNorm and biases."""
-    decay, no_decay = [], []
+def _param_groups(modules: Sequence[torch.nn.Module], config: TrainConfig) -> list[dict]:
+    """Trainable parameters of ``modules``: weight decay on matrices and filters, none on BatchNorm and biases;
+    BatchNorm biases at ``bn_bias_lr`` times the learning rate (each group's ``lr_scale``)."""
+    norm_biases = {id(m.bias) for mod in modules for m in mod.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
+    decay, no_decay, biases = [], [], []
     for p in (p for m in modules for p in m.parameters()):
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            (biases if id(p) in norm_biases else decay if p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay, "lr_scale": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
+              {"params": biases, "weight_decay": 0.0, "lr_scale": config.bn_bias_lr}]
+    return [g for g in groups if g["params"]]
+
+
+def freeze_norm_scales(model: nn.Module) -> None:
+    """BatchNorm scales fixed at 1 and not trained (airbench's BatchNorm with ``weight=False``)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None:
+            with torch.no_grad():
+                m.weight.fill_(1.0)
+            m.weight.requires_grad_(False)
+
+
+class Lookahead:
+    """airbench's lookahead (Jordan 2024, arXiv 2404.00498, Sec. 3.6; Zhang et al., NeurIPS 2019): a slow copy of
+    the parameters and buffers; every ``every`` steps ``slow += (1 - d) (w - slow)`` and ``w = slow``, with the
+    decay ``d = 0.95^5 (t / T)^3`` rising over the run (no averaging at first); :meth:`finish` sets ``w = slow``."""
+
+    def __init__(self, model: nn.Module, every: int, total: int) -> None:
+        self.model, self.every, self.total = model, every, total
+        self.slow = [t.detach().clone() for t in self._tensors()]
+
+    def _tensors(self) -> list[torch.Tensor]:
+        return [*self.model.parameters(), *(b for b in self.model.buffers() if b.is_floating_point())]
+
+    @torch.no_grad()
+    def step(self, step: int) -> None:
+        """After optimizer step ``step`` (0-based, counted over the whole run)."""
+        if (step + 1) % self.every == 0:
+            self._pull(0.95**5 * ((step + 1) / self.total) ** 3)
+
+    @torch.no_grad()
+    def _pull(self, decay: float) -> None:
+        fast = self._tensors()
+        torch._foreach_lerp_(self.slow, fast, 1 - decay)
+        torch._foreach_copy_(fast, self.slow)
+
+    @torch.no_grad()
+    def finish(self) -> None:
+        self._pull(1.0)
+
+    def state_dict(self) -> dict:
+        return {"slow": self.slow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.slow = [t.clone() for t in state["slow"]]
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -231,6 +304,20 @@ class _Step(nn.Module):
         return logits, {t.name: t(whole if t.couples_batch else out) for t in self.terms}
 
 
+def _as_saved(model: nn.Module, ema, lookahead: Lookahead | None) -> nn.Module:
+    """The model as :func:`fit` would save it now: the EMA's copy, the lookahead's slow weights (a copy), or the model."""
+    if ema is not None:
+        return ema.module
+    if lookahead is None:
+        return model
+    import copy
+
+    saved = copy.deepcopy(model)
+    with torch.no_grad():
+        torch._foreach_copy_(Lookahead(saved, 1, 1)._tensors(), lookahead.slow)
+    return saved
+
+
 def _broadcast_buffers(model: nn.Module) -> None:
     """Every rank takes rank 0's BatchNorm running averages (the ones a multi-process run keeps)."""
     for buffer in model.buffers():
@@ -250,7 +337,7 @@ def fit(
     progress: bool | None = None,
     views: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     num_views: int = 1,
-    on_epoch: Callable[[torch.nn.Module, int], dict] | None = None,
+    on_epoch: Callable[[torch.nn.Module, int, torch.nn.Module | None], dict] | None = None,
 ) -> dict:
     """Train ``model`` in place on uint8 N x H x W x 3 ``images`` with class ``labels`` 0..C-1.
 
@@ -260,8 +347,9 @@ def fit(
     :param progress: show a tqdm bar (default: on a terminal outside CI, or when COMPAT_PROGRESS=1).
     :param views: makes one augmented, normalized view of a uint8 batch (default: the config's crop + flip).
     :param num_views: views per image in a step (2 for SimCLR): rows are view 1 of the batch, then view 2, ...
-    :param on_epoch: called after each epoch with the model as it would be saved (eval mode) and the
-        epoch number; what it returns joins the epoch's log entry (its time is not training time).
+    :param on_epoch: called after each epoch with the model as it would be saved (eval mode), the epoch number
+        and, where a weight average is kept (EMA, lookahead), the raw weights (else None), so one run measures
+        both; what it returns joins the epoch's log entry (its time is not training time).
 
     In a multi-process run (:mod:`compat.distributed`) every rank calls this with the same arguments: each
     takes its share of every global batch (augmented as a whole, so the views do not depend on the number of
@@ -286,7 +374,9 @@ def fit(
             f"{size} processes each hold {share} images of a step, but bn_batch={config.bn_batch} asks for BatchNorm "
             f"statistics over {group}: set train.bn_batch to a divisor of {share} (another key), or train on one process"
         )
-    make_view = views or partial(crop_flip_view, padding=config.crop_padding)
+    make_view = views or partial(crop_flip_view, padding=config.crop_padding, fill=config.crop_fill)
+    if views is not None and config.flip_mode != "random":
+        raise ConfigError(f"flip_mode={config.flip_mode!r} applies to the crop-and-flip view; this method makes its own views")
     classifies = any(t.classifies for t in terms)
     dev = device()
     precision = resolve_precision(config.precision, dev)
@@ -303,14 +393,19 @@ def fit(
     if state is None and hasattr(model, "fit_data_layers"):  # patch whitening, where the backbone has it (a resumed run has it in its checkpoint)
         sample = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:5000].to(dev)
         model.fit_data_layers(to_input(data[sample]))
-    optimizer = torch.optim.SGD(
-        _param_groups([model, *terms], config.weight_decay), lr=config.lr, momentum=config.momentum, nesterov=True
-    )
-    ema = None
-    if config.ema_decay:
-        ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_step(config.ema_decay), use_buffers=True)
+    if config.bn_frozen_scale:
+        freeze_norm_scales(model)
+    optimizer = torch.optim.SGD(_param_groups([model, *terms], config), lr=config.lr, momentum=config.momentum, nesterov=True)
     steps_per_epoch = max(1, len(data) // config.batch_size)  # drop the last partial batch
     total = steps_per_epoch * config.epochs
+    ema = lookahead = None
+    if config.ema_decay:
+        ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_step(config.ema_decay), use_buffers=True)
+    if config.lookahead_every:
+        lookahead = Lookahead(model, config.lookahead_every, total)
+    first_flips = None
+    if config.flip_mode == "alternating":
+        first_flips = torch.rand(len(data), generator=torch.Generator().manual_seed(seed * 100_003 - 1)) < 0.5
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
     log: list[dict] = []
     start_epoch = 0
@@ -319,6 +414,8 @@ def fit(
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
+        if lookahead is not None:
+            lookahead.load_state_dict(state["lookahead"])
         for i, term_state in state["terms"].items():
             terms[int(i)].load_state_dict(term_state)
         start_epoch, log = state["epoch"], json.loads(state["log"])
@@ -342,12 +439,13 @@ def fit(
         bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{config.epochs}", disable=not show, leave=False)
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            x = torch.cat([make_view(data[idx], generator)[rank * share : (rank + 1) * share] for _ in range(num_views)])
+            flips = {} if first_flips is None else {"flips": alternating_flips(first_flips[idx.cpu()], epoch)}
+            x = torch.cat([make_view(data[idx], generator, **flips)[rank * share : (rank + 1) * share] for _ in range(num_views)])
             y_all = targets[idx].repeat(num_views)
             y = targets[idx[rank * share : (rank + 1) * share]].repeat(num_views)
             lr = config.lr * lr_factor(epoch * steps_per_epoch + step, warmup, total)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 logits, values = runner(x, y, y_all)
                 loss = sum(values.values())
@@ -362,6 +460,8 @@ def fit(
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(model)
+            if lookahead is not None:
+                lookahead.step(epoch * steps_per_epoch + step)
             for name, v in values.items():
                 sums[name] = sums.get(name, 0.0) + float(v.detach())
             correct += int((logits.argmax(1) == y).sum())
@@ -383,7 +483,8 @@ def fit(
             "seconds": seconds,
         }
         if on_epoch is not None:
-            entry.update(on_epoch((ema.module if ema is not None else model).eval(), epoch + 1))
+            averaged = ema is not None or lookahead is not None
+            entry.update(on_epoch(_as_saved(model, ema, lookahead).eval(), epoch + 1, model.eval() if averaged else None))
         log.append(entry)
         if workdir and rank == 0:
             workdir.mkdir(parents=True, exist_ok=True)
@@ -393,9 +494,13 @@ def fit(
                      "terms": {str(i): t.state_dict() for i, t in enumerate(terms) if t.stateful or any(p.requires_grad for p in t.parameters())}}
             if ema is not None:
                 state["ema"] = ema.state_dict()
+            if lookahead is not None:
+                state["lookahead"] = lookahead.state_dict()
             write_torch(ckpt, state)
     if ema is not None:
         model.load_state_dict(ema.module.state_dict())
+    if lookahead is not None:
+        lookahead.finish()
     model.eval()
     final_acc = log[-1]["train_acc"] if log else None
     chance = chance_accuracy(labels)
@@ -417,19 +522,35 @@ def fit(
 
 
 @torch.inference_mode()
-def embed(model: torch.nn.Module, images: np.ndarray, batch_size: int = 500, precision: str = "auto", flip: bool = False) -> np.ndarray:
+def embed(model: torch.nn.Module, images: np.ndarray, batch_size: int = 500, precision: str = "auto", flip: bool = False,
+          translate: bool = False) -> np.ndarray:
     """Embeddings (float32 N x D) of uint8 N x H x W x 3 ``images``, eval mode, no augmentation.
 
     :param flip: average each image's embedding with its mirror image's (airbench's test-time augmentation).
+    :param translate: with ``flip``: airbench's fuller test-time augmentation (Jordan 2024, Sec. 3.7), half the
+        flip-averaged embedding of the image plus a quarter each of the image shifted by one pixel up-left and
+        down-right (reflection padding), each flip-averaged too.
     """
+    if translate and not flip:
+        raise ConfigError("translate=True averages flip-averaged views: set flip=True too")
     dev = device()
     precision = resolve_precision(precision, dev)
     model.to(dev).eval()
+
+    def mirrored(x: torch.Tensor) -> torch.Tensor:
+        return (model.embed(x) + model.embed(x.flip(3))) / 2 if flip else model.embed(x)
+
     out = []
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.array(images[start : start + batch_size])).permute(0, 3, 1, 2).to(dev)  # a writable copy
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             x = to_input(batch)
-            z = (model.embed(x) + model.embed(x.flip(3))) / 2 if flip else model.embed(x)
+            z = mirrored(x)
+            if translate:
+                h, w = x.shape[2:]
+                padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+                shifted = [padded[:, :, :h, :w], padded[:, :, 2:, 2:]]
+                z = 0.5 * z + 0.25 * mirrored(shifted[0].contiguous(memory_format=torch.channels_last)) \
+                    + 0.25 * mirrored(shifted[1].contiguous(memory_format=torch.channels_last))
         out.append(z.float().cpu().numpy())
     return np.concatenate(out)

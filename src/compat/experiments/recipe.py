@@ -1,12 +1,15 @@
-"""The recipe study: time to accuracy of candidate old-model recipes on 2 CPU cores.
+"""The recipe study: which changes to the old model's recipe buy accuracy at a fixed training budget.
 
-Each candidate trains the old model (the first half of the classes) and, after every epoch,
-embeds the val set and measures retrieval top-1 (raw L2, leave-one-out), with and without
-flip-averaged embeddings; the wall time of training alone is the x-axis. The ideas tried come
-from airbench (Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU", arXiv 2404.00498):
-a frozen patch-whitening first layer, identity initialization, few wide layers, an EMA of
-the weights, flip test-time augmentation. The candidate the profile names as its recipe is
-the chapters' old model itself, shared through the store.
+Each candidate is the incumbent recipe (the ``cpu`` profile's old model: airnet width 32, EMA of the
+weights) with one idea of airbench changed (Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single
+GPU", arXiv 2404.00498, and its code `KellerJordan/cifar10-airbench`); each trains the old model (the
+first half of the classes) at every seed of the study and, after every epoch, embeds the val set and
+measures leave-one-out top-1 (raw L2), plainly and flip-averaged, for the weights it would keep and,
+where a weight average is kept, for the raw weights too (so one run answers "does the EMA help").
+The final model is evaluated with per-query results, so that a candidate's difference from the
+incumbent gets a paired interval over val queries and seeds.
+
+The decision follows :func:`decide`, a rule fixed before the runs and stated in the chapter.
 """
 
 from __future__ import annotations
@@ -20,49 +23,107 @@ import numpy as np
 import pandas as pd
 
 from ..artefacts import ModelSpec, SubsetSpec, get_embeddings, get_model, read_intact_result
-from ..errors import ConfigError, check_choice, check_range
+from ..errors import ConfigError, check_choice, check_seeds
 from ..evaluate import retrieval_metrics
+from ..intervals import Interval, difference_interval, per_query_metric
 from ..store import Store, config_key
 from ..train import TrainConfig, TrainingDiverged, embed
 from .base import Experiment, register_experiment
 from .common import model_record, write_seed_result
 
-# candidate name -> changes to the profile's model and old-model recipe
-CANDIDATES: dict[str, dict[str, dict]] = {
-    "airnet w32": {"model": {"backbone": "airnet", "width": 32}, "train": {}},
-    "airnet w32 + EMA": {"model": {"backbone": "airnet", "width": 32}, "train": {"ema_decay": 0.999}},
-    "airnet w48": {"model": {"backbone": "airnet", "width": 48}, "train": {}},
-    "airnet w32, lr 0.4, smoothing 0.2": {"model": {"backbone": "airnet", "width": 32}, "train": {"lr": 0.4, "label_smoothing": 0.2}},
-    "ResNet-20 w16": {"model": {"backbone": "resnet20", "width": 16}, "train": {}},
+STUDY_VERSION = 2  # in every result key: 2 = per-query results, raw-weight probes, one-pixel test-time shifts
+INCUMBENT = "incumbent (EMA)"
+_W32 = {"backbone": "airnet", "width": 32}
+_EMA = {"ema_decay": 0.999}
+
+# candidate name -> its changes to the study's base model and recipe, the idea in a few words, and whether the
+# per-epoch probe also measures the raw weights beside the averaged ones (the two weight-averaging candidates)
+CANDIDATES: dict[str, dict] = {
+    INCUMBENT: {"model": _W32, "train": _EMA, "idea": "the cpu profile's old model: airnet w32, EMA 0.999", "probe_raw": True},
+    "label smoothing 0.2": {"model": _W32, "train": {**_EMA, "label_smoothing": 0.2}, "idea": "airbench's label smoothing (ours: 0.1)"},
+    "lookahead": {"model": _W32, "train": {"lookahead_every": 5},
+                  "idea": "airbench's lookahead every 5 steps, written back into the weights (replaces the EMA)", "probe_raw": True},
+    "BatchNorm: fixed scales, 64x bias lr": {"model": _W32, "train": {**_EMA, "bn_frozen_scale": True, "bn_bias_lr": 64.0},
+                                             "idea": "airbench's BatchNorm: scales fixed at 1, biases at 64 times the lr"},
+    "whitening bias + GELU": {"model": {**_W32, "whiten_bias": True}, "train": _EMA,
+                              "idea": "a trained bias and GELU after the frozen whitening filters"},
+    "translate 2 (reflect), alternating flips": {
+        "model": _W32, "train": {**_EMA, "crop_padding": 2, "crop_fill": "reflect", "flip_mode": "alternating"},
+        "idea": "airbench's augmentation: shifts of up to 2 px with reflected borders, each image flipped every other epoch"},
+    "batch 512, lr 0.4": {"model": _W32, "train": {**_EMA, "batch_size": 512, "lr": 0.4},
+                          "idea": "twice the batch at twice the lr (per-epoch weight decay unchanged)"},
+    "8 epochs": {"model": _W32, "train": {**_EMA, "epochs": 8}, "idea": "a third more training (over the 6-epoch budget)"},
 }
+# test-time embeddings of every final model: name -> options of get_embeddings
+TEST_TIME = {"plain": {}, "flip-averaged": {"flip": True}, "flip + 1-px shifts": {"flip": True, "translate": True}}
+DECIDING = "flip-averaged"  # the test-time embedding every training candidate is judged with (the profile's test_flip)
 
 
 @dataclass(frozen=True)
 class RecipeConfig:
-    """The recipe study: candidate old-model recipes, time to accuracy.
+    """The recipe study: candidate old-model recipes at a fixed budget.
 
-    :param candidates: names in :data:`CANDIDATES`.
+    :param candidates: names in :data:`CANDIDATES` (the incumbent is always run).
+    :param combine: candidates whose changes are also run together as one more candidate (the study's
+        second stage: the first stage's winners, by :func:`decide`); empty for none.
     :param base_train: the recipe every candidate changes (fixed here, not the profile's, so that choosing
         a winner for the profile leaves the study's own models and results valid).
-    :param seed: the study's one seed (seed 0 of the chapters: the chosen candidate's model is shared).
+    :param seeds: the study's seeds (its first is seed 0 of the chapters: the incumbent's model is theirs).
     """
 
     candidates: tuple[str, ...] = tuple(CANDIDATES)
+    combine: tuple[str, ...] = ()
     base_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, batch_size=256, lr=0.2, warmup_epochs=0.5))
-    seed: int = 0
+    seeds: tuple[int, ...] = (0, 1)
 
     def __post_init__(self) -> None:
         if not self.candidates or len(set(self.candidates)) != len(self.candidates):
             raise ConfigError(f"recipe.candidates must be distinct and non-empty, got {self.candidates!r}")
-        for name in self.candidates:
+        for name in (*self.candidates, *self.combine):
             check_choice("recipe.candidates item", name, CANDIDATES)
-        check_range("recipe.seed", self.seed, 0, 2**31 - 1)
+        if self.combine:
+            if len(self.combine) < 2 or len(set(self.combine)) != len(self.combine) or INCUMBENT in self.combine:
+                raise ConfigError(f"recipe.combine names two or more distinct candidates other than the incumbent, got {self.combine!r}")
+            combined_changes(self.combine)  # conflicting changes fail here
+        check_seeds("recipe.seeds", self.seeds)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every candidate the study runs: the incumbent first, then the others, then the combination."""
+        combination = (combination_name(self.combine),) if self.combine else ()
+        return (INCUMBENT, *(c for c in self.candidates if c != INCUMBENT), *combination)
+
+
+def combination_name(names: tuple[str, ...]) -> str:
+    return " + ".join(names)
+
+
+def combined_changes(names: tuple[str, ...]) -> dict:
+    """The union of the named candidates' changes; two that set one field to different values are refused."""
+    merged: dict = {"model": {}, "train": {}}
+    for name in names:
+        for part in ("model", "train"):
+            for k, v in CANDIDATES[name][part].items():
+                if k in merged[part] and merged[part][k] != v:
+                    raise ConfigError(f"recipe.combine: {name!r} sets {part}.{k}={v!r}, another candidate {merged[part][k]!r}")
+                merged[part][k] = v
+    if merged["train"].get("lookahead_every"):  # lookahead replaces the EMA
+        merged["train"].pop("ema_decay", None)
+    return merged
+
+
+def changes(profile, name: str) -> dict:
+    """The model and recipe changes of candidate ``name`` (a single candidate, or the profile's combination)."""
+    if name in CANDIDATES:
+        return {"model": CANDIDATES[name]["model"], "train": CANDIDATES[name]["train"]}
+    if profile.recipe.combine and name == combination_name(profile.recipe.combine):
+        return combined_changes(profile.recipe.combine)
+    raise ConfigError(f"unknown recipe candidate {name!r}; allowed: {', '.join(profile.recipe.names)}")
 
 
 def candidate_spec(profile, name: str, seed: int) -> ModelSpec:
     """The old model of candidate ``name``: the profile's old model with the candidate's changes."""
-    check_choice("recipe candidate", name, CANDIDATES)
-    change = CANDIDATES[name]
+    change = changes(profile, name)
     return ModelSpec(
         data=profile.data,
         subset=SubsetSpec(profile.protocol.scenario, profile.protocol.old_fraction, "old"),
@@ -81,49 +142,61 @@ def _top1(z: np.ndarray, labels: np.ndarray) -> float:
     return 100.0 * float((labels[other] == labels).mean())
 
 
-def _val_probe(val_images: np.ndarray, val_labels: np.ndarray):
-    """Per-epoch measurement: val top-1 of the plain and of the flip-averaged embedding, and its own time."""
+def _val_probe(val_images: np.ndarray, val_labels: np.ndarray, last_epoch: int, keep: dict, with_raw: bool):
+    """Per-epoch measurement: val top-1 of the kept weights and (``with_raw``, where a weight average is kept) of
+    the raw weights, plain and flip-averaged, and its own time; the raw weights' last flip-averaged embeddings go
+    to ``keep``."""
 
-    def probe(model, epoch: int) -> dict:
+    def probe(model, epoch: int, raw=None) -> dict:
         started = time.perf_counter()
-        plain = embed(model, val_images)
-        averaged = embed(model, val_images, flip=True)
-        return {
-            "val_top1": _top1(plain, val_labels),
-            "val_top1_flip": _top1(averaged, val_labels),
-            "probe_seconds": time.perf_counter() - started,
-        }
+        out = {}
+        for prefix, weights in (("val", model), ("raw", raw if with_raw else None)):
+            if weights is None:
+                continue
+            plain, averaged = embed(weights, val_images), embed(weights, val_images, flip=True)
+            out[f"{prefix}_top1"], out[f"{prefix}_top1_flip"] = _top1(plain, val_labels), _top1(averaged, val_labels)
+            if prefix == "raw" and epoch == last_epoch:
+                keep["raw weights, flip-averaged"] = averaged
+        out["probe_seconds"] = time.perf_counter() - started
+        return out
 
     return probe
 
 
+def result_key(profile, name: str, seed: int) -> str:
+    return config_key({"experiment": "recipe", "study": STUDY_VERSION, "model": candidate_spec(profile, name, seed).key})
+
+
 def run_candidate(profile, name: str, seed: int, store: Store) -> dict:
-    """Train (or load) candidate ``name`` with the per-epoch probe; final full metrics; one result file."""
+    """Train (or load) candidate ``name`` with the per-epoch probe; final metrics per test-time embedding with
+    per-query results; one result file."""
     spec = candidate_spec(profile, name, seed)
-    key = config_key({"experiment": "recipe", "model": spec.key})
+    key = result_key(profile, name, seed)
     cached = read_intact_result(store, "recipe", profile.name, key)
     if cached is not None:
         return cached
+    store.check_result_writable()
     data = spec.data.load()
     started = time.perf_counter()
+    raw: dict[str, np.ndarray] = {}
+    extra = {"experiment": "recipe", "candidate": name, "change": changes(profile, name)}
     try:
-        get_model(spec, store, on_epoch=_val_probe(data.val.images, data.val.labels))
+        with_raw = CANDIDATES.get(name, {}).get("probe_raw", False)
+        get_model(spec, store, on_epoch=_val_probe(data.val.images, data.val.labels, spec.train.epochs, raw, with_raw))
     except TrainingDiverged as exc:  # a finding of the study, reported as such
         return write_seed_result(store, profile, seed, False, key, [], {}, {"train": time.perf_counter() - started},
-                                 experiment="recipe", candidate=name, change=CANDIDATES[name], curve=[], diverged=str(exc))
+                                 curve=[], diverged=str(exc), **extra)
     train_done = time.perf_counter()
-    z = get_embeddings(spec, store)
-    rows = [{"distance": "l2", "case": "old/old", "query": "old", "gallery": "old",
-             **{m: v for m, v in retrieval_metrics(z, z, data.val.labels).items() if m in ("top1", "top5", "mAP")}}]
-    zf = get_embeddings(spec, store, flip=True)
-    rows.append({"distance": "l2", "case": "old/old, flip-averaged", "query": "old", "gallery": "old",
-                 **{m: v for m, v in retrieval_metrics(zf, zf, data.val.labels).items() if m in ("top1", "top5", "mAP")}})
-    meta = store.model_meta(spec.key)
+    embeddings = {case: get_embeddings(spec, store, **options) for case, options in TEST_TIME.items()}
+    embeddings.update(raw)  # empty when the model was loaded rather than trained here, or keeps no average
+    rows, per_query = [], {}
+    for case, z in embeddings.items():
+        metrics, pq = retrieval_metrics(z, z, data.val.labels, per_query=True)
+        rows.append({"distance": "l2", "case": case, "query": "old", "gallery": "old", **{m: metrics[m] for m in ("top1", "top5", "mAP")}})
+        per_query[f"l2|{case}|rank"], per_query[f"l2|{case}|ap"] = pq["rank"].astype(np.int32), pq["ap"].astype(np.float32)
     wall = {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done}
-    return write_seed_result(
-        store, profile, seed, False, key, rows, {"old": model_record(store, spec.key)}, wall, experiment="recipe",
-        candidate=name, change=CANDIDATES[name], curve=meta["log"]["epochs"],
-    )
+    return write_seed_result(store, profile, seed, False, key, rows, {"old": model_record(store, spec.key)}, wall,
+                             per_query=per_query, curve=store.model_meta(spec.key)["log"]["epochs"], **extra)
 
 
 @register_experiment("recipe")
@@ -131,51 +204,141 @@ class Recipe(Experiment):
     config_class = RecipeConfig
     tabulates = False  # a study of recipes, not a table of methods
     profile_configs = {
-        "cpu": RecipeConfig(candidates=("airnet w32", "airnet w32 + EMA", "ResNet-20 w16")),  # the candidates run so far
-        "smoke": RecipeConfig(candidates=("airnet w32", "ResNet-20 w16"), base_train=TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=1)),
+        "smoke": RecipeConfig(candidates=(INCUMBENT, "lookahead", "translate 2 (reflect), alternating flips"),
+                              base_train=TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=1)),
     }
 
     def run(self, profile, store: Store | None = None) -> list[dict]:
-        """Every candidate of the profile's study, seed ``recipe.seed``; loaded where result files exist."""
+        """Every candidate of the profile's study at every study seed; loaded where result files exist."""
         store = store or Store()
-        return [run_candidate(profile, name, profile.recipe.seed, store) for name in profile.recipe.candidates]
+        return [run_candidate(profile, name, seed, store) for name in profile.recipe.names for seed in profile.recipe.seeds]
 
     def summary_table(self, results: list[dict], distance: str = "l2", store=None) -> pd.DataFrame:
         return final_table(results)
 
 
 def curves(results: list[dict]) -> pd.DataFrame:
-    """One row per (candidate, epoch): cumulative training minutes and val top-1, plain and flip-averaged."""
+    """One row per (candidate, seed, weights, embedding, epoch): samples seen (in epochs of the incumbent's
+    training set), cumulative training minutes and val top-1."""
     records = []
     for res in results:
         minutes = 0.0
         for e in res["curve"]:  # empty for a diverged candidate
             minutes += e["seconds"] / 60
-            for flip in (False, True):
-                records.append({"candidate": res["candidate"], "epoch": e["epoch"], "train minutes": minutes,
-                                "embedding": "flip-averaged" if flip else "plain",
-                                "top-1 (%)": e["val_top1_flip" if flip else "val_top1"]})
+            for prefix, weights in (("val", "kept"), ("raw", "raw")):
+                for flip in (False, True):
+                    value = e.get(f"{prefix}_top1_flip" if flip else f"{prefix}_top1")
+                    if value is None:
+                        continue
+                    records.append({"candidate": res["candidate"], "seed": res["seed"], "epoch": e["epoch"],
+                                    "train minutes": minutes, "weights": weights,
+                                    "embedding": "flip-averaged" if flip else "plain", "top-1 (%)": value})
     return pd.DataFrame.from_records(records)
 
 
 def final_table(results: list[dict]) -> pd.DataFrame:
-    """Per candidate: training minutes, images/s and the final old/old metrics, plain and flip-averaged."""
+    """Per candidate and seed: training minutes, images/s and the final metrics of each test-time embedding."""
     records = []
     for res in results:
         if res.get("diverged"):
-            records.append({"candidate": res["candidate"], "embedding": "diverged"})
+            records.append({"candidate": res["candidate"], "seed": res["seed"], "embedding": "diverged"})
             continue
         m = res["models"]["old"]
         for row in res["rows"]:
-            records.append({"candidate": res["candidate"], "embedding": "flip-averaged" if "flip" in row["case"] else "plain",
-                            "train min": m["train_seconds"] / 60, "img/s": m["images_per_s"],
+            records.append({"candidate": res["candidate"], "seed": res["seed"], "embedding": row["case"],
+                            "train min": m["train_seconds"] / 60, "img/s": round(m["images_per_s"]),
                             "top-1 (%)": row["top1"], "top-5 (%)": row["top5"], "mAP (%)": row["mAP"]})
-    return pd.DataFrame.from_records(records).set_index(["candidate", "embedding"])
+    return pd.DataFrame.from_records(records).set_index(["candidate", "seed", "embedding"])
+
+
+def _values(results: list[dict], name: str, case: str, seeds: tuple[int, ...], store: Store | None) -> np.ndarray:
+    """Seeds x queries top-1 hits (%) of candidate ``name``'s test-time embedding ``case``."""
+    store = store or Store()
+    out = []
+    for seed in seeds:
+        res = next(r for r in results if r["candidate"] == name and r["seed"] == seed)
+        pq = store.read_per_query("recipe", res["profile"], res["key"])
+        out.append(per_query_metric({"rank": pq[f"l2|{case}|rank"]}, "top1"))
+    return np.stack(out)
+
+
+def samples_seen(res: dict) -> int:
+    """Training images seen by a candidate's model (steps x batch), from its recorded recipe and log."""
+    log = res["models"]["old"]
+    return int(sum(e["images_per_s"] * e["seconds"] for e in log["epochs"]))
+
+
+def decide(results: list[dict], config: RecipeConfig, store: Store | None = None) -> tuple[pd.DataFrame, str]:
+    """The study's rule, fixed before its runs (the recipe chapter states it):
+
+    1. **Budget**: the incumbent's samples seen (6 epochs). A candidate that sees more (``8 epochs``) is
+       reported at its own cost and cannot win.
+    2. **A win is above the noise**: a candidate wins when the 95 % paired bootstrap interval over val queries
+       (seeds pooled) of its flip-averaged top-1 minus the incumbent's lies above 0 *and* every seed's
+       difference is above 0 (:meth:`Interval.above`). A diverged candidate loses.
+    3. **The recipe**: no winner keeps the incumbent; one winner is the recipe; with several, their combination
+       (``recipe.combine``) is the recipe if it was run and beats the best single winner by rule 2, else the
+       winner with the largest mean difference (fewer changes for an accuracy inside the noise).
+
+    :return: one row per candidate (difference, interval, per-seed values, verdict) and the chosen name.
+    """
+    seeds = config.seeds
+    by_name = {r["candidate"]: r for r in results if r["seed"] == seeds[0]}
+    if INCUMBENT not in by_name or by_name[INCUMBENT].get("diverged"):
+        raise ConfigError("the recipe study needs the incumbent's results (it did not run or diverged)")
+    budget = samples_seen(by_name[INCUMBENT])
+    base = _values(results, INCUMBENT, DECIDING, seeds, store)
+    records, intervals = [], {}
+    for name in config.names:
+        if name == INCUMBENT or name not in by_name:
+            continue
+        if any(r.get("diverged") for r in results if r["candidate"] == name):
+            records.append({"candidate": name, "verdict": "diverged"})
+            continue
+        iv = difference_interval(_values(results, name, DECIDING, seeds, store), base)
+        over = samples_seen(by_name[name]) > 1.01 * budget
+        intervals[name] = iv
+        verdict = "over the budget" if over else "wins" if iv.above(0) else "below" if iv.high < 0 else "inside the noise"
+        records.append({"candidate": name, "difference": iv.value, "low": iv.low, "high": iv.high,
+                        "per seed": ", ".join(f"{v:+.2f}" for v in iv.per_seed),
+                        "samples seen / budget": samples_seen(by_name[name]) / budget, "verdict": verdict})
+    table = pd.DataFrame.from_records(records).set_index("candidate") if records else pd.DataFrame()
+    winners = [n for n in intervals if n in CANDIDATES and table.loc[n, "verdict"] == "wins"]
+    return table, choose(winners, intervals, config.combine, lambda a, b: _pair(results, a, b, seeds, store))
+
+
+def _pair(results, better: str, worse: str, seeds, store) -> Interval:
+    return difference_interval(_values(results, better, DECIDING, seeds, store), _values(results, worse, DECIDING, seeds, store))
+
+
+def choose(winners: list[str], intervals: dict[str, Interval], combine: tuple[str, ...], compare) -> str:
+    """Rule 3 of :func:`decide`: the recipe from the winners, their differences from the incumbent (``intervals``)
+    and ``compare(a, b)``, the paired interval of a minus b."""
+    if not winners:
+        return INCUMBENT
+    best = max(winners, key=lambda n: intervals[n].value)
+    combination = combination_name(combine) if combine else None
+    if len(winners) > 1 and combination in intervals and sorted(combine) == sorted(winners) and compare(combination, best).above(0):
+        return combination
+    return best
+
+
+def test_time_choice(results: list[dict], config: RecipeConfig, store: Store | None = None) -> Interval:
+    """Does airbench's fuller test-time augmentation (one-pixel shifts) beat flip averaging? Paired interval of
+    its top-1 minus the flip-averaged top-1, on the incumbent's models (the same weights both sides)."""
+    return difference_interval(_values(results, INCUMBENT, "flip + 1-px shifts", config.seeds, store),
+                               _values(results, INCUMBENT, DECIDING, config.seeds, store))
+
+
+def averaging_effect(results: list[dict], config: RecipeConfig, store: Store | None = None) -> Interval:
+    """Do the incumbent's EMA weights beat its raw weights? Paired interval (flip-averaged top-1) from one run."""
+    return difference_interval(_values(results, INCUMBENT, DECIDING, config.seeds, store),
+                               _values(results, INCUMBENT, "raw weights, flip-averaged", config.seeds, store))
 
 
 def chosen_candidate(profile, results: list[dict]) -> str | None:
-    """The candidate whose stored model is the profile's own old model of seed ``recipe.seed`` (None: no candidate is)."""
+    """The candidate whose stored model is the profile's own old model of the study's first seed (None: no candidate is)."""
     from .bct import model_specs
 
-    key = model_specs(profile, profile.recipe.seed)["old"].key
+    key = model_specs(profile, profile.recipe.seeds[0])["old"].key
     return next((r["candidate"] for r in results if r["models"].get("old", {}).get("key") == key), None)
