@@ -143,3 +143,16 @@ def test_training_can_be_forbidden_with_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="COMPAT_TRAIN=never forbids training"):
         bct.run(get_profile("smoke", TINY), Store(tmp_path / "c", tmp_path / "r"))
     assert not (tmp_path / "r").exists()
+
+
+def test_the_strided_pointwise_convolution_equals_a_strided_1x1_convolution_and_survives_channels_last():
+    from compat.models import StridedPointwise
+
+    torch.manual_seed(0)
+    layer = StridedPointwise(2, 4, 2)
+    for _ in range(50):  # the crashing kernel corrupted the heap within a few calls at 2 channels
+        x = torch.randn(8, 2, 9, 9).contiguous(memory_format=torch.channels_last).requires_grad_()
+        layer(x).sum().backward()
+    reference = torch.nn.functional.conv2d(x.detach().contiguous(), layer.weight.detach(), stride=2)
+    assert torch.allclose(layer(x.detach()), reference, atol=1e-6)
+    assert list(layer.state_dict()) == ["weight"] and layer.weight.shape == (4, 2, 1, 1)

@@ -164,8 +164,11 @@ def _written_result(tmp_path):
 
     store = Store(tmp_path / "c", tmp_path / "r")
     store.write_per_query("bct", "smoke", "k", {"top1": np.arange(6, dtype=np.float32)})
-    store.write_result("bct", "smoke", "k", {"rows": [{"case": "old/old", "top1": 12.5}]})
+    store.write_result("bct", "smoke", "k", RESULT)
     return store
+
+
+RESULT = {"experiment": "bct", "profile": "smoke", "key": "k", "rows": [{"case": "old/old", "top1": 12.5}]}
 
 
 @pytest.mark.parametrize("damage", ["result bytes", "per-query bytes", "no digest"])
@@ -176,7 +179,7 @@ def test_a_damaged_result_file_is_named_and_made_again_or_refused(damage, tmp_pa
     from compat.store import DamagedArtefact
 
     store = _written_result(tmp_path)
-    assert read_intact_result(store, "bct", "smoke", "k") == {"rows": [{"case": "old/old", "top1": 12.5}]}
+    assert read_intact_result(store, "bct", "smoke", "k") == RESULT
     path = store.result_path("bct", "smoke", "k")
     if damage == "result bytes":
         path.write_text(path.read_text().replace("12.5", "13.5"))
@@ -211,7 +214,7 @@ def test_a_failed_write_leaves_the_previous_result_intact(tmp_path, monkeypatch)
 
     monkeypatch.setattr(Path, "write_bytes", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        store.write_result("bct", "smoke", "k", {"rows": [{"case": "old/old", "top1": 99.0}]})
+        store.write_result("bct", "smoke", "k", {**RESULT, "rows": [{"case": "old/old", "top1": 99.0}]})
     monkeypatch.undo()
     assert store.read_result("bct", "smoke", "k") == before  # digest checked on read
     assert sorted(p.name for p in store.result_path("bct", "smoke", "k").parent.iterdir()) == ["k.json", "k.json.sha256", "k.npz", "k.npz.sha256"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -31,10 +32,19 @@ def per_query_metric(per_query: Mapping[str, np.ndarray], metric: str) -> np.nda
 
 
 def resample_weights(n: int, replicates: int = REPLICATES, seed: int = 0) -> np.ndarray:
-    """``replicates`` x ``n`` bootstrap weights: how often each query is drawn, divided by n (rows sum to 1)."""
+    """``replicates`` x ``n`` bootstrap weights: how often each query is drawn, divided by n (rows sum to 1).
+    Drawn once per (n, replicates, seed) and process, then reused read-only: every interval of a chapter or a
+    command shares the same resample, which keeps comparisons paired and a rebuild from result files fast."""
     check_range("replicates", replicates, 1)
+    return _resample_weights(int(n), int(replicates), int(seed))
+
+
+@lru_cache(maxsize=2)
+def _resample_weights(n: int, replicates: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64) / n
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64) / n
+    weights.flags.writeable = False
+    return weights
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,20 @@ def register_backbone(name: str):
     return wrap
 
 
+class StridedPointwise(nn.Conv2d):
+    """A bias-free 1x1 convolution with a stride, computed as subsampling then a stride-1 1x1 convolution (the same
+    map, the same parameters). torch 2.14's CPU kernel for a strided 1x1 convolution on channels_last input with
+    few channels (2 or 4) writes out of bounds on AVX2 processors (heap corruption, then a crash); this form avoids
+    that kernel. ``tests/test_models_train.py`` checks it equals the strided convolution."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__(in_channels, out_channels, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride
+        return F.conv2d(x[:, :, :: s[0], :: s[1]], self.weight)
+
+
 class SmallResNet(nn.Module):
     """ResNet of BasicBlocks for small images: 3x3 stride-1 stem, no max-pool, global average pool.
 
@@ -50,7 +64,7 @@ class SmallResNet(nn.Module):
             for b in range(blocks):
                 down = None
                 if b == 0 and (stride != 1 or in_ch != width):
-                    down = nn.Sequential(nn.Conv2d(in_ch, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width))
+                    down = nn.Sequential(StridedPointwise(in_ch, width, stride), nn.BatchNorm2d(width))
                 layers.append(BasicBlock(in_ch, width, stride=stride if b == 0 else 1, downsample=down))
                 in_ch = width
         self.layers = nn.Sequential(*layers)

@@ -61,6 +61,8 @@ def environment() -> dict[str, object]:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        # the vector unit torch dispatches to (AVX2, AVX512, ...): precision "auto" trains in bf16 only where it has bf16
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cuda": cuda,
         "libraries": {name: _version(name) for name in LIBRARIES},
     }

@@ -86,9 +86,44 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_digest(path: Path) -> None:
-    """Record ``path``'s sha256 beside it (``path.sha256``), atomically."""
-    write_atomic(path.with_name(path.name + ".sha256"), (sha256_of(path) + "\n").encode())
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+@contextmanager
+def _folder_lock(folder: Path, exclusive: bool) -> Iterator[None]:
+    """An advisory lock on a folder: a writer holds it exclusively while it replaces a file and its digest, readers
+    share it, so a reader never pairs one writer's file with another writer's digest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def write_verified(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` and its sha256 (of these very bytes) beside it (``path.sha256``), both atomically
+    and together under the folder's lock, so that concurrent writers of one file never cross their digests."""
+    check_writer(path)
+    with _folder_lock(path.parent, exclusive=True):
+        write_atomic(path, data)
+        write_atomic(_sidecar(path), (hashlib.sha256(data).hexdigest() + "\n").encode())
+
+
+def read_verified(path: Path) -> bytes:
+    """The bytes of ``path``, read together with its recorded sha256 and checked against it. Raise
+    :class:`DamagedArtefact` naming the file if they differ or no digest was recorded (a file without one
+    cannot be trusted, so it is never used)."""
+    with _folder_lock(path.parent, exclusive=False):
+        recorded = _sidecar(path)
+        if not recorded.is_file():
+            raise DamagedArtefact(f"{path} has no recorded sha256 ({recorded.name}), so its content cannot be trusted")
+        digest, data = recorded.read_text().strip(), path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise DamagedArtefact(f"{path} does not match the sha256 recorded when it was written: it is damaged")
+    return data
 
 
 _MATCHED: set[tuple] = set()  # (path, size, mtime, digest) already found intact in this process: hashed once
@@ -106,22 +141,20 @@ def matches_digest(path: Path, digest: str | None) -> bool:
     return True
 
 
-def check_digest(path: Path, required: bool = False) -> None:
-    """Raise :class:`DamagedArtefact` naming ``path`` if it no longer matches its recorded digest. Without
-    ``required``, a file written before digests were recorded has none and passes."""
-    recorded = path.with_name(path.name + ".sha256")
-    if required and not recorded.is_file():
-        raise DamagedArtefact(f"{path} has no recorded sha256 ({recorded.name}), so its content cannot be trusted")
-    if recorded.is_file() and not matches_digest(path, recorded.read_text().strip()):
-        raise DamagedArtefact(f"{path} does not match the sha256 recorded when it was written: it is damaged")
-
-
 def write_torch(path: Path, obj) -> None:
     """``torch.save`` of ``obj`` to ``path``, atomically, with its digest."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    write_atomic(path, buffer.getvalue())
-    write_digest(path)
+    write_verified(path, buffer.getvalue())
+
+
+def read_torch(path: Path, map_location="cpu"):
+    """``torch.load`` (weights only) of a file written by :func:`write_torch`, after checking its digest."""
+    data = read_verified(path)
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as exc:  # matches its digest but cannot be read: written by something else
+        raise DamagedArtefact(f"{path} cannot be read ({type(exc).__name__}: {exc}): it is damaged") from None
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -164,13 +197,7 @@ class Store:
 
     def load_model(self, key: str, model: torch.nn.Module) -> dict:
         """Load the stored weights of ``key`` into ``model``; return the stored metadata."""
-        folder = self.model_dir(key)
-        check_digest(folder / "model.pt")
-        try:
-            state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
-        except Exception as exc:  # a truncated or garbled file: name it
-            raise DamagedArtefact(f"{folder / 'model.pt'} cannot be read ({type(exc).__name__}: {exc}): it is damaged") from None
-        model.load_state_dict(state)
+        model.load_state_dict(read_torch(self.model_dir(key) / "model.pt"))
         return self.model_meta(key)
 
     def remove_model(self, key: str) -> None:
@@ -184,8 +211,7 @@ class Store:
         path = self.embeddings_path(key)
         buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=False)
-        write_atomic(path, buffer.getvalue())
-        write_digest(path)
+        write_verified(path, buffer.getvalue())
 
     def load_embeddings(self, key: str) -> np.ndarray | None:
         """The stored embeddings of ``key``, or None if absent; a damaged file is reported, removed and None
@@ -194,8 +220,7 @@ class Store:
         if not path.is_file():
             return None
         try:
-            check_digest(path)
-            return np.load(path, allow_pickle=False)
+            return np.load(io.BytesIO(read_verified(path)), allow_pickle=False)
         except (DamagedArtefact, ValueError, OSError) as exc:
             warnings.warn(f"{exc}; embedding again", stacklevel=2)
             path.unlink(missing_ok=True)
@@ -206,14 +231,24 @@ class Store:
 
     def read_result(self, experiment: str, profile: str, key: str) -> dict | None:
         """The result file of ``key``, or None if there is none. :class:`DamagedArtefact` (naming the file) if it
-        or its per-query file does not match the sha256 recorded beside it, or has none."""
+        or its per-query file does not match the sha256 recorded beside it, has none, or if the file is not the
+        result of this key: its recorded key, experiment and profile must be the ones it is read under (a file
+        copied under another key's name is refused, whatever its sidecar says)."""
         path = self.result_path(experiment, profile, key)
         if not path.is_file():
             return None
         per_query = self.per_query_path(experiment, profile, key)
-        for file in (path, per_query) if per_query.is_file() else (path,):
-            check_digest(file, required=True)
-        return json.loads(path.read_text())
+        if per_query.is_file():
+            read_verified(per_query)
+        try:
+            payload = json.loads(read_verified(path))
+        except json.JSONDecodeError as exc:
+            raise DamagedArtefact(f"{path} is not valid JSON ({exc}): it is damaged") from None
+        recorded = {name: payload.get(name) if isinstance(payload, dict) else None for name in ("key", "experiment", "profile")}
+        expected = {"key": key, "experiment": experiment, "profile": profile}
+        if recorded != expected:
+            raise DamagedArtefact(f"{path} records {recorded}, not the {expected} it is read under: it belongs to another key")
+        return payload
 
     def check_result_writable(self) -> None:
         """Result files under the project's own (committed) ``results/`` come only from a clean tree, so the
@@ -227,8 +262,7 @@ class Store:
     def write_result(self, experiment: str, profile: str, key: str, payload: dict) -> Path:
         self.check_result_writable()
         path = self.result_path(experiment, profile, key)
-        write_json(path, payload)
-        write_digest(path)
+        write_verified(path, (json.dumps(payload, indent=1, sort_keys=False) + "\n").encode())
         return path
 
     def per_query_path(self, experiment: str, profile: str, key: str) -> Path:
@@ -240,14 +274,12 @@ class Store:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         path = self.per_query_path(experiment, profile, key)
-        write_atomic(path, buffer.getvalue())
-        write_digest(path)
+        write_verified(path, buffer.getvalue())
         return path
 
     def read_per_query(self, experiment: str, profile: str, key: str) -> dict[str, np.ndarray]:
         path = self.per_query_path(experiment, profile, key)
         if not path.is_file():
             raise ConfigError(f"per-query results {path} are missing: rerun the experiment to write them")
-        check_digest(path, required=True)
-        with np.load(path, allow_pickle=False) as f:
+        with np.load(io.BytesIO(read_verified(path)), allow_pickle=False) as f:
             return {k: f[k] for k in f.files}

@@ -31,7 +31,7 @@ from . import distributed
 from .augment import alternating_flips, random_crop_flip, to_input
 from .errors import CompatError, ConfigError, check_choice, check_range
 from .losses import LossTerm, StepOutputs
-from .store import ADDED_OPTION, check_digest, write_torch
+from .store import ADDED_OPTION, read_torch, write_torch
 
 PRECISIONS = ("auto", "bf16", "fp32")
 CROP_FILLS = ("zero", "reflect")
@@ -223,8 +223,7 @@ def _load_checkpoint(path: Path, dev: torch.device) -> dict | None:
     if not path.exists():
         return None
     try:
-        check_digest(path)
-        return torch.load(path, map_location=dev, weights_only=True)
+        return read_torch(path, map_location=dev)
     except Exception as exc:  # damaged or unreadable: never resume from it
         warnings.warn(f"checkpoint {path} is damaged ({exc}); training starts afresh", stacklevel=2)
         path.unlink(missing_ok=True)

@@ -185,6 +185,13 @@ class Experiment:
         """Cases x metrics of the main seeds: mean over seeds with 95 % bootstrap intervals (see :mod:`compat.intervals`)."""
         return interval_table(main_results(results), distance, store, self.references)
 
+    def point_table(self, results: list[dict], distance: str = "l2") -> pd.DataFrame:
+        """Cases x metrics of the main seeds, the mean over seeds of the stored numbers, with no resampling (what the
+        command line prints after a run; the chapters add the intervals)."""
+        rows = [{"case": r["case"], **{m: r.get(m) for m in METRICS}} for res in main_results(results) for r in res["rows"]
+                if r["distance"] == distance]
+        return pd.DataFrame.from_records(rows).groupby("case", sort=False).mean() if rows else pd.DataFrame()
+
     def ablation_table(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> pd.DataFrame:
         """The one-seed ablation's cases with 95 % bootstrap intervals over queries (empty if it was not run)."""
         ablation = [r for r in results if r["kind"] == "ablation"]

@@ -204,6 +204,8 @@ class Recipe(Experiment):
     config_class = RecipeConfig
     tabulates = False  # a study of recipes, not a table of methods
     profile_configs = {
+        # the candidates and seeds whose result files have landed (the rest of the grid is queued: the chapter says which)
+        "cpu": RecipeConfig(candidates=(INCUMBENT,), seeds=(0, 1)),
         "smoke": RecipeConfig(candidates=(INCUMBENT, "lookahead", "translate 2 (reflect), alternating flips"),
                               base_train=TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=1)),
     }
@@ -214,6 +216,9 @@ class Recipe(Experiment):
         return [run_candidate(profile, name, seed, store) for name in profile.recipe.names for seed in profile.recipe.seeds]
 
     def summary_table(self, results: list[dict], distance: str = "l2", store=None) -> pd.DataFrame:
+        return final_table(results)
+
+    def point_table(self, results: list[dict], distance: str = "l2") -> pd.DataFrame:
         return final_table(results)
 
 
@@ -280,12 +285,18 @@ def decide(results: list[dict], config: RecipeConfig, store: Store | None = None
        (``recipe.combine``) is the recipe if it was run and beats the best single winner by rule 2, else the
        winner with the largest mean difference (fewer changes for an accuracy inside the noise).
 
+    Runs at different precisions (``auto`` is bf16 only where the processor has it) are refused: not equal terms.
+
     :return: one row per candidate (difference, interval, per-seed values, verdict) and the chosen name.
     """
     seeds = config.seeds
     by_name = {r["candidate"]: r for r in results if r["seed"] == seeds[0]}
     if INCUMBENT not in by_name or by_name[INCUMBENT].get("diverged"):
         raise ConfigError("the recipe study needs the incumbent's results (it did not run or diverged)")
+    precision = {r["models"]["old"].get("precision") for r in results if not r.get("diverged")}
+    if len(precision) > 1:  # precision "auto" is bf16 on one machine and fp32 on another: not equal terms
+        raise ConfigError(f"the study's runs trained at different precisions ({', '.join(sorted(map(str, precision)))}): "
+                          "rerun them on one kind of machine (or pin recipe.base_train.precision)")
     budget = samples_seen(by_name[INCUMBENT])
     base = _values(results, INCUMBENT, DECIDING, seeds, store)
     records, intervals = [], {}
