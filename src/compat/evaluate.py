@@ -30,12 +30,24 @@ from .errors import ConfigError, check_choice, check_range
 DISTANCES = ("l2", "cosine")
 
 
+# float32 distances are exact to float32's precision only while squared norms, summed over the dimensions, stay
+# inside its normal range (about 1e-38 to 3e38): the embeddings' largest magnitude must lie here
+SEARCHABLE_SCALE = (1e-15, 1e15)
+
+
 def _as_embeddings(name: str, x: np.ndarray) -> np.ndarray:
+    """``x`` as float32 N x D, refused if the search cannot rank it correctly: empty, no dimensions, NaN or
+    infinite values, or a scale whose squared distances overflow or underflow (the ranking would be silently wrong)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.ndim != 2 or len(x) == 0:
-        raise ConfigError(f"{name} must be a non-empty N x D array, got shape {x.shape}")
+    if x.ndim != 2 or len(x) == 0 or x.shape[1] == 0:
+        raise ConfigError(f"{name} must be a non-empty N x D array with D >= 1, got shape {x.shape}")
     if not np.isfinite(x).all():
         raise ConfigError(f"{name} holds NaN or infinite values")
+    scale = float(np.abs(x).max())
+    low, high = SEARCHABLE_SCALE
+    if scale and not low <= scale <= high:
+        raise ConfigError(f"{name}' largest magnitude is {scale:.3g}, outside [{low:g}, {high:g}] where float32 distances "
+                          "are exact to their precision: rescale them (retrieval ranks do not depend on a common scale)")
     return x
 
 
@@ -142,26 +154,6 @@ def _topk_ranks(d: np.ndarray, ids: np.ndarray, rel: np.ndarray, k: int) -> np.n
     return np.where(found & ~cut_at_tie, np.minimum(rank, k), k)
 
 
-# float32 distances stay exact to float32's relative precision only while squared norms, summed over the
-# dimensions, stay inside its normal range (about 1e-38 to 3e38): the embeddings' largest magnitude must lie here
-SEARCHABLE_SCALE = (1e-15, 1e15)
-
-
-def check_searchable(z: np.ndarray, what: str) -> None:
-    """Refuse embeddings the float32 search cannot rank correctly: empty rows, non-finite values, or a scale
-    whose squared distances overflow or underflow (the ranking would be silently wrong)."""
-    z = np.asarray(z)
-    if z.ndim != 2 or z.shape[1] == 0:
-        raise ConfigError(f"{what} embeddings must be N x D with D >= 1, got shape {z.shape}")
-    if not np.isfinite(z).all():
-        raise ConfigError(f"{what} embeddings hold NaN or infinite values: a diverged model cannot be evaluated")
-    scale = float(np.abs(z).max()) if z.size else 0.0
-    low, high = SEARCHABLE_SCALE
-    if scale and not low <= scale <= high:
-        raise ConfigError(f"{what} embeddings' largest magnitude is {scale:.3g}, outside [{low:g}, {high:g}] where float32 "
-                          "distances are exact to their precision: rescale them (retrieval ranks do not depend on a common scale)")
-
-
 def retrieval_metrics(
     query: np.ndarray,
     gallery: np.ndarray,
@@ -213,8 +205,6 @@ def retrieval_metrics(
     if leave_one_out and len(query) != len(gallery):
         raise ConfigError(f"leave_one_out needs query set = gallery set, got {len(query)} and {len(gallery)} rows")
     check_choice("index", index, INDEXES)
-    check_searchable(query, "query")
-    check_searchable(gallery, "gallery")
     if with_map and index != "flat":
         raise ConfigError(f"index={index!r} is approximate; mAP needs the exact full ranking: pass with_map=False or index='flat'")
     if not with_map:

@@ -8,6 +8,7 @@ step. A checkpoint is written atomically after every epoch and a run resumes fro
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -176,6 +177,11 @@ def freeze_norm_scales(model: nn.Module) -> None:
             m.weight.requires_grad_(False)
 
 
+def _averaged(model: nn.Module) -> list[torch.Tensor]:
+    """What a weight average covers: the parameters and the floating-point buffers (BatchNorm statistics)."""
+    return [*model.parameters(), *(b for b in model.buffers() if b.is_floating_point())]
+
+
 class Lookahead:
     """airbench's lookahead (Jordan 2024, arXiv 2404.00498, Sec. 3.6; Zhang et al., NeurIPS 2019): a slow copy of
     the parameters and buffers; every ``every`` steps ``slow += (1 - d) (w - slow)`` and ``w = slow``, with the
@@ -183,10 +189,7 @@ class Lookahead:
 
     def __init__(self, model: nn.Module, every: int, total: int) -> None:
         self.model, self.every, self.total = model, every, total
-        self.slow = [t.detach().clone() for t in self._tensors()]
-
-    def _tensors(self) -> list[torch.Tensor]:
-        return [*self.model.parameters(), *(b for b in self.model.buffers() if b.is_floating_point())]
+        self.slow = [t.detach().clone() for t in _averaged(model)]
 
     @torch.no_grad()
     def step(self, step: int) -> None:
@@ -196,13 +199,20 @@ class Lookahead:
 
     @torch.no_grad()
     def _pull(self, decay: float) -> None:
-        fast = self._tensors()
+        fast = _averaged(self.model)
         torch._foreach_lerp_(self.slow, fast, 1 - decay)
         torch._foreach_copy_(fast, self.slow)
 
     @torch.no_grad()
     def finish(self) -> None:
         self._pull(1.0)
+
+    def slow_model(self) -> nn.Module:
+        """A copy of the model holding the slow weights (what the run would end on now)."""
+        saved = copy.deepcopy(self.model)
+        with torch.no_grad():
+            torch._foreach_copy_(_averaged(saved), self.slow)
+        return saved
 
     def state_dict(self) -> dict:
         return {"slow": self.slow}
@@ -307,14 +317,7 @@ def _as_saved(model: nn.Module, ema, lookahead: Lookahead | None) -> nn.Module:
     """The model as :func:`fit` would save it now: the EMA's copy, the lookahead's slow weights (a copy), or the model."""
     if ema is not None:
         return ema.module
-    if lookahead is None:
-        return model
-    import copy
-
-    saved = copy.deepcopy(model)
-    with torch.no_grad():
-        torch._foreach_copy_(Lookahead(saved, 1, 1)._tensors(), lookahead.slow)
-    return saved
+    return model if lookahead is None else lookahead.slow_model()
 
 
 def _broadcast_buffers(model: nn.Module) -> None:
