@@ -4,8 +4,7 @@ a change that would silently alter a key (and so the numbers behind a table) fai
 import pytest
 
 from compat.config import get_profile
-from compat.experiments import EXPERIMENTS
-from compat.experiments import recipe
+from compat.experiments import EXPERIMENTS, recipe
 from compat.paths import project_root
 
 

@@ -56,6 +56,15 @@ def test_seed_tuples_parse_from_the_command_line_papermill_and_python():
         get_profile("smoke", {"protocol.seeds": "1,1"})
 
 
+def test_one_seed_rule_a_sections_own_seeds_replace_the_protocols_for_that_experiment_only():
+    from compat.experiments import get_experiment
+
+    bct, unibct = get_experiment("bct"), get_experiment("unibct")
+    profile = get_profile("smoke", {"protocol.seeds": "4,5", "unibct.seeds": "7"})
+    assert bct.seeds(profile) == (4, 5) and unibct.seeds(profile) == (7,)
+    assert unibct.seeds(get_profile("smoke", {"protocol.seeds": "4,5"})) == (4, 5)  # smoke's unibct names none
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("protocol.seeds", "a", "'protocol.seeds' wants an integer, got 'a'"),
     ("protocol.seeds", "1.5", "'protocol.seeds' wants an integer, got '1.5'"),

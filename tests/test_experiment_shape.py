@@ -48,16 +48,18 @@ def example_experiment():
 
 
 def test_a_new_experiment_needs_only_its_own_module(example_experiment, tmp_path, capsys, monkeypatch):
-    from compat.results import load_results
+    from compat.results import load_result_files
 
     profile = get_profile("smoke", {**TINY, "example.weight": "2"})
     assert profile.example.weight == 2.0  # its section is registered with it
     store = Store(tmp_path / "c", tmp_path / "r")
     results = example_experiment.run(profile, store)  # the shared runner
     assert [r["kind"] for r in results] == ["main"] and results[0]["experiment"] == "example"
-    frame = load_results(profile, ["example"], store)
-    row = frame[(frame["case"] == "heavy BCT new/old") & (frame["metric"] == "top1") & (frame["distance"] == "l2")]
-    assert len(row) == 1 and row.iloc[0]["query"] == "heavy_bct" and row.iloc[0]["gain"] is not None
+    loaded = load_result_files(example_experiment, profile, store)  # read back by key, nothing trained
+    assert [r["key"] for r in loaded] == [r["key"] for r in results]
+    row = next(r for r in loaded[0]["rows"] if r["case"] == "heavy BCT new/old" and r["distance"] == "l2")
+    assert row["query"] == "heavy_bct" and row["gain_top1"] is not None
+    assert example_experiment.point_table(loaded).loc["heavy BCT new/old", "top1"] == row["top1"]
     # the command line knows it too
     monkeypatch.setenv("COMPAT_CACHE", str(tmp_path / "c"))
     monkeypatch.setenv("COMPAT_RESULTS", str(tmp_path / "r"))
@@ -130,3 +132,16 @@ def test_an_executed_chapter_shows_the_parameters_that_ran_not_the_defaults(tmp_
     shown = ["".join(c["source"]) for c in cells if "remove-cell" not in c["metadata"].get("tags", [])]
     assert any(s.startswith(RAN_HEADER) and 'overrides = {"protocol.seeds": [1]}' in s for s in shown)
     assert not any(s.startswith('profile = "cpu"') for s in shown)  # the defaults cell is not on the page
+
+
+def test_every_chapter_states_its_verdict_with_the_base_class_signature():
+    import inspect
+
+    from compat.experiments import EXPERIMENTS, Experiment
+
+    expected = inspect.signature(Experiment.verdict)
+    chapters = [e for e in EXPERIMENTS.values() if e.tabulates]
+    assert {e.name for e in chapters} == {"bct", "fct", "unibct", "bict"}
+    for experiment in chapters:
+        assert type(experiment).verdict is not Experiment.verdict, experiment.name
+        assert inspect.signature(type(experiment).verdict) == expected, experiment.name

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_models_train import TINY
 
 from compat.augment import simclr_view
 from compat.config import get_profile
@@ -18,8 +19,6 @@ from compat.models import EmbeddingModel, ModelConfig
 from compat.store import ADDED_OPTION, Store, config_key
 from compat.train import TrainConfig, fit
 from compat.transformation import Transformation, TransformationConfig, fit_transformation, freeze_batchnorm, upgrade_gallery
-
-from test_models_train import TINY
 
 
 def test_transformation_shapes_follow_the_official_layout():
@@ -229,3 +228,14 @@ def test_upgrade_flops_against_hand_counts():
     assert forward_flops(h, torch.randn(5, 8), torch.randn(5, 8)) == branches + mixer
     flops = upgrade_flops(get_profile("smoke"))
     assert flops["nothing"] == 0 < flops["transformation"] < flops["re-embedding"]
+
+
+def test_the_comparison_reads_result_files_and_never_trains(tmp_path, monkeypatch):
+    from compat import artefacts
+    from compat.compare import comparison_table
+    from compat.config import get_profile
+    from compat.errors import ConfigError
+
+    monkeypatch.setattr(artefacts, "fit", lambda *a, **k: pytest.fail("the comparison trained a model"))
+    with pytest.raises(ConfigError, match=r"no result file bct/smoke/[0-9a-f]{16}\.json .*python -m compat run bct --profile smoke"):
+        comparison_table(get_profile("smoke"), Store(tmp_path / "c", tmp_path / "r"))

@@ -2,9 +2,9 @@
 step with the profile's backbone at 64 px, and every loss term ends on the model's device."""
 
 import pytest
+import torch
 
 from compat.config import get_profile
-from compat.experiments import get_experiment
 from compat.methods import METHODS
 from compat.store import Store
 
@@ -28,16 +28,24 @@ def test_every_method_trains_a_step_on_the_gpu_profiles_path(method, tmp_path, m
     old = ModelSpec(subset=SubsetSpec("extended-class", 0.5, "old"), train=profile.old_train, **common)
     spec = ModelSpec(subset=SubsetSpec("extended-class", 0.5, "new"), train=profile.new_train,
                      method=MethodSpec(method), parent=old if METHODS[method].needs_parent else None, **common)
-    seen = []
-    real_fit = artefacts.fit
+    moved, checked = [], []  # (term, device) of every Module.to call; term tensors found on the model's device
+    real_to, real_fit = torch.nn.Module.to, artefacts.fit
+
+    def to(module, *args, **kwargs):
+        moved.append((id(module), torch.device(args[0]) if args and isinstance(args[0], (str, torch.device)) else None))
+        return real_to(module, *args, **kwargs)
 
     def fit(model, *args, **kwargs):
         log = real_fit(model, *args, **kwargs)
         device = next(model.parameters()).device
         for term in args[3]:
-            seen.extend(t.device == device for t in (*term.buffers(), *term.parameters()))
+            assert (id(term), device) in moved, f"{type(term).__name__} was not moved to the training device"
+            checked.extend(t.device == device for t in (*term.buffers(), *term.parameters()))
         return log
 
+    monkeypatch.setattr(torch.nn.Module, "to", to)
     monkeypatch.setattr(artefacts, "fit", fit)
     model = get_model(spec, store, progress=False)
-    assert model.embedding.out_features == 8 and all(seen)
+    assert model.embedding.out_features == 8 and all(checked)
+    if METHODS[method].needs_parent:  # its terms hold the old model's classifier, prototypes or weights
+        assert checked, "no loss-term tensor was checked"

@@ -93,13 +93,13 @@ def test_bct_verdict_rules_on_constructed_results(tmp_path):
             "L2 new/old": [0.09, 0.09], "L2 new/new": [0.15, 0.15]}
     good, store = _fake_results(tmp_path / "a", {**base, "BCT new/old": [0.14, 0.14], "BCT new/new": [0.19, 0.19]})
     assert bct.check_claims(good, "l2", store)["holds"].all()
-    assert "l2 distance: reproduced" in bct.verdict(good, store)
+    assert "l2 distance: reproduced" in bct.verdict(good, "l2", store)
 
     # BCT new/old just below old/old: compatibility is learned, the criterion fails -> partially
     weak, store = _fake_results(tmp_path / "b", {**base, "BCT new/old": [0.095, 0.095], "BCT new/new": [0.19, 0.19]})
     holds = bct.check_claims(weak, "l2", store).set_index("claim")["holds"]
     assert holds.iloc[0] and not holds.iloc[1]
-    assert "l2 distance: partially reproduced" in bct.verdict(weak, store)
+    assert "l2 distance: partially reproduced" in bct.verdict(weak, "l2", store)
 
     # a difference inside the noise (0.2 points on 4000 queries) does not count as a win
     noise, store = _fake_results(tmp_path / "c", {**base, "BCT new/old": [0.102, 0.102], "BCT new/new": [0.19, 0.19]})
@@ -107,7 +107,7 @@ def test_bct_verdict_rules_on_constructed_results(tmp_path):
 
     # nothing compatible -> not reproduced
     bad, store = _fake_results(tmp_path / "d", {**base, "BCT new/old": [0.005, 0.005], "BCT new/new": [0.19, 0.19]})
-    assert "l2 distance: not reproduced" in bct.verdict(bad, store)
+    assert "l2 distance: not reproduced" in bct.verdict(bad, "l2", store)
 
 
 def test_fct_verdict_rules_on_constructed_results(tmp_path):

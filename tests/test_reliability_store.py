@@ -3,7 +3,6 @@ evaluator that refuses what float32 cannot rank (issue: reliability, second pass
 
 import json
 import multiprocessing
-import shutil
 
 import numpy as np
 import pytest

@@ -23,8 +23,8 @@ def test_environment_yml_defers_to_requirements():
 
 
 def test_requirements_are_exact_pins():
-    lines = [l for l in (ROOT / "requirements.txt").read_text().splitlines() if l.strip() and not l.startswith("#")]
-    assert lines and all("==" in l for l in lines), [l for l in lines if "==" not in l]
+    lines = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert lines and all("==" in line for line in lines), [line for line in lines if "==" not in line]
 
 
 def test_there_are_source_notebooks():

@@ -18,17 +18,16 @@ import numpy as np
 import torch
 
 from . import distributed
-from .config import DataConfig
+from .augment import fixed_view
+from .data import DataConfig
 from .errors import ConfigError, check_choice, check_range
 from .methods import TrainingContext, get_method
 from .models import EmbeddingModel, ModelConfig
 from .provenance import environment
 from .splits import SCENARIOS, Subset, make_split
 from .store import ADDED_OPTION, DamagedArtefact, Store, canonical, config_key
-from .augment import fixed_view
 from .train import TrainConfig, embed, fit, pinned_threads
 from .transformation import Transformation, TransformationConfig, fit_transformation, upgrade_gallery
-
 
 
 @dataclass(frozen=True)

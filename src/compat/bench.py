@@ -1,20 +1,31 @@
 """Benchmarks that print figures (no timed tests): the evaluator against raw faiss, search and upgrade
-cost against gallery size, the training engine against a conventional pipeline, and FCT's gallery
-upgrade against re-embedding images."""
+cost against gallery size, and the training engine against a conventional pipeline (FCT's gallery upgrade
+against re-embedding images is :mod:`compat.upgrade_cost`)."""
 
 from __future__ import annotations
 
-import os
-import threading
+import tempfile
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision import transforms
 
-from .evaluate import retrieval_metrics
+from .augment import MEAN, STD
+from .config import get_profile
+from .evaluate import build_index, retrieval_metrics, search
+from .losses import CrossEntropy
+from .models import EmbeddingModel
 from .provenance import environment
 from .store import write_json
+from .train import TrainConfig, fit
+from .transformation import Transformation, upgrade_gallery
+from .upgrade_cost import peak_extra_memory
 
 
 def _timed(fn, repeats: int) -> float:
@@ -74,9 +85,6 @@ def bench_gallery(sizes=(10_000, 100_000, 1_000_000), queries: int = 1000, dim: 
     approximate IVF-Flat index (build, search, recall@k against exact), the exact evaluator with mAP over the
     full ranking, and the gallery upgrade (FCT's h, the cpu profile's width, without side-information) of all N
     stored vectors; wall seconds and peak resident memory above the inputs for each."""
-    from .config import get_profile
-    from .evaluate import build_index, search
-    from .transformation import Transformation, upgrade_gallery
 
     inner = get_profile("cpu").fct.transformation.inner_dim
     h = Transformation(dim, dim, dim, inner_dim=inner)
@@ -97,7 +105,7 @@ def bench_gallery(sizes=(10_000, 100_000, 1_000_000), queries: int = 1000, dim: 
 
         for what, work in (("exact top-k search", exact), ("IVF-Flat build + search", approximate),
                            ("evaluator with mAP", evaluate), ("gallery upgrade (h)", lambda: upgrade_gallery(h, gallery, gallery))):
-            seconds, extra = _peak_extra_memory(work)
+            seconds, extra = peak_extra_memory(work)
             rows.append({"n": n, "what": what, "seconds": seconds, "peak_extra_mb": None if extra is None else extra / 2**20})
             print(f"N={n:>9,d}  {what:24s} {seconds:8.2f} s  peak extra {rows[-1]['peak_extra_mb'] or 0:8.1f} MB")
         recall = float(np.mean([len(set(a) & set(e)) / k for a, e in zip(found["ivf"], found["exact"])]))
@@ -113,7 +121,6 @@ def bench_gallery(sizes=(10_000, 100_000, 1_000_000), queries: int = 1000, dim: 
 
 def matmul_peak(dtype, size: int = 2048, repeats: int = 5) -> float:
     """Best measured GFLOP/s of a size x size matrix product in ``dtype`` on this machine."""
-    import torch
 
     a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
     torch.mm(a, b)
@@ -123,8 +130,6 @@ def matmul_peak(dtype, size: int = 2048, repeats: int = 5) -> float:
 
 def training_flops_per_image(model, image_size: int, batch: int = 32) -> float:
     """Forward + backward FLOPs per image, counted by torch's flop counter (convs and matmuls)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.randn(batch, 3, image_size, image_size)
     counter = FlopCounterMode(display=False)
@@ -138,14 +143,6 @@ def training_flops_per_image(model, image_size: int, batch: int = 32) -> float:
 def _conventional_rate(model_factory, images, labels, batch_size: int, steps: int, workers: int) -> float:
     """Images/s of the textbook pipeline: JPEG files decoded per image by PIL, torchvision
     transforms, a DataLoader with workers, fp32, default memory format."""
-    import tempfile
-
-    import torch
-    from PIL import Image
-    from torch.utils.data import DataLoader, Dataset
-    from torchvision import transforms
-
-    from .augment import MEAN, STD
 
     class JpegFolder(Dataset):
         def __init__(self, paths, targets, transform):
@@ -188,12 +185,7 @@ def _conventional_rate(model_factory, images, labels, batch_size: int, steps: in
 def bench_train(profile_name: str = "cpu", steps: int = 40, workers: int = 2, out: Path | None = None) -> dict:
     """Training images/s of the profile's model: this engine against a conventional pipeline,
     plus FLOPs per image and the share of this machine's measured matmul peak."""
-    import torch
 
-    from .config import get_profile
-    from .losses import CrossEntropy
-    from .models import EmbeddingModel
-    from .train import TrainConfig, fit
 
     profile = get_profile(profile_name)
     data = profile.data.load()
@@ -238,81 +230,3 @@ def bench_train(profile_name: str = "cpu", steps: int = 40, workers: int = 2, ou
         write_json(out, figures)
         print(f"wrote {out}")
     return figures
-
-
-def _rss_bytes() -> int | None:
-    """Resident memory of this process now (Linux ``/proc``; None elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return None
-
-
-def _peak_extra_memory(work) -> tuple[float, int | None]:
-    """Run ``work()``; return its wall seconds and its peak resident memory above the start (sampled every 2 ms)."""
-    start_rss, peak, done = _rss_bytes(), [0], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_bytes() or 0)
-            done.wait(0.002)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    work()
-    seconds = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    peak[0] = max(peak[0], _rss_bytes() or 0)
-    return seconds, None if start_rss is None else max(0, peak[0] - start_rss)
-
-
-def _rows(array: np.ndarray, n: int) -> np.ndarray:
-    """The first ``n`` rows of ``array`` in memory, repeating it cyclically when it has fewer."""
-    return np.array(array[:n]) if n <= len(array) else np.resize(array, (n, *array.shape[1:]))
-
-
-def _cost_child(kind: str, spec, n: int, cache_root: str, results_root: str) -> dict:
-    """In a fresh process: load the inputs of one upgrade (or re-embedding) of ``n`` gallery rows, then measure it."""
-    from .artefacts import get_embeddings, get_model, get_transformation
-    from .store import Store
-    from .train import embed
-    from .transformation import upgrade_gallery
-
-    store = Store(Path(cache_root), Path(results_root))
-    if kind == "upgrade":  # stored vectors only: old embeddings and side-information of the training images
-        h = get_transformation(spec, store)
-        old = get_embeddings(spec.old, store, rows=spec.new.subset)
-        side = old if spec.side is None else get_embeddings(spec.side, store, rows=spec.new.subset)
-        old, side = _rows(old, n), _rows(side, n)
-        inputs = old.nbytes + side.nbytes
-        upgrade_gallery(h, old[:64], side[:64])  # warm-up: one-time kernel set-up is not the upgrade's cost
-        seconds, extra = _peak_extra_memory(lambda: upgrade_gallery(h, old, side))
-    else:  # backfilling: the new model re-embeds the raw images
-        model = get_model(spec.new, store)
-        images = _rows(spec.new.data.load().train.images, n)
-        inputs = images.nbytes
-        embed(model, images[:64])  # warm-up, as for the upgrade
-        seconds, extra = _peak_extra_memory(lambda: embed(model, images))
-    return {"method": kind, "n": n, "seconds": seconds, "rows_per_s": n / seconds, "input_mb": inputs / 2**20,
-            "peak_extra_mb": None if extra is None else extra / 2**20}
-
-
-def measure_upgrade_cost(spec, sizes, store) -> list[dict]:
-    """FCT's upgrade (h on N stored rows) against backfilling (the new model on N images), each N in its own
-    fresh process so that peak memory is its own; time and peak resident memory above the loaded inputs."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    from .artefacts import get_transformation
-
-    get_transformation(spec, store)  # train (or check) it once, here, before the timed children
-    rows = []
-    for n in sizes:
-        for kind in ("upgrade", "re-embed"):
-            with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-                row = pool.submit(_cost_child, kind, spec, n, str(store.cache), str(store.results)).result()
-            rows.append(row)
-    return rows

@@ -4,18 +4,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
-from .errors import CompatError
+import yaml
+
+from . import distributed
+from .artefacts import help_train
+from .bench import bench_evaluate, bench_gallery, bench_train
+from .booktools import execute
+from .config import get_profile
+from .data import prepare
+from .errors import CompatError, check_range
+from .experiments import EXPERIMENTS, bict, fct, get_experiment
+from .store import Store
 
 
 def _data_prepare(args: argparse.Namespace) -> None:
-    import json
-    import time
-
-    from .data import prepare
-
     start = time.perf_counter()
     folder = prepare(mirror=args.mirror)
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -36,12 +43,6 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
 def _run(args: argparse.Namespace) -> None:
     """One entry point for one process or several (``torchrun --nproc_per_node N -m compat run ...``): rank 0
     runs the experiment and the others help it train (see :mod:`compat.distributed`)."""
-    from . import distributed
-    from .artefacts import help_train
-    from .config import get_profile
-    from .experiments import get_experiment
-    from .store import Store
-
     experiment = get_experiment(args.experiment)  # unknown names fail before any data is loaded
     profile = get_profile(args.profile, _parse_sets(args.set))
     if distributed.init_from_env() and not distributed.is_writer():
@@ -57,18 +58,12 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _bench_train(args: argparse.Namespace) -> None:
-    from .bench import bench_train
-    from .errors import check_range
-
     check_range("--steps", args.steps, 1, 100_000)
     check_range("--workers", args.workers, 0, 64)
     bench_train(args.profile, steps=args.steps, workers=args.workers, out=args.out)
 
 
 def _bench_upgrade(args: argparse.Namespace) -> None:
-    from .config import get_profile
-    from .experiments import bict, fct
-
     profile = get_profile(args.profile, _parse_sets(args.set))
     measure = {"fct": fct.upgrade_cost, "bict": bict.upgrade_cost}[args.experiment]
     print(f"{args.experiment} upgrade cost, profile {profile.name} (stored as a result file; measured once per configuration):")
@@ -78,9 +73,6 @@ def _bench_upgrade(args: argparse.Namespace) -> None:
 
 
 def _bench_evaluate(args: argparse.Namespace) -> None:
-    from .bench import bench_evaluate
-    from .errors import check_range
-
     check_range("--repeats", args.repeats, 1, 1000)
     check_range("--n", args.n, 2, 10_000_000)
     check_range("--dim", args.dim, 1, 65_536)
@@ -88,9 +80,6 @@ def _bench_evaluate(args: argparse.Namespace) -> None:
 
 
 def _bench_gallery(args: argparse.Namespace) -> None:
-    from .bench import bench_gallery
-    from .errors import check_range
-
     for n in args.sizes:
         check_range("--sizes item", n, 1, 100_000_000)
     check_range("--queries", args.queries, 1, 1_000_000)
@@ -99,11 +88,6 @@ def _bench_gallery(args: argparse.Namespace) -> None:
 
 
 def _book_execute(args: argparse.Namespace) -> None:
-    import yaml
-
-    from .booktools import execute
-    from .config import get_profile
-
     overrides = _parse_sets(args.set)
     get_profile(args.profile, overrides)  # fail before starting a kernel
     params = {"profile": args.profile, "overrides": overrides}
@@ -115,8 +99,6 @@ def _book_execute(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .experiments import EXPERIMENTS
-
     parser = argparse.ArgumentParser(prog="python -m compat", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
 

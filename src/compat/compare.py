@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .experiments import get_experiment
 from .experiments.fct import NO_SIDE, SIDE
 from .models import EmbeddingModel
+from .results import load_result_files
 from .store import Store
 from .transformation import Transformation
 
@@ -100,7 +101,7 @@ class _Embed(torch.nn.Module):
 
 
 def comparison_table(profile, store: Store | None = None, distance: str = "l2") -> pd.DataFrame:
-    """One row per method (its chapter's results, loaded, or trained where missing and allowed): top-1 and mAP
+    """One row per method (its chapter's committed result files, read, never trained): top-1 and mAP
     with 95 % intervals (from its chapter's interval table), accuracy retained (top-1 as a share of the
     backfill's: the independent new model's new/new, in the BiCT chapter that of its last generation), what it
     stores and the upgrade's forward FLOPs per gallery item (BiCT's chains: summed over their upgrades)."""
@@ -111,7 +112,7 @@ def comparison_table(profile, store: Store | None = None, distance: str = "l2") 
     for entry in ENTRIES:
         if entry.experiment not in tables:
             experiment = get_experiment(entry.experiment)
-            tables[entry.experiment] = experiment.summary_table(experiment.run(profile, store), distance, store)
+            tables[entry.experiment] = experiment.summary_table(load_result_files(experiment, profile, store), distance, store)
         table = tables[entry.experiment]
         last = len(profile.bict.generations)
         case = entry.case.format(last=last)

@@ -15,59 +15,21 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .data import DATASETS, PREPARED_SIZES, Dataset, load_dataset
+from .data import DataConfig
 from .errors import ConfigError, check_choice, check_range, check_seeds
+from .experiments import EXPERIMENTS  # registers every experiment and its config section
 from .models import ModelConfig
 from .splits import SCENARIOS
 from .train import TrainConfig
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """Which images the models see.
-
-    :param dataset: ``tiny-imagenet`` (real) or ``synthetic`` (generated in code).
-    :param image_size: image side in pixels; Tiny-ImageNet is prepared at 64 and 32.
-    :param synthetic_classes: classes of the synthetic set.
-    :param synthetic_train_per_class: training images per synthetic class.
-    :param synthetic_val_per_class: val images per synthetic class.
-    """
-
-    dataset: str = "tiny-imagenet"
-    image_size: int = 32
-    synthetic_classes: int = 20
-    synthetic_train_per_class: int = 40
-    synthetic_val_per_class: int = 10
-
-    def __post_init__(self) -> None:
-        check_choice("dataset", self.dataset, DATASETS)
-        if self.dataset == "tiny-imagenet":
-            check_choice("image_size", self.image_size, PREPARED_SIZES)
-        else:
-            check_range("image_size", self.image_size, 8, 256)
-        check_range("synthetic_classes", self.synthetic_classes, 2)
-        check_range("synthetic_train_per_class", self.synthetic_train_per_class, 2)
-        check_range("synthetic_val_per_class", self.synthetic_val_per_class, 2)
-
-    def load(self) -> Dataset:
-        """The dataset this config names (prepared and memory-mapped for Tiny-ImageNet)."""
-        if self.dataset == "synthetic":
-            return load_dataset(
-                "synthetic",
-                self.image_size,
-                num_classes=self.synthetic_classes,
-                train_per_class=self.synthetic_train_per_class,
-                val_per_class=self.synthetic_val_per_class,
-            )
-        return load_dataset(self.dataset, self.image_size)
-
-
-@dataclass(frozen=True)
 class ProtocolConfig:
     """What every chapter shares: seeds, the old/new data split and the evaluation.
 
-    :param seeds: one full set of models per seed; every experiment runs these seeds, so a model
-        one chapter trains serves the others.
+    :param seeds: one full set of models per seed; every experiment runs these seeds unless its own
+        section names seeds (``unibct.seeds``, ``bict.seeds``: they replace these for that experiment only),
+        so a model one chapter trains serves the others.
     :param scenario: the old/new split (``extended-class``: old model on the first classes, new
         models on all, FCT's CIFAR-100 protocol); the UniBCT chapter runs all four.
     :param old_fraction: share of classes (or images per class) the old model trains on.
@@ -165,8 +127,6 @@ def get_profile(name: str, overrides: Mapping[str, object] | str | None = None) 
     """The profile ``name`` with every registered experiment's section and dotted-key ``overrides`` applied,
     e.g. ``{"data.image_size": 64, "protocol.seeds": "0,1"}``. Values may be text (the command line,
     papermill) or typed; each is parsed to its field's declared type and validated."""
-    from .experiments import EXPERIMENTS  # registers every experiment (and its config section)
-
     check_choice("profile", name, BASE_PROFILES)
     if isinstance(overrides, str):  # papermill's -p passes text: '{"protocol.seeds": [0, 1]}'
         try:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
+from torch.distributed.nn.functional import all_gather
 
 from .errors import CompatError
 
@@ -86,8 +87,6 @@ def gather_rows(local: torch.Tensor, num_views: int) -> torch.Tensor:
     rank, size = world()
     if size == 1:
         return local
-    from torch.distributed.nn.functional import all_gather
-
     parts = torch.stack(all_gather(local))  # size x (views * b) x ...
     parts = parts.reshape(size, num_views, -1, *local.shape[1:]).transpose(0, 1)
     return parts.reshape(-1, *local.shape[1:])

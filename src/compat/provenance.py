@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import subprocess
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 
+import torch
+
+from .data import prepared_manifest
 from .paths import project_root
 
 LIBRARIES = ("torch", "torchvision", "faiss-cpu", "numpy", "scikit-learn")
@@ -50,8 +55,6 @@ def _cpu_name() -> str:
 
 def environment() -> dict[str, object]:
     """Machine and library facts for a result file."""
-    import torch
-
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "device": cuda or f"{_cpu_name()}, {os.cpu_count()} cores",
@@ -71,11 +74,6 @@ def environment() -> dict[str, object]:
 def data_record(data_config) -> dict[str, object]:
     """Which data a result used: the dataset, and for Tiny-ImageNet a sha256 over the verified source
     checksums in the prepared cache's manifest (the same archive shards give the same digest)."""
-    import hashlib
-    import json
-
-    from .data import prepared_manifest
-
     record: dict[str, object] = {"dataset": data_config.dataset, "image_size": data_config.image_size}
     if data_config.dataset == "tiny-imagenet":
         manifest = prepared_manifest() or {}

@@ -1,19 +1,16 @@
-"""One loader for every chapter's results: a tidy frame with canonical names and provenance per row.
+"""Reading committed results without training: a chapter's result files for a profile, and the inventory of
+every file and model (the reproducibility page).
 
-The unified comparison reads only this. Result files are found by the keys the current profile
-implies (the same keys the runner writes), so a frame never mixes configurations; a missing
-file is an error naming the command that makes it.
+The unified comparison reads only :func:`load_result_files`. Result files are found by the keys the current
+profile implies (the same keys the runner writes), so a table never mixes configurations; a missing file is
+an error naming the command that makes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pandas as pd
 
 from .errors import ConfigError
-from .experiments import EXPERIMENTS, get_experiment
-from .experiments.common import METRICS
 from .store import Store
 
 
@@ -33,27 +30,6 @@ def load_result_files(experiment, profile, store: Store) -> list[dict]:
             )
         out.append(res)
     return out
-
-
-def load_results(profile, experiments: Sequence[str] | None = None, store: Store | None = None) -> pd.DataFrame:
-    """One row per (experiment, seed, kind, distance, case, metric): value, update gain, the canonical query and
-    gallery model names, whether a model diverged, and the provenance (result key, revision, device)."""
-    store = store or Store()
-    names = list(experiments) if experiments is not None else [n for n, e in EXPERIMENTS.items() if e.tabulates]
-    records = []
-    for name in names:
-        experiment = get_experiment(name)
-        for res in load_result_files(experiment, profile, store):
-            env = res["environment"]
-            for row in res["rows"]:
-                for m in METRICS:
-                    records.append({
-                        "experiment": name, "seed": res["seed"], "kind": res["kind"], "distance": row["distance"],
-                        "case": row["case"], "query": row["query"], "gallery": row["gallery"], "metric": m,
-                        "value": row.get(m), "gain": row.get(f"gain_{m}"), "diverged": row.get("diverged"),
-                        "result_key": res["key"], "revision": env["git_revision"], "device": env["device"],
-                    })
-    return pd.DataFrame.from_records(records)
 
 
 def inventory(profile_name: str, store: Store | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:

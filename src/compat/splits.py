@@ -144,19 +144,6 @@ def class_sequence(labels: np.ndarray, counts: list[int] | tuple[int, ...], num_
     return [first_classes(labels, c, n) for c in counts]
 
 
-def data_sequence(labels: np.ndarray, fractions: list[float] | tuple[float, ...], seed: int = 0) -> list[Subset]:
-    """Generations trained on growing, nested per-class data fractions, e.g. (0.3, 0.6, 1.0)."""
-    if list(fractions) != sorted(set(fractions)):
-        raise ConfigError(f"fractions must strictly increase, got {list(fractions)}")
-    out = []
-    for f in fractions:
-        if f == 1.0:
-            out.append(Subset(np.arange(len(labels)), np.unique(labels)))
-        else:
-            out.append(data_fraction(labels, f, seed, "first"))
-    return out
-
-
 def class_coverage(subset: Subset, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Per class, the share of its training rows that ``subset`` holds (for split pictures)."""
     total = np.bincount(labels, minlength=num_classes)

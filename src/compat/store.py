@@ -17,9 +17,9 @@ import fcntl
 import hashlib
 import io
 import json
+import os
 import shutil
 import warnings
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,14 +78,6 @@ class DamagedArtefact(CompatError):
     """A stored file does not match the digest recorded when it was written."""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
@@ -124,21 +116,6 @@ def read_verified(path: Path) -> bytes:
     if hashlib.sha256(data).hexdigest() != digest:
         raise DamagedArtefact(f"{path} does not match the sha256 recorded when it was written: it is damaged")
     return data
-
-
-_MATCHED: set[tuple] = set()  # (path, size, mtime, digest) already found intact in this process: hashed once
-
-
-def matches_digest(path: Path, digest: str | None) -> bool:
-    """Whether ``path``'s sha256 is ``digest``; a file state that matched once in this process is not hashed again."""
-    stat = path.stat()
-    state = (str(path), stat.st_size, stat.st_mtime_ns, digest)
-    if state in _MATCHED:
-        return True
-    if digest != sha256_of(path):
-        return False
-    _MATCHED.add(state)
-    return True
 
 
 def write_torch(path: Path, obj) -> None:

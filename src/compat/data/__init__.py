@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, check_choice
+from ..errors import DataError, check_choice, check_range
 from ..paths import data_cache_dir
 from .imageset import Dataset, ImageSet
 from .prepare import PREPARED_SIZES, damaged_files, is_complete, prepare_tiny_imagenet
@@ -22,7 +23,7 @@ from .synthetic import make_synthetic
 
 DATASETS = ("tiny-imagenet", "synthetic")
 
-__all__ = ["DATASETS", "Dataset", "ImageSet", "load_dataset", "make_synthetic", "prepare", "prepared_manifest", "load_tiny_imagenet"]
+__all__ = ["DATASETS", "DataConfig", "Dataset", "ImageSet", "load_dataset", "make_synthetic", "prepare", "prepared_manifest", "load_tiny_imagenet"]
 
 
 def prepare(mirror: str | Path | None = None, cache_root: Path | None = None) -> Path:
@@ -71,3 +72,43 @@ def load_dataset(name: str, image_size: int = 32, **synthetic_args) -> Dataset:
     if synthetic_args:
         raise DataError(f"options {sorted(synthetic_args)} apply only to the synthetic dataset")
     return load_tiny_imagenet(image_size)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images the models see.
+
+    :param dataset: ``tiny-imagenet`` (real) or ``synthetic`` (generated in code).
+    :param image_size: image side in pixels; Tiny-ImageNet is prepared at 64 and 32.
+    :param synthetic_classes: classes of the synthetic set.
+    :param synthetic_train_per_class: training images per synthetic class.
+    :param synthetic_val_per_class: val images per synthetic class.
+    """
+
+    dataset: str = "tiny-imagenet"
+    image_size: int = 32
+    synthetic_classes: int = 20
+    synthetic_train_per_class: int = 40
+    synthetic_val_per_class: int = 10
+
+    def __post_init__(self) -> None:
+        check_choice("dataset", self.dataset, DATASETS)
+        if self.dataset == "tiny-imagenet":
+            check_choice("image_size", self.image_size, PREPARED_SIZES)
+        else:
+            check_range("image_size", self.image_size, 8, 256)
+        check_range("synthetic_classes", self.synthetic_classes, 2)
+        check_range("synthetic_train_per_class", self.synthetic_train_per_class, 2)
+        check_range("synthetic_val_per_class", self.synthetic_val_per_class, 2)
+
+    def load(self) -> Dataset:
+        """The dataset this config names (prepared and memory-mapped for Tiny-ImageNet)."""
+        if self.dataset == "synthetic":
+            return load_dataset(
+                "synthetic",
+                self.image_size,
+                num_classes=self.synthetic_classes,
+                train_per_class=self.synthetic_train_per_class,
+                val_per_class=self.synthetic_val_per_class,
+            )
+        return load_dataset(self.dataset, self.image_size)

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from ..digests import matches_digest, sha256_of
 from ..errors import DataError
-from ..store import matches_digest, sha256_of
 from .sources import Source
 
 CACHE_VERSION = 2  # 2: classes in sorted WordNet-id order (label = sorted index)

@@ -6,8 +6,10 @@ Adding an experiment is one new module here (listed below), one notebook and one
 
 from __future__ import annotations
 
+# the base first, then the experiments in the book's order: importing registers them in that order
+# isort: off
 from .base import EXPERIMENTS, Case, Claim, Experiment, Plan, get_experiment, register_experiment
-
-from . import recipe, bct, fct, unibct, bict  # noqa: E402,F401  (registers them, in the book's order)
+from . import recipe, bct, fct, unibct, bict  # noqa: F401
+# isort: on
 
 __all__ = ["EXPERIMENTS", "Case", "Claim", "Experiment", "Plan", "get_experiment", "register_experiment"]

@@ -66,7 +66,7 @@ class Claim:
     margin: float = 0.0
 
 
-EXPERIMENTS: dict[str, "Experiment"] = {}
+EXPERIMENTS: dict[str, Experiment] = {}
 
 
 def register_experiment(name: str):
@@ -83,7 +83,7 @@ def register_experiment(name: str):
     return wrap
 
 
-def get_experiment(name: str) -> "Experiment":
+def get_experiment(name: str) -> Experiment:
     """The experiment registered as ``name`` (an unknown name fails with the known ones)."""
     check_choice("experiment", name, EXPERIMENTS)
     return EXPERIMENTS[name]
@@ -108,8 +108,10 @@ class Experiment:
         return profile.sections[self.name]
 
     def seeds(self, profile) -> tuple[int, ...]:
-        """The main table's seeds: the section's own ``seeds`` where it has a non-empty one, else the protocol's."""
-        return tuple(getattr(self.config(profile), "seeds", ()) or ()) or profile.protocol.seeds if self.config_class else profile.protocol.seeds
+        """The main table's seeds, by the one seed rule: the experiment section's own ``seeds`` where it names
+        any (UniBCT's and BiCT's costlier tables name theirs), else ``protocol.seeds``."""
+        own = tuple(getattr(self.config(profile), "seeds", ()) or ()) if self.config_class else ()
+        return own or profile.protocol.seeds
 
     def runs_ablation(self, profile) -> bool:
         return bool(getattr(self.config(profile), "ablation", False)) if self.config_class else False
@@ -124,6 +126,11 @@ class Experiment:
 
     def claims(self, results: list[dict] | None = None) -> list[Claim]:
         return []
+
+    def verdict(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> str:
+        """Markdown: the paper's claims read against the intervals of ``distance``, ending in a computed verdict
+        (every tabulating experiment answers it with this signature; the chapter asks once per distance)."""
+        raise NotImplementedError(f"experiment {self.name!r} states no verdict")
 
     def references(self, case: str) -> tuple[str, str]:
         """The (old/old, independent new/new) cases whose metrics define ``case``'s update gain."""

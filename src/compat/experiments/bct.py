@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from ..artefacts import MethodSpec, ModelSpec, SubsetSpec
 from ..errors import check_range
 from ..intervals import difference_interval
+from ..store import Store
 from .base import Case, Claim, Experiment, Plan, case_values, main_results, register_experiment, row
+from .common import old_model
 
 CASES = [
     Case("old/old", "old", "old"),
@@ -66,7 +68,7 @@ def model_specs(profile, seed: int, ablation: bool = False) -> dict[str, ModelSp
     """The models of one seed by canonical name: old, independent (new), bct, l2 (+ the ablation's)."""
     cfg, protocol = profile.bct, profile.protocol
     common = {"data": profile.data, "model": profile.model, "seed": seed}
-    old = ModelSpec(subset=SubsetSpec(protocol.scenario, protocol.old_fraction, "old"), train=profile.old_train, **common)
+    old = old_model(profile, seed)
     new = {"subset": SubsetSpec(protocol.scenario, protocol.old_fraction, "new"), "train": profile.new_train, **common}
     specs = {
         "old": old,
@@ -99,22 +101,18 @@ class BCT(Experiment):
             Claim("the upgrade still pays: BCT new/new above old/old", "BCT new/new", "old/old"),
         ]
 
-    def verdict(self, results: list[dict], store=None) -> str:
-        """Markdown, per distance: each claim with its interval, and a verdict (reproduced: every claim
-        holds; partially: compatibility is learned but not every claim holds; not reproduced)."""
-        lines = []
-        for distance in dict.fromkeys(r["distance"] for r in main_results(results)[0]["rows"]):
-            checked = self.check_claims(results, distance, store)
-            holds = checked["holds"].tolist()
-            word = "reproduced" if all(holds) else ("partially reproduced" if holds[0] else "not reproduced")
-            lines.append(f"**{distance} distance: {word}** (top-1; a claim holds when the 95 % interval of the "
-                         f"difference lies above 0 and every one of {len(main_results(results))} seeds agrees)")
-            for _, c in checked.iterrows():
-                lines.append(f"- {'holds' if c['holds'] else 'does not hold'}: {c['claim']} "
-                             f"({c['difference (points)']:+.2f} points, 95 % CI {c['95% CI low']:+.2f} to {c['95% CI high']:+.2f}; seeds {c['per seed']})")
-            lines += self._ablation_lines(results, distance, store)
-            lines.append("")
-        return "\n".join(lines)
+    def verdict(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> str:
+        """Markdown: each claim with its interval, and a verdict (reproduced: every claim holds; partially:
+        compatibility is learned but not every claim holds; not reproduced)."""
+        checked = self.check_claims(results, distance, store)
+        holds = checked["holds"].tolist()
+        word = "reproduced" if all(holds) else ("partially reproduced" if holds[0] else "not reproduced")
+        lines = [f"**{distance} distance: {word}** (top-1; a claim holds when the 95 % interval of the "
+                 f"difference lies above 0 and every one of {len(main_results(results))} seeds agrees)"]
+        for _, c in checked.iterrows():
+            lines.append(f"- {'holds' if c['holds'] else 'does not hold'}: {c['claim']} "
+                         f"({c['difference (points)']:+.2f} points, 95 % CI {c['95% CI low']:+.2f} to {c['95% CI high']:+.2f}; seeds {c['per seed']})")
+        return "\n".join(lines + self._ablation_lines(results, distance, store))
 
     def _ablation_lines(self, results: list[dict], distance: str, store) -> list[str]:
         """The one-seed ablation against the empirical criterion (new/old above old/old, interval over queries)."""

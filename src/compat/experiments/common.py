@@ -1,4 +1,4 @@
-"""What every table's experiment shares: evaluating (query, gallery) cases with update gains and per-query
+"""What every table's experiment shares: the profile's old model, evaluating (query, gallery) cases with update gains and per-query
 results, divergence checks, model provenance records, writing one result file, and measuring a gallery
 upgrade's cost."""
 
@@ -9,12 +9,21 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..artefacts import ModelSpec, SubsetSpec, read_intact_result
 from ..errors import ConfigError, check_range
 from ..evaluate import retrieval_metrics, update_gain
 from ..provenance import data_record, environment
 from ..store import Store, canonical, config_key
+from ..upgrade_cost import measure_upgrade_cost
 
 METRICS = ("top1", "top5", "mAP")
+
+
+def old_model(profile, seed: int) -> ModelSpec:
+    """The profile's old model of ``seed``: its architecture and old recipe on the protocol's old data."""
+    protocol = profile.protocol
+    return ModelSpec(data=profile.data, subset=SubsetSpec(protocol.scenario, protocol.old_fraction, "old"),
+                     model=profile.model, train=profile.old_train, seed=seed)
 
 
 def collapsed(z: np.ndarray) -> str | None:
@@ -133,9 +142,6 @@ def upgrade_cost(experiment: str, kind: str, profile, spec, sizes: Sequence[int]
     """Time and peak memory of upgrading N stored gallery rows with the transformation ``spec`` against
     re-embedding N images with its new model, for each N in ``sizes``; measured once, stored as a result file
     (``kind`` names the measurement in its key)."""
-    from ..artefacts import read_intact_result
-    from ..bench import measure_upgrade_cost
-
     key = config_key({"experiment": kind, "transformation": spec.key, "sizes": sizes})
     cached = read_intact_result(store, experiment, profile.name, key)
     if cached is not None:

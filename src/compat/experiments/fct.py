@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec
 from ..errors import check_range
+from ..published import FASTFILL_CIFAR100, FASTFILL_IMAGENET, reference_table
 from ..store import Store
 from ..train import TrainConfig
 from ..transformation import TransformationConfig
@@ -199,8 +200,6 @@ def examples(results: list[dict]) -> dict:
 
 def published_gains(metric: str = "top1") -> pd.DataFrame:
     """Update gains of the FCT rows in the published tables that report both variants (FastFill README)."""
-    from ..published import FASTFILL_CIFAR100, FASTFILL_IMAGENET, reference_table
-
     return pd.DataFrame({
         name: reference_table(ref)[f"G ({metric})"][[NO_SIDE, SIDE]]
         for name, ref in (("CIFAR-100", FASTFILL_CIFAR100), ("ImageNet-1k", FASTFILL_IMAGENET))

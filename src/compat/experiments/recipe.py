@@ -29,7 +29,7 @@ from ..intervals import Interval, difference_interval, per_query_metric
 from ..store import Store, config_key
 from ..train import TrainConfig, TrainingDiverged, embed
 from .base import Experiment, register_experiment
-from .common import model_record, write_seed_result
+from .common import model_record, old_model, write_seed_result
 
 STUDY_VERSION = 2  # in every result key: 2 = per-query results, raw-weight probes, one-pixel test-time shifts
 INCUMBENT = "incumbent (EMA)"
@@ -204,8 +204,8 @@ class Recipe(Experiment):
     config_class = RecipeConfig
     tabulates = False  # a study of recipes, not a table of methods
     profile_configs = {
-        # the candidates and seeds whose result files have landed (the rest of the grid is queued: the chapter says which)
-        "cpu": RecipeConfig(candidates=(INCUMBENT, "label smoothing 0.2"), seeds=(0, 1)),
+        # every candidate at 2 seeds; the second stage combines the first stage's winners by decide()'s rule 2
+        "cpu": RecipeConfig(combine=("whitening bias + GELU", "translate 2 (reflect), alternating flips"), seeds=(0, 1)),
         "smoke": RecipeConfig(candidates=(INCUMBENT, "lookahead", "translate 2 (reflect), alternating flips"),
                               base_train=TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=1)),
     }
@@ -349,7 +349,5 @@ def averaging_effect(results: list[dict], config: RecipeConfig, store: Store | N
 
 def chosen_candidate(profile, results: list[dict]) -> str | None:
     """The candidate whose stored model is the profile's own old model of the study's first seed (None: no candidate is)."""
-    from .bct import model_specs
-
-    key = model_specs(profile, profile.recipe.seeds[0])["old"].key
+    key = old_model(profile, profile.recipe.seeds[0]).key
     return next((r["candidate"] for r in results if r["models"].get("old", {}).get("key") == key), None)

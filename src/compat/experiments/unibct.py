@@ -185,7 +185,7 @@ class UniBCT(Experiment):
         refined = [s for s in scenarios if checked[f"{s}: refinement helps: UniBCT above UniBCT without refinement (new/old)"]]
         lines = [f"**{distance} distance: {word}** (top-1; a claim holds when the 95 % interval of the difference lies above 0 "
                  f"and every seed agrees)",
-                 f"- claim 1, BCT's compatibility breaks outside the closed set: "
+                 "- claim 1, BCT's compatibility breaks outside the closed set: "
                  + (f"yes, in {_listed(bct_breaks)}" if bct_breaks else "no, not in any scenario but extended-class"),
                  f"- claim 2, UniBCT compatible in every scenario: {'yes' if all(uni_ok.values()) else 'no'} "
                  f"(compatible in {_listed([s for s in scenarios if uni_ok[s]])}; above BCT in {_listed([s for s in scenarios if uni_wins[s]])}; "

@@ -4,7 +4,7 @@ the classes the old model never saw (Shen et al., CVPR 2020; openBCT)."""
 import torch
 
 from ..losses import CrossEntropy, InfluenceLoss, synthesize_classifier
-from . import TrainingContext, register_method
+from .registry import TrainingContext, register_method
 
 
 @register_method("bct", needs_parent=True)

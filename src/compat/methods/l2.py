@@ -2,7 +2,7 @@
 with the new model's cross-entropy (OpenCompatible) or without it (openBCT ``--l2``: ``keep_ce=False``)."""
 
 from ..losses import CrossEntropy, L2Compatibility
-from . import TrainingContext, register_method
+from .registry import TrainingContext, register_method
 
 
 @register_method("l2", needs_parent=True)

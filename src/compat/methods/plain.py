@@ -1,7 +1,7 @@
 """Plain supervised training: label-smoothed cross-entropy on the model's own classifier (FCT code)."""
 
 from ..losses import CrossEntropy
-from . import TrainingContext, register_method
+from .registry import TrainingContext, register_method
 
 
 @register_method("plain", needs_parent=False)

@@ -4,7 +4,7 @@ side-information is the embedding before the head."""
 
 from ..augment import simclr_view
 from ..losses import NTXent, projection_head
-from . import TrainingContext, register_method
+from .registry import TrainingContext, register_method
 
 
 @register_method("simclr", needs_parent=False, views=simclr_view, num_views=2)

@@ -7,7 +7,7 @@ refined prototypes are recomputed at the start of epochs 10 and 20."""
 import torch
 
 from ..losses import CrossEntropy, PrototypeLoss
-from . import TrainingContext, register_method
+from .registry import TrainingContext, register_method
 
 START_SHARE = 10 / 35  # the re-implementation: on from epoch 10 of 35
 REFRESH_SHARES = (10 / 35, 20 / 35)  # refined prototypes recomputed at the start of epochs 10 and 20 of 35
