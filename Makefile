@@ -19,7 +19,7 @@ SMOKE_DIR := .cache/nbval
 export OMP_NUM_THREADS ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test unit nbval browser notebooks data mathjax venv bench clean distclean
+.PHONY: book test lint unit nbval browser notebooks data mathjax venv bench clean distclean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -49,8 +49,12 @@ book: notebooks mathjax
 	$(BIN)/jupyter-book build . --warningiserror --keep-going --quiet
 	@echo "Book built: open file://$(CURDIR)/_build/html/index.html"
 
-## test: unit tests, every notebook under nbval with the smoke profile, the book build, and the built pages in a browser
-test: unit nbval book browser
+## test: lint, unit tests, every notebook under nbval with the smoke profile, the book build, and the built pages in a browser
+test: lint unit nbval book browser
+
+## lint: ruff over the package, the tests and the data scripts (rules in pyproject.toml)
+lint: $(STAMP)
+	$(BIN)/ruff check src tests data_scripts
 
 # pytest exits 5 when it collects nothing: say so plainly instead of a bare failure
 unit: $(STAMP)
