@@ -97,3 +97,26 @@ def test_the_combination_is_a_candidate_of_the_profile():
     profile = get_profile("cpu", {"recipe.combine": ["label smoothing 0.2", "lookahead"]})
     assert profile.recipe.names[-1] == "label smoothing 0.2 + lookahead"
     assert profile.recipe.names[0] == INCUMBENT
+
+
+def test_the_table_shows_rule_3s_test_on_the_combinations_row(store):
+    pair = ("label smoothing 0.2", "lookahead")
+    config = RecipeConfig(candidates=(INCUMBENT, *pair), combine=pair, seeds=(0, 1))
+    combo = config.names[-1]
+    results, gains = [], {"label smoothing 0.2": 0.05, "lookahead": 0.07, combo: 0.08}
+    for seed in (0, 1):
+        base = _hits(0.15, seed)
+        results.append(_result(store, INCUMBENT, seed, base))
+        for i, (name, rate) in enumerate(gains.items()):
+            results.append(_result(store, name, seed, base | _hits(rate, 10 * i + seed + 1)))
+    table, chosen = decide(results, config, store)
+    hits = {r["candidate"]: [] for r in results}
+    for seed in (0, 1):
+        for i, (name, rate) in enumerate(gains.items()):
+            hits[name].append((_hits(0.15, seed) | _hits(rate, 10 * i + seed + 1)).mean())
+    oracle = 100 * (np.mean(hits[combo]) - np.mean(hits["lookahead"]))
+    shown = table.loc[combo, "minus the best single winner"]
+    value, rest = shown.split(" [", 1)
+    assert abs(float(value) - oracle) <= 0.005 + 1e-9 and rest.endswith("] (lookahead)")
+    assert table["minus the best single winner"].drop(combo).isna().all()
+    assert chosen in (combo, "lookahead")

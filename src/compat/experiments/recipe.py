@@ -287,7 +287,8 @@ def decide(results: list[dict], config: RecipeConfig, store: Store | None = None
 
     Runs at different precisions (``auto`` is bf16 only where the processor has it) are refused: not equal terms.
 
-    :return: one row per candidate (difference, interval, per-seed values, verdict) and the chosen name.
+    :return: one row per candidate (difference, interval, per-seed values, verdict; on the combination's row, its
+        paired interval against the best single winner, rule 3's test) and the chosen name.
     """
     seeds = config.seeds
     by_name = {r["candidate"]: r for r in results if r["seed"] == seeds[0]}
@@ -315,7 +316,13 @@ def decide(results: list[dict], config: RecipeConfig, store: Store | None = None
                         "samples seen / budget": samples_seen(by_name[name]) / budget, "verdict": verdict})
     table = pd.DataFrame.from_records(records).set_index("candidate") if records else pd.DataFrame()
     winners = [n for n in intervals if n in CANDIDATES and table.loc[n, "verdict"] == "wins"]
-    return table, choose(winners, intervals, config.combine, lambda a, b: _pair(results, a, b, seeds, store))
+    compare = lambda a, b: _pair(results, a, b, seeds, store)  # noqa: E731
+    combination = combination_name(config.combine) if config.combine else None
+    if winners and combination in intervals:  # rule 3's test, shown on the combination's row
+        best = max(winners, key=lambda n: intervals[n].value)
+        iv = compare(combination, best)
+        table.loc[combination, "minus the best single winner"] = f"{iv.value:+.2f} [{iv.low:+.2f}, {iv.high:+.2f}] ({best})"
+    return table, choose(winners, intervals, config.combine, compare)
 
 
 def _pair(results, better: str, worse: str, seeds, store) -> Interval:
