@@ -230,3 +230,101 @@ def test_verification_table_averages_the_main_seeds_and_gives_their_spread():
     table = verification_table(results)
     assert table.loc["a", "TAR (%)"] == 2.0 and table.loc["a", "sd over seeds"] == pytest.approx(math.sqrt(2))
     assert table.loc["b", "sd over seeds"] == 0.0
+
+
+def _mixbct_bct_fc_loss(embedding: np.ndarray, prototypes: np.ndarray, labels: np.ndarray) -> float:
+    """MixBCT's ``BCT_FC`` then ``F.cross_entropy``, written out in float64: the fixed weights are the prototypes'
+    transpose, only the embedding is normalized, the loss is the mean negative log-softmax of the label's logit."""
+    losses = []
+    for x, y in zip(embedding.astype(np.float64), labels):
+        x = x / math.sqrt(sum(v * v for v in x))
+        logits = [sum(x[k] * p[k] for k in range(len(x))) for p in prototypes.astype(np.float64)]
+        top = max(logits)
+        losses.append(top + math.log(sum(math.exp(v - top) for v in logits)) - logits[y])
+    return sum(losses) / len(losses)
+
+
+def _class_means(old: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.stack([old[labels == c].astype(np.float64).mean(0) for c in range(labels.max() + 1)])
+
+
+def test_raw_prototypes_are_the_plain_mean_of_the_raw_old_embeddings():
+    rng = np.random.default_rng(1)
+    old = (rng.normal(size=(30, 6)) * 15).astype(np.float32)  # long, as MixBCT's BatchNorm1d features
+    labels = rng.permutation(np.arange(30) % 4)
+    term = PrototypeLoss(torch.from_numpy(old), torch.from_numpy(labels), prototypes="raw")
+    np.testing.assert_allclose(term.prototypes.numpy(), _class_means(old, labels), rtol=1e-5, atol=1e-5)
+    unit = PrototypeLoss(torch.from_numpy(old), torch.from_numpy(labels))  # the default: means of unit vectors
+    np.testing.assert_allclose(unit.prototypes.numpy(), _class_means(old / np.linalg.norm(old, axis=1, keepdims=True), labels), atol=1e-6)
+
+
+@pytest.mark.parametrize(("form", "scale"), [("raw", 1.0), ("unit", 1.0), ("unit", 16.0), ("raw", 4.0)])
+def test_prototype_loss_matches_mixbcts_bct_fc_with_cross_entropy(form, scale):
+    rng = np.random.default_rng(2)
+    old = (rng.normal(size=(40, 8)) * 12).astype(np.float32)
+    labels = np.arange(40) % 5
+    z = rng.normal(size=(16, 8)).astype(np.float32) * 3
+    y = rng.integers(0, 5, size=16)
+    term = PrototypeLoss(torch.from_numpy(old), torch.from_numpy(labels), weight=0.5, prototypes=form, scale=scale)
+    out = StepOutputs(None, torch.from_numpy(y), torch.from_numpy(z), torch.zeros(16, 5))
+    rows = old if form == "raw" else old / np.linalg.norm(old, axis=1, keepdims=True)
+    expected = _mixbct_bct_fc_loss(z, scale * _class_means(rows, labels), y)
+    assert float(term(out)) == pytest.approx(0.5 * expected, rel=1e-5)
+
+
+def test_the_prototype_loss_reports_its_share_of_ln_c_each_epoch_also_while_it_is_off():
+    rng = np.random.default_rng(3)
+    old = torch.from_numpy(rng.normal(size=(20, 4)).astype(np.float32))
+    labels = torch.arange(20) % 4
+    term = PrototypeLoss(old, labels, start=1, scale=8.0)
+    batches = [torch.from_numpy(rng.normal(size=(5, 4)).astype(np.float32)) for _ in range(2)]
+    term.start_epoch(0, 2, lambda: None)
+    assert term.epoch_figures() == {}  # nothing seen yet
+    for z in batches:
+        assert float(term(StepOutputs(None, labels[:5], z, z))) == 0.0  # off, but measured
+    means = _class_means(torch.nn.functional.normalize(old, dim=1).numpy(), labels.numpy())
+    expected = np.mean([_mixbct_bct_fc_loss(z.numpy(), 8.0 * means, labels[:5].numpy()) for z in batches]) / math.log(4)
+    assert term.epoch_figures()["prototype_share_of_ln_c"] == pytest.approx(expected, rel=1e-5)
+    term.start_epoch(1, 2, lambda: None)  # a new epoch starts a new mean
+    assert term.epoch_figures() == {}
+
+
+def test_training_logs_the_prototype_share_every_epoch(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.arange(32) % 4
+    images = (rng.random((32, 8, 8, 3)) * 60 + labels[:, None, None, None] * 40).astype(np.uint8)
+    old = torch.from_numpy(rng.normal(size=(32, 8)).astype(np.float32))
+    torch.manual_seed(0)
+    model = EmbeddingModel(ModelConfig("resnet20", width=2, embedding_dim=8), 4)
+    term = PrototypeLoss(old, torch.from_numpy(labels), start=1, prototypes="raw")
+    log = fit(model, images, labels, TrainConfig(epochs=2, batch_size=16, lr=0.05, warmup_epochs=0, precision="fp32"),
+              [CrossEntropy(), term], seed=0)
+    shares = [e["prototype_share_of_ln_c"] for e in log["epochs"]]
+    assert len(shares) == 2 and all(0 < s < 5 for s in shares)
+    assert log["epochs"][0]["loss_prototype"] == 0.0  # off in epoch 1, yet its share is measured
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("prototypes", "mean", "prototypes 'mean'; allowed: 'unit', 'raw'"),
+    ("scale", 0.0, "scale=0.0 is out of range"),
+])
+def test_the_prototype_options_refuse_bad_values_by_name(option, value, message):
+    from compat.artefacts import MethodSpec
+    from compat.experiments.unibct import UniBCTConfig
+
+    with pytest.raises(ConfigError, match=message):
+        MethodSpec("unibct", **{option: value})
+    with pytest.raises(ConfigError, match=message):
+        UniBCTConfig(**{option: value})
+
+
+def test_the_chapters_prototype_form_and_scale_reach_both_unibct_variants():
+    from compat.config import get_profile
+    from compat.experiments.unibct import model_specs
+
+    profile = get_profile("smoke", {"unibct.prototypes": "raw", "unibct.scale": 16})
+    specs = model_specs(profile, seed=0)
+    for name in ("open-class/UniBCT", "open-class/UniBCT (no refinement)"):
+        assert (specs[name].method.prototypes, specs[name].method.scale) == ("raw", 16.0)
+    default = model_specs(get_profile("smoke"), seed=0)["open-class/UniBCT"]
+    assert specs["open-class/UniBCT"].key != default.key and specs["open-class/BCT"].key == model_specs(get_profile("smoke"), seed=0)["open-class/BCT"].key

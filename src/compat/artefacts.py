@@ -21,6 +21,7 @@ from . import distributed
 from .augment import fixed_view
 from .data import DataConfig
 from .errors import ConfigError, check_choice, check_range
+from .losses import PROTOTYPE_FORMS
 from .methods import TrainingContext, get_method
 from .models import EmbeddingModel, ModelConfig
 from .provenance import environment
@@ -66,6 +67,9 @@ class MethodSpec:
     :param affinity: UniBCT only: ``row`` or ``column`` softmax of the refinement's affinities (the
         re-implementation's ``column`` leaves every prototype equal to the plain mean; see
         :func:`compat.losses.refine_prototype`).
+    :param prototypes: UniBCT only: class means of the ``unit`` (L2-normalized) or ``raw`` old embeddings
+        (MixBCT's ``torch.mean(old_vertices, dim=0)``, whose length acts as a logit scale).
+    :param scale: UniBCT only: s of the cosine logits ``s * <z / |z|, p_c>`` (1: none).
     """
 
     name: str = "plain"
@@ -78,6 +82,8 @@ class MethodSpec:
     tau: float = field(default=0.05, metadata=ADDED_OPTION)
     diffusion: float = field(default=0.9, metadata=ADDED_OPTION)
     affinity: str = field(default="row", metadata=ADDED_OPTION)
+    prototypes: str = field(default="unit", metadata=ADDED_OPTION)
+    scale: float = field(default=1.0, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         get_method(self.name)  # an unknown name fails with the registered ones
@@ -87,6 +93,8 @@ class MethodSpec:
         check_range("tau", self.tau, 0, 100, low_open=True)
         check_range("diffusion", self.diffusion, 0, 1, high_open=True)
         check_choice("affinity", self.affinity, ("row", "column"))
+        check_choice("prototypes", self.prototypes, PROTOTYPE_FORMS)
+        check_range("prototype scale", self.scale, 0, 1000, low_open=True)
         if not self.keep_ce and self.name != "l2":
             raise ConfigError(f"keep_ce=False (openBCT's L2 without cross-entropy) applies to method 'l2' only, not {self.name!r}")
 

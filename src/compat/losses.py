@@ -6,6 +6,7 @@ the terms. Frozen models and classifiers live inside the terms as buffers withou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,7 +38,8 @@ class LossTerm(nn.Module):
     """A named, weighted loss term. ``classifies``: it trains the model's classifier (the loop then reports accuracy).
 
     A term may define ``start_epoch(epoch, epochs, current_embeddings)``: the loop calls it before each epoch
-    with a function that embeds the (un-augmented) training images with the model as it is then.
+    with a function that embeds the (un-augmented) training images with the model as it is then, and
+    ``epoch_figures() -> dict``: what it returns joins the epoch's log entry (a multi-process run averages it).
     ``couples_batch``: its value depends on the whole batch, not on each image alone (contrastive
     negatives); in a multi-process run it sees every rank's rows (its ``images`` are then None).
     """
@@ -155,6 +157,9 @@ class NTXent(LossTerm):
         return self.weight * F.cross_entropy(logits, positive)
 
 
+PROTOTYPE_FORMS = ("unit", "raw")  # UniBCT's prototypes: means of L2-normalized or of raw old embeddings
+
+
 def refine_prototype(old: torch.Tensor, new: torch.Tensor, tau: float = 0.05, diffusion: float = 0.9, normalize: str = "row") -> torch.Tensor:
     """UniBCT's structural prototype refinement of one class (Zhang et al., IJCAI 2022, arXiv 2203.01583;
     the closed form of the MixBCT re-implementation, its "Eq. (9)" and "Eq. (10)").
@@ -199,16 +204,22 @@ def structural_affinity(new: torch.Tensor, tau: float = 0.05) -> torch.Tensor:
 
 class PrototypeLoss(LossTerm):
     """UniBCT's compatibility term: cross-entropy of the normalized new embedding against the old-model class
-    prototypes (cosine logits, no scale and no margin, as the MixBCT re-implementation).
+    prototypes, logits ``scale * <z / |z|, p_c>`` with no margin (Zhang et al., IJCAI 2022, arXiv 2203.01583;
+    the MixBCT re-implementation's ``BCT_FC``: ``F.normalize(x) @ prototypes.T``, then plain cross-entropy).
 
-    Prototypes start as the means of the L2-normalized old embeddings of each class over the new training
-    set; the term is off (weight 0) before ``start``; with ``refine``, the prototypes are recomputed by
-    :func:`refine_prototype` from the current new model at the start of each epoch in ``refresh``.
+    Prototypes are the class means over the new training set of the old embeddings, either ``raw`` (MixBCT's
+    ``torch.mean(old_vertices, dim=0)``, never re-normalized: the prototype's length acts as the logit scale)
+    or ``unit`` (each old embedding L2-normalized first, so that |p_c| <= 1). The term is off (weight 0) before
+    ``start``; with ``refine``, the prototypes are recomputed by :func:`refine_prototype` from the current new
+    model at the start of each epoch in ``refresh``. Each epoch's unweighted value, as a share of ln C (the
+    loss of a uniform guess), is reported by :meth:`epoch_figures`, also while the term is off.
 
     :param old_embeddings: N x D old-model embeddings of the new training images.
     :param labels: N class labels (0..C-1, the new model's classifier rows).
     :param start: first epoch (0-based) with the term on.
     :param refresh: epochs (0-based) at whose start the refined prototypes are recomputed (``refine`` only).
+    :param prototypes: ``raw`` or ``unit`` old embeddings to average.
+    :param scale: s, the cosine logits' multiplier (1: none).
     """
 
     name = "prototype"
@@ -216,9 +227,12 @@ class PrototypeLoss(LossTerm):
 
     def __init__(self, old_embeddings: torch.Tensor, labels: torch.Tensor, weight: float = 1.0, *, start: int = 0,
                  refine: bool = False, refresh: tuple[int, ...] = (), tau: float = 0.05, diffusion: float = 0.9,
-                 affinity: str = "row") -> None:
+                 affinity: str = "row", prototypes: str = "unit", scale: float = 1.0) -> None:
         super().__init__(weight)
-        old = F.normalize(old_embeddings.detach().float(), dim=1)
+        check_choice("prototypes", prototypes, PROTOTYPE_FORMS)
+        check_range("prototype scale", scale, 0, 1000, low_open=True)
+        old = old_embeddings.detach().float()
+        old = F.normalize(old, dim=1) if prototypes == "unit" else old
         labels = torch.as_tensor(labels, dtype=torch.long)
         if len(old) != len(labels):
             raise ConfigError(f"{len(old)} old embeddings but {len(labels)} labels")
@@ -229,11 +243,14 @@ class PrototypeLoss(LossTerm):
         self.register_buffer("prototypes", prototypes)  # C x D, plain class means
         self.start, self.refine, self.refresh = start, refine, tuple(refresh)
         self.tau, self.diffusion, self.affinity = tau, diffusion, affinity
+        self.scale = scale
         self.active = start == 0
         self.refreshed: list[int] = []
+        self._sum, self._steps = 0.0, 0  # this epoch's unweighted values
 
     def start_epoch(self, epoch: int, epochs: int, current_embeddings) -> None:
         self.active = epoch >= self.start
+        self._sum, self._steps = 0.0, 0
         if self.refine and epoch in self.refresh:
             new = torch.as_tensor(current_embeddings(), device=self.old.device).float()  # N x D
             self.prototypes = torch.stack([
@@ -244,8 +261,16 @@ class PrototypeLoss(LossTerm):
 
     def forward(self, out: StepOutputs) -> torch.Tensor:
         z = F.normalize(out.embedding.float(), dim=1)
-        logits = z @ self.prototypes.T  # B x C
-        return (self.weight if self.active else 0.0) * F.cross_entropy(logits, out.labels)
+        logits = self.scale * (z @ self.prototypes.T)  # B x C
+        loss = F.cross_entropy(logits, out.labels)
+        self._sum, self._steps = self._sum + float(loss.detach()), self._steps + 1
+        return (self.weight if self.active else 0.0) * loss
+
+    def epoch_figures(self) -> dict[str, float]:
+        """The epoch's mean unweighted prototype loss over ln C: 1 is a uniform guess over the C prototypes."""
+        if not self._steps:
+            return {}
+        return {"prototype_share_of_ln_c": self._sum / self._steps / math.log(len(self.prototypes))}
 
 
 def projection_head(dim: int) -> nn.Module:

@@ -472,14 +472,17 @@ def fit(
                 rate = seen / (time.perf_counter() - epoch_start)
                 bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{correct / seen:.3f}" if classifies else "-", img_s=f"{rate:.0f}")
         seconds = time.perf_counter() - epoch_start
-        if size > 1:  # the epoch's figures over every rank: mean of the ranks' losses, all images
-            totals = torch.tensor([*sums.values(), correct, seen], dtype=torch.float64)
+        figures = {k: v for t in terms if hasattr(t, "epoch_figures") for k, v in t.epoch_figures().items()}
+        if size > 1:  # the epoch's figures over every rank: mean of the ranks' losses and terms' figures, all images
+            totals = torch.tensor([*sums.values(), *figures.values(), correct, seen], dtype=torch.float64)
             dist.all_reduce(totals)
             sums = {k: float(v) / size for k, v in zip(sums, totals)}
+            figures = {k: float(v) / size for k, v in zip(figures, totals[len(sums):])}
             correct, seen = int(totals[-2]), int(totals[-1])
         entry = {
             "epoch": epoch + 1,
             **{f"loss_{k}": v / steps_per_epoch for k, v in sums.items()},
+            **figures,
             "train_acc": correct / seen if classifies else None,
             "images_per_s": seen / seconds,  # every view counts: the model's throughput
             "seconds": seconds,

@@ -20,6 +20,7 @@ import pandas as pd
 from ..artefacts import MethodSpec, ModelSpec, SubsetSpec
 from ..errors import ConfigError, check_choice, check_range, check_seeds
 from ..evaluate import tar_at_far, verification_scores
+from ..losses import PROTOTYPE_FORMS
 from ..splits import SCENARIOS, make_split
 from ..store import Store
 from . import bct
@@ -42,6 +43,8 @@ class UniBCTConfig:
         any of ``L2``, ``BCT``, ``UniBCT (no refinement)``, ``UniBCT``.
     :param weight: lambda of the prototype (compatibility) loss, and of BCT's influence loss.
     :param l2_weight: weight of the L2 baseline.
+    :param prototypes: ``unit`` (class means of L2-normalized old embeddings) or ``raw`` (MixBCT: of the raw ones).
+    :param scale: s of the prototype loss's cosine logits (1: none).
     :param tau: temperature of the refinement's affinities (0.05).
     :param diffusion: lambda of the refinement (0.9).
     :param far: false accept rate of the verification metric.
@@ -57,6 +60,8 @@ class UniBCTConfig:
     methods: tuple[str, ...] = METHODS[1:]
     weight: float = 1.0
     l2_weight: float = 1.0
+    prototypes: str = "unit"
+    scale: float = 1.0
     tau: float = 0.05
     diffusion: float = 0.9
     far: float = 1e-3
@@ -78,6 +83,8 @@ class UniBCTConfig:
             check_choice("unibct scenario", s, SCENARIOS)
         check_range("unibct.weight", self.weight, 0, 1000)
         check_range("unibct.l2_weight", self.l2_weight, 0, 1000)
+        check_choice("unibct.prototypes", self.prototypes, PROTOTYPE_FORMS)
+        check_range("unibct.scale", self.scale, 0, 1000, low_open=True)
         for t in (self.tau, *self.ablation_taus):
             check_range("unibct tau", t, 0, 100, low_open=True)
         for d in (self.diffusion, *self.ablation_diffusions):
@@ -103,12 +110,13 @@ def model_specs(profile, seed: int, ablation: bool = False) -> dict[str, ModelSp
     for scenario in scenarios:
         old = ModelSpec(subset=SubsetSpec(SHARED_OLD[scenario], cfg.old_fraction, "old"), train=profile.old_train, **common)
         new = {"subset": SubsetSpec(scenario, cfg.old_fraction, "new"), "train": profile.new_train, **common}
-        uni = {"weight": cfg.weight, "tau": cfg.tau, "diffusion": cfg.diffusion}
+        form = {"weight": cfg.weight, "prototypes": cfg.prototypes, "scale": cfg.scale}
+        uni = {**form, "tau": cfg.tau, "diffusion": cfg.diffusion}
         specs[_name(scenario, "old")] = old
         extended = scenario.startswith("extended")
         specs[_name(scenario, "independent")] = bct.model_specs(profile, seed)["independent"] if extended else ModelSpec(**new)
         methods = {"L2": MethodSpec("l2", cfg.l2_weight), "BCT": MethodSpec("bct", cfg.weight),
-                   "UniBCT (no refinement)": MethodSpec("unibct", cfg.weight), "UniBCT": MethodSpec("unibct", refine=True, **uni)}
+                   "UniBCT (no refinement)": MethodSpec("unibct", **form), "UniBCT": MethodSpec("unibct", refine=True, **uni)}
         # the ablation varies the refinement; its baselines are the two UniBCT variants
         for method in (("UniBCT (no refinement)", "UniBCT") if ablation else cfg.methods):
             specs[_name(scenario, method)] = ModelSpec(**new, method=methods[method], parent=old)
@@ -235,8 +243,9 @@ def prototype_losses(results: list[dict], num_classes: int, old_fraction: float)
     """Per model trained with the prototype loss (main table): its value in the first epoch it is on and in
     the last (mean over seeds), next to ln C, its value when the softmax over the C prototypes is uniform.
 
-    The logits are cosines in [-1, 1] with no scale (the MixBCT re-implementation's choice), so the loss
-    cannot fall far below ln C: by about one nat when each embedding sits on its own of C orthogonal prototypes.
+    With unit prototypes at scale 1 the logits are cosines in [-1, 1], so the loss cannot fall far below ln C:
+    by about one nat when each embedding sits on its own of C orthogonal prototypes (the MixBCT
+    re-implementation's raw prototypes scale the logits by their length).
     """
     records: dict[str, list[tuple[float, float]]] = {}
     for res in main_results(results):

@@ -27,5 +27,6 @@ def terms(ctx: TrainingContext):
     local = torch.tensor([position[int(c)] for c in ctx.labels])
     start, refresh = schedule(ctx.spec.train.epochs)
     prototypes = PrototypeLoss(torch.from_numpy(ctx.parent_embeddings()), local, m.weight, start=start,
-                               refine=m.refine, refresh=refresh, tau=m.tau, diffusion=m.diffusion, affinity=m.affinity)
+                               refine=m.refine, refresh=refresh, tau=m.tau, diffusion=m.diffusion, affinity=m.affinity,
+                               prototypes=m.prototypes, scale=m.scale)
     return [CrossEntropy(ctx.spec.train.label_smoothing), prototypes]
