@@ -4,21 +4,14 @@ a change that would silently alter a key (and so the numbers behind a table) fai
 import pytest
 
 from compat.config import get_profile
-from compat.experiments import EXPERIMENTS, recipe
+from compat.experiments import EXPERIMENTS
 from compat.paths import project_root
 
 
 def _expected(profile):
     for name, experiment in EXPERIMENTS.items():
-        if name == "recipe":
-            for candidate in profile.recipe.names:
-                for seed in profile.recipe.seeds:
-                    yield name, recipe.result_key(profile, candidate, seed)
-            continue
-        for seed in experiment.seeds(profile):
-            yield name, experiment.result_key(profile, seed)
-        if experiment.runs_ablation(profile):
-            yield name, experiment.result_key(profile, profile.protocol.ablation_seed, ablation=True)
+        for key in experiment.result_keys(profile):
+            yield name, key
 
 
 @pytest.mark.parametrize("experiment,key", list(_expected(get_profile("cpu"))))

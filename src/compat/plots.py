@@ -136,3 +136,26 @@ def gain_heatmap(matrix: pd.DataFrame, title: str = "update gain G (top-1), cros
     ax.tick_params(axis="x", rotation=20)
     fig.tight_layout()
     return fig
+
+
+def setting_panels(table: pd.DataFrame, panels: Sequence[str] = ("new/old", "new/new"), hue: str = "method",
+                   ylabel: str = "top-1 (%)"):
+    """One panel per (scenario, measure): each ``hue`` value's mean against the studied setting (in the table's
+    order), with its 95 % interval as error bars (columns ``measure``, ``measure low``, ``measure high``)."""
+    scenarios = list(dict.fromkeys(table["scenario"]))
+    settings = list(dict.fromkeys(table["setting"]))
+    fig, axes = plt.subplots(len(panels), len(scenarios), figsize=(4.6 * len(scenarios), 3.0 * len(panels)), squeeze=False)
+    colours = sns.color_palette("colorblind")
+    for j, scenario in enumerate(scenarios):
+        for i, measure in enumerate(panels):
+            ax = axes[i][j]
+            for k, (name, rows) in enumerate(table[table["scenario"] == scenario].groupby(hue, sort=False)):
+                x = np.array([settings.index(s) for s in rows["setting"]]) + 0.08 * (k - 0.5)
+                ax.errorbar(x, rows[measure], yerr=[rows[measure] - rows[f"{measure} low"], rows[f"{measure} high"] - rows[measure]],
+                            marker="os^D"[k % 4], capsize=3, color=colours[k], label=name, ls="-")
+            ax.set(title=f"{scenario}: {measure}", ylabel=ylabel, xticks=range(len(settings)), xticklabels=settings)
+            ax.tick_params(axis="x", labelsize=8)
+            ax.margins(x=0.1)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

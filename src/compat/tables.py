@@ -68,3 +68,20 @@ def cost_cells(cost: dict) -> tuple[pd.DataFrame, str]:
             + f"** the upgrade's time at N = {', '.join(f'{n:,d}' for n in seconds.index)} "
             + f"(measured on {env['device']}, revision {env['git_revision'][:12]}).")
     return table, text
+
+
+def study_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """The UniBCT study's table (:func:`compat.experiments.unibct_study.study_table`) as read: top-1 with 95 %
+    intervals, the final prototype loss as a share of ln C, and per setting the refinement's difference and word."""
+    out = pd.DataFrame({
+        "new/old top-1 (%) [95% CI]": [_cell(r["new/old"], r["new/old low"], r["new/old high"], 1) for _, r in frame.iterrows()],
+        "new/new top-1 (%) [95% CI]": [_cell(r["new/new"], r["new/new low"], r["new/new high"], 1) for _, r in frame.iterrows()],
+        "prototype loss / ln C (last epoch)": [f"{v:.2f}" for v in frame["final share of ln C"]],
+        "refined - plain, new/old [95% CI]": [
+            _cell(r["refined - plain (new/old)"], r["refined - plain low"], r["refined - plain high"], 2) if r["method"] == "UniBCT" else ""
+            for _, r in frame.iterrows()],
+        "refinement": [r["refinement"] if r["method"] == "UniBCT" else "" for _, r in frame.iterrows()],
+        "seeds": frame["seeds"].astype(int),
+    })
+    out.index = pd.MultiIndex.from_frame(frame[["scenario", "setting", "method"]])
+    return out

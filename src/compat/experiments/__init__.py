@@ -9,7 +9,7 @@ from __future__ import annotations
 # the base first, then the experiments in the book's order: importing registers them in that order
 # isort: off
 from .base import EXPERIMENTS, Case, Claim, Experiment, Plan, get_experiment, register_experiment
-from . import recipe, bct, fct, unibct, bict  # noqa: F401
+from . import recipe, bct, fct, unibct, unibct_study, bict  # noqa: F401
 # isort: on
 
 __all__ = ["EXPERIMENTS", "Case", "Claim", "Experiment", "Plan", "get_experiment", "register_experiment"]

@@ -147,6 +147,13 @@ class Experiment:
             payload["test_flip"] = True
         return config_key({**payload, **plan.key_extra})
 
+    def result_keys(self, profile) -> list[str]:
+        """The keys of every result file the chapter reads for ``profile`` (what must be committed for the book)."""
+        keys = [self.result_key(profile, seed) for seed in self.seeds(profile)]
+        if self.runs_ablation(profile):
+            keys.append(self.result_key(profile, profile.protocol.ablation_seed, ablation=True))
+        return keys
+
     # the one runner ------------------------------------------------------------------------------
     def run_seed(self, profile, seed: int, store: Store, ablation: bool = False) -> dict:
         """Load the result file of ``seed``, or train/embed what is missing, evaluate every case and write it."""

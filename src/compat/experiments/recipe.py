@@ -215,6 +215,9 @@ class Recipe(Experiment):
         store = store or Store()
         return [run_candidate(profile, name, seed, store) for name in profile.recipe.names for seed in profile.recipe.seeds]
 
+    def result_keys(self, profile) -> list[str]:
+        return [result_key(profile, name, seed) for name in profile.recipe.names for seed in profile.recipe.seeds]
+
     def summary_table(self, results: list[dict], distance: str = "l2", store=None) -> pd.DataFrame:
         return final_table(results)
 
