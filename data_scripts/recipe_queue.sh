@@ -2,15 +2,9 @@
 # The recipe study, one (candidate, seed) at a time, from a clean worktree at a named commit, so that each run lands
 # its own result file (commit them as they land; a killed queue resumes from the files and from epoch checkpoints).
 # usage: data_scripts/recipe_queue.sh REV [CANDIDATE ...]   (default: every candidate of compat.experiments.recipe)
-# Results land in the worktree's results/ unless COMPAT_RESULTS names another folder (an empty one retrains what
-# the commit already holds, e.g. files trained at another precision).
 set -euo pipefail
 rev=${1:?usage: data_scripts/recipe_queue.sh REV [CANDIDATE ...]}; shift
-main=$(cd "$(dirname "$0")/.." && pwd)
-wt="$main/../wt-recipe-$rev"
-[ -d "$wt" ] || git -C "$main" worktree add -f --detach "$wt" "$rev"
-export COMPAT_CACHE="$main/.cache" COMPAT_RESULTS="${COMPAT_RESULTS:-$wt/results}" OMP_NUM_THREADS=2 PYTHONPATH="$wt/src"
-py="$main/.venv/bin/python"
+source "$(dirname "$0")/_worktree.sh"
 if [ $# -eq 0 ]; then mapfile -t names < <("$py" -c "from compat.experiments.recipe import CANDIDATES; print('\n'.join(CANDIDATES))"); else names=("$@"); fi
 for name in "${names[@]}"; do
   for seed in 0 1; do
