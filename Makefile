@@ -21,12 +21,18 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: book test lint unit nbval browser notebooks data mathjax venv bench clean distclean
 
+# the stamp names the checkout the environment was made for: a copied checkout (cp -r) rebuilds its own, since
+# the copy's editable install would import the original's code
+ifneq ($(shell cat $(STAMP) 2>/dev/null),$(CURDIR))
+.PHONY: $(STAMP)
+endif
 venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
+	@if [ -d $(VENV) ] && [ "$$(cat $@ 2>/dev/null)" != "$(CURDIR)" ]; then echo "$(VENV) was made for another checkout: rebuilding it here"; rm -rf $(VENV); fi
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q --no-deps -e .
-	touch $@
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	echo "$(CURDIR)" > $@
 
 ## data: verify the Tiny-ImageNet source (local mirror or download) and build the cache once
 data: $(STAMP)

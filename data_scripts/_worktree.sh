@@ -4,6 +4,7 @@
 main=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 wt="$main/../wt-$rev"
 [ -d "$wt" ] || git -C "$main" worktree add -f --detach "$wt" "$rev"
-[ -z "$(git -C "$wt" status --porcelain)" ] || { echo "worktree $wt is not clean: results must come from commit $rev as it is" >&2; exit 1; }
+[ -z "$(git -C "$wt" status --porcelain --untracked-files=no)" ] || { echo "worktree $wt is not clean: results must come from commit $rev as it is" >&2; exit 1; }
 export COMPAT_CACHE="$main/.cache" COMPAT_RESULTS="${COMPAT_RESULTS:-$wt/results}" OMP_NUM_THREADS=2 PYTHONPATH="$wt/src"
 py="$main/.venv/bin/python"
+cd "$wt"  # the code, its results/ and the commands all of one checkout

@@ -32,6 +32,25 @@ def test_an_empty_path_variable_is_an_error_not_the_current_directory(name, monk
         getter()
 
 
+@pytest.mark.reliability(fault="the mirror (--mirror, COMPAT_TINY_IMAGENET_MIRROR) or COMPAT_HOME set but empty",
+                         behaviour="refused by name before any work: never the shared mirror, a download or the current folder in its place")
+def test_an_empty_mirror_or_home_is_an_error(tmp_path, monkeypatch):
+    from compat import paths
+    from compat.cli import main
+    from compat.data.sources import MIRROR_ENV, resolve_source
+
+    with pytest.raises(ConfigError, match=r"the mirror argument \(--mirror\) is set but empty"):
+        resolve_source("", tmp_path)
+    monkeypatch.setenv(MIRROR_ENV, " ")
+    with pytest.raises(ConfigError, match=f"{MIRROR_ENV} is set but empty"):
+        resolve_source(None, tmp_path)
+    assert main(["data", "prepare", "--mirror", ""]) == 2  # the command line says so too, as an error
+    monkeypatch.setenv("COMPAT_HOME", "")
+    with pytest.raises(ConfigError, match="COMPAT_HOME is set but empty"):
+        paths.project_root()
+    assert not any(tmp_path.iterdir())  # nothing downloaded or written
+
+
 @pytest.mark.reliability(fault="leave-one-out retrieval on a single item", behaviour="one error saying two items are needed")
 def test_the_evaluator_refuses_a_single_item():
     with pytest.raises(ConfigError, match="at least two items, got 1"):
@@ -229,3 +248,32 @@ def test_the_data_chapter_checks_its_own_parameters(tmp_path):
 
     with pytest.raises(papermill.PapermillExecutionError, match=r"classes_shown=0 is out of range; allowed: \[1, 20\]"):
         execute(Path("notebooks/data_and_protocol.ipynb"), tmp_path / "data.ipynb", {"profile": "smoke", "classes_shown": 0})
+
+
+@pytest.mark.reliability(fault="a copied checkout (cp -r) whose .venv still imports the original's src (editable install)",
+                         behaviour="its commands refuse to run the other checkout's code, and `make venv` rebuilds .venv for the copy")
+def test_a_copied_checkout_runs_its_own_code_or_says_it_does_not(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    from compat.errors import ConfigError
+    from compat.paths import check_own_checkout, project_root
+
+    copy = tmp_path / "copy"
+    (copy / "src" / "compat").mkdir(parents=True)
+    (copy / "src" / "compat" / "__init__.py").write_text("")
+    monkeypatch.delenv("COMPAT_HOME", raising=False)
+    with pytest.raises(ConfigError, match=f"runs in the checkout {copy} but imports the code of {project_root()}.*make venv"):
+        check_own_checkout(copy / "src")
+    check_own_checkout(project_root() / "tests")  # the checkout this code belongs to
+    check_own_checkout(tmp_path)  # outside any checkout: nothing to mix up
+    for name in ("Makefile", "requirements.txt", "pyproject.toml"):
+        shutil.copy(project_root() / name, copy / name)
+    (copy / ".venv").mkdir()
+
+    def plan(stamp: str) -> str:
+        (copy / ".venv" / ".installed").write_text(stamp + "\n")
+        return subprocess.run(["make", "-n", "-C", str(copy), "venv"], capture_output=True, text=True, check=True).stdout
+
+    assert "-m venv" in plan(str(project_root()))  # made for the original: rebuilt here
+    assert "Nothing to be done" in plan(str(copy))  # made for this checkout: kept

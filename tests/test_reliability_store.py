@@ -3,6 +3,7 @@ evaluator that refuses what float32 cannot rank (issue: reliability, second pass
 
 import json
 import multiprocessing
+import os
 
 import numpy as np
 import pytest
@@ -104,3 +105,42 @@ def test_the_evaluator_matches_a_float64_oracle_or_refuses(scale):
 def test_embeddings_without_dimensions_are_refused():
     with pytest.raises(ConfigError, match="D >= 1"):
         retrieval_metrics(np.ones((5, 0), np.float32), np.ones((5, 0), np.float32), np.arange(5))
+
+
+@pytest.mark.reliability(fault="a results or cache folder that is a file, or cannot take a new file (read-only)",
+                         behaviour="refused before any model trains, naming the folder and the variable that moves it")
+@pytest.mark.parametrize("role", ["results", "cache"])
+def test_an_unwritable_folder_is_refused_before_training(role, tmp_path, monkeypatch):
+    from compat.config import get_profile
+    from compat.experiments import get_experiment
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    store = Store(blocked if role == "cache" else tmp_path / "cache", blocked if role == "results" else tmp_path / "out")
+    trained = []
+    monkeypatch.setattr("compat.experiments.base.get_embeddings", lambda *a, **k: trained.append(a))
+    with pytest.raises(ConfigError, match=f"the {role} folder .*blocked cannot be written.*COMPAT_{role.upper()}"):
+        get_experiment("bct").run_seed(get_profile("smoke"), 0, store)
+    assert trained == []  # nothing trained or embedded first
+    if os.geteuid() != 0:  # root writes into read-only folders: the probe is then right to pass
+        readonly = tmp_path / "readonly"
+        readonly.mkdir(mode=0o555)
+        with pytest.raises(ConfigError, match="cannot be written"):
+            Store(tmp_path / "cache", readonly).check_result_writable()
+
+
+@pytest.mark.reliability(fault="code with uncommitted changes writing into another checkout's results/ through COMPAT_RESULTS",
+                         behaviour="refused like a write into its own results/: files under any checkout's results/ come from clean code")
+def test_dirty_code_cannot_write_into_another_checkouts_results(tmp_path, monkeypatch):
+    from compat import store as store_module
+
+    other = tmp_path / "other-checkout"
+    (other / "results").mkdir(parents=True)
+    (other / ".git").write_text("gitdir: elsewhere\n")  # a worktree's .git is a file
+    (other / "pyproject.toml").write_text("[project]\nname = 'compat'\n")
+    monkeypatch.setattr(store_module, "git_revision", lambda: "abc123-dirty")
+    with pytest.raises(ConfigError, match="uncommitted changes.*other-checkout/results"):
+        Store(tmp_path / "c", other / "results").write_result("bct", "smoke", "k", {})
+    assert list((other / "results").iterdir()) == []
+    monkeypatch.setattr(store_module, "git_revision", lambda: "abc123")
+    Store(tmp_path / "c", other / "results").check_result_writable()  # clean code may (a queue's worktree)

@@ -19,6 +19,7 @@ from .config import get_profile
 from .data import prepare
 from .errors import CompatError, check_range
 from .experiments import EXPERIMENTS, bict, fct, get_experiment
+from .paths import check_own_checkout
 from .store import Store
 
 
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_own_checkout()
         args.func(args)
     except CompatError as exc:
         print(f"error: {exc}", file=sys.stderr)

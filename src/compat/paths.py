@@ -25,7 +25,7 @@ def _env_path(name: str, default: Path) -> Path:
 def project_root() -> Path:
     """The repository root: ``COMPAT_HOME`` if set, else the checkout this package sits in."""
     if "COMPAT_HOME" in os.environ:
-        return Path(os.environ["COMPAT_HOME"]).resolve()
+        return _env_path("COMPAT_HOME", Path.cwd())
     here = Path(__file__).resolve().parents[2]  # src/compat/paths.py -> repo root
     if (here / "pyproject.toml").exists():
         return here
@@ -45,3 +45,19 @@ def data_cache_dir() -> Path:
 def results_dir() -> Path:
     """Committed JSON result files (``COMPAT_RESULTS``)."""
     return _env_path("COMPAT_RESULTS", project_root() / "results")
+
+
+def check_own_checkout(cwd: Path | None = None) -> None:
+    """A command run inside a checkout of this project runs that checkout's code: a copied checkout whose virtual
+    environment still imports the original's ``src`` (an editable install) would write the original's results
+    under the original's revision. ``COMPAT_HOME`` turns the check off (its root is then the user's choice)."""
+    if "COMPAT_HOME" in os.environ:
+        return
+    here = Path(cwd or Path.cwd()).resolve()
+    checkout = next((p for p in (here, *here.parents) if (p / "src" / "compat" / "__init__.py").is_file()), None)
+    code = Path(__file__).resolve().parents[2]
+    if checkout is not None and checkout != code:
+        raise ConfigError(
+            f"this command runs in the checkout {checkout} but imports the code of {code} (its virtual environment was "
+            f"made there): run `make venv` in {checkout}, which rebuilds .venv for it, or run the other checkout's commands there"
+        )

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -138,6 +139,26 @@ def write_json(path: Path, payload: dict) -> None:
     write_atomic(path, (json.dumps(payload, indent=1, sort_keys=False) + "\n").encode())
 
 
+def is_checkout_results(folder: Path) -> bool:
+    """Whether ``folder`` is the committed ``results/`` of a checkout of this project (a git work tree's)."""
+    folder = Path(folder).resolve()
+    return folder == (project_root() / "results").resolve() or (
+        folder.name == "results" and (folder.parent / ".git").exists() and (folder.parent / "pyproject.toml").is_file())
+
+
+def _check_writable_folder(role: str, folder: Path, variable: str) -> None:
+    """``folder`` exists as a folder (made if missing) and takes a new file; otherwise one error naming it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"the {role} folder {folder} cannot be written ({exc.strerror or exc}): make it a writable folder, "
+            f"or set {variable} to one"
+        ) from None
+
+
 class Store:
     """Models and embeddings under ``cache_root``, result files under ``results_root``."""
 
@@ -228,13 +249,18 @@ class Store:
         return payload
 
     def check_result_writable(self) -> None:
-        """Result files under the project's own (committed) ``results/`` come only from a clean tree, so the
-        revision they record is the code that made them; other folders (tests, CI) take any tree."""
-        if self.results == (project_root() / "results").resolve() and git_revision().endswith("-dirty"):
+        """What a run will write, checked before it trains: the results and cache folders are folders this process
+        can write, and result files under any checkout's committed ``results/`` (this one's, or another's through
+        ``COMPAT_RESULTS``) come only from clean code, so the revision they record is the code that made them;
+        other folders (tests, CI) take any tree."""
+        if is_checkout_results(self.results) and git_revision().endswith("-dirty"):
             raise ConfigError(
-                f"the checkout has uncommitted changes ({git_revision()}): commit them (or run from a clean "
-                "`git worktree`) before writing result files under results/, or set COMPAT_RESULTS to another folder"
+                f"the code has uncommitted changes ({git_revision()}) and {self.results} is a checkout's committed results "
+                "folder: commit them (or run from a clean `git worktree`) before writing result files there, or set "
+                "COMPAT_RESULTS to another folder"
             )
+        for role, folder, variable in (("results", self.results, "COMPAT_RESULTS"), ("cache", self.cache, "COMPAT_CACHE")):
+            _check_writable_folder(role, folder, variable)
 
     def write_result(self, experiment: str, profile: str, key: str, payload: dict) -> Path:
         self.check_result_writable()

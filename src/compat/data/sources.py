@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..paths import project_root
 
 MIRROR_ENV = "COMPAT_TINY_IMAGENET_MIRROR"
@@ -132,6 +132,9 @@ def resolve_source(mirror: str | Path | None, download_dir: Path, *, url: str = 
     An explicitly named mirror that does not exist is an error (no silent download).
     """
     named = mirror if mirror is not None else os.environ.get(MIRROR_ENV)
+    if named is not None and not str(named).strip():
+        where = "the mirror argument (--mirror)" if mirror is not None else MIRROR_ENV
+        raise ConfigError(f"{where} is set but empty; name the mirror folder, or leave it unset for the shared mirror or the download")
     if named:
         folder = Path(named).expanduser().resolve()
         if not folder.is_dir():
