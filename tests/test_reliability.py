@@ -277,3 +277,34 @@ def test_a_copied_checkout_runs_its_own_code_or_says_it_does_not(tmp_path, monke
 
     assert "-m venv" in plan(str(project_root()))  # made for the original: rebuilt here
     assert "Nothing to be done" in plan(str(copy))  # made for this checkout: kept
+
+
+@pytest.mark.reliability(fault="synthetic sizes too large for memory; an image size the chosen backbone cannot take",
+                         behaviour="one ConfigError naming the settings and the limit, before any work (no MemoryError, no RuntimeError mid-run)")
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"data.synthetic_classes": 100_000}, "synthetic_classes=100000 is out of range"),
+    ({"data.synthetic_train_per_class": 1_000_000}, "synthetic_train_per_class=1000000 is out of range"),
+    ({"data.synthetic_classes": 5000, "data.synthetic_train_per_class": 20_000, "data.image_size": 64}, r"GiB in memory \(at most 4 GiB\)"),
+    ({"data.image_size": 8}, "data.image_size=8 is too small for backbone 'airnet': it takes images of at least 9 pixels"),
+])
+def test_sizes_out_of_reach_are_refused_before_any_work(overrides, message):
+    from compat.config import get_profile
+
+    with pytest.raises(ConfigError, match=message):
+        get_profile("smoke", overrides)
+
+
+def test_every_backbone_takes_its_smallest_stated_image_size_and_no_smaller():
+    import torch
+
+    from compat.models import BACKBONES, MIN_IMAGE_SIZES, EmbeddingModel, ModelConfig
+
+    for name in BACKBONES:
+        model = EmbeddingModel(ModelConfig(name, width=2, embedding_dim=4), 3).eval()
+        smallest = MIN_IMAGE_SIZES[name]
+        with torch.no_grad():
+            assert model(torch.zeros(2, 3, smallest, smallest))[0].shape == (2, 4)
+            if smallest > 1:  # the stated size is the smallest, not merely one that works
+                with pytest.raises(RuntimeError):
+                    model(torch.zeros(2, 3, smallest - 1, smallest - 1))
+    assert MIN_IMAGE_SIZES["airnet"] == 9  # the case the check exists for: 8 px is inside data.image_size's range

@@ -23,7 +23,7 @@ from .data import DataConfig
 from .errors import ConfigError, check_choice, check_range
 from .losses import PROTOTYPE_FORMS
 from .methods import TrainingContext, get_method
-from .models import EmbeddingModel, ModelConfig
+from .models import EmbeddingModel, ModelConfig, check_image_size
 from .provenance import environment
 from .splits import SCENARIOS, Subset, make_split
 from .store import ADDED_OPTION, DamagedArtefact, Store, canonical, config_key
@@ -121,6 +121,7 @@ class ModelSpec:
         if get_method(self.method.name).needs_parent and self.parent is None:
             raise ConfigError(f"method {self.method.name!r} needs a parent (old) model")
         check_range("init_stream", self.init_stream, 0, 99)
+        check_image_size(self.model, self.data.image_size)
         if self.parent is not None and self.parent.model.embedding_dim != self.model.embedding_dim:
             raise ConfigError(
                 f"embedding sizes differ: old {self.parent.model.embedding_dim}, new {self.model.embedding_dim}; "

@@ -18,7 +18,7 @@ import yaml
 from .data import DataConfig
 from .errors import ConfigError, check_choice, check_range, check_seeds
 from .experiments import EXPERIMENTS  # registers every experiment and its config section
-from .models import ModelConfig
+from .models import ModelConfig, check_image_size
 from .splits import SCENARIOS
 from .train import TrainConfig
 
@@ -79,6 +79,9 @@ class Profile:
     new_train: TrainConfig
     protocol: ProtocolConfig
     sections: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_image_size(self.model, self.data.image_size)
 
     def __getattr__(self, name: str):
         if name.startswith("__") or name == "sections":

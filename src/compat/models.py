@@ -20,16 +20,27 @@ from .errors import ConfigError, check_choice, check_range
 from .store import ADDED_OPTION
 
 BACKBONES: dict[str, Callable[[int], nn.Module]] = {}
+MIN_IMAGE_SIZES: dict[str, int] = {}  # backbone -> the smallest image side it accepts
 
 
-def register_backbone(name: str):
-    """Decorator: a backbone factory ``f(width) -> module with .out_dim`` under ``name``."""
+def register_backbone(name: str, min_image_size: int = 1):
+    """Decorator: a backbone factory ``f(width) -> module with .out_dim`` under ``name``, which accepts images of
+    ``min_image_size`` pixels and more (smaller ones leave no pixel after its poolings)."""
 
     def wrap(factory):
         BACKBONES[name] = factory
+        MIN_IMAGE_SIZES[name] = min_image_size
         return factory
 
     return wrap
+
+
+def check_image_size(config: ModelConfig, image_size: int) -> None:
+    """The backbone accepts images of ``image_size`` pixels: otherwise one ConfigError naming the smallest it takes."""
+    smallest = MIN_IMAGE_SIZES[config.backbone]
+    if image_size < smallest:
+        raise ConfigError(f"data.image_size={image_size} is too small for backbone {config.backbone!r}: it takes images of "
+                          f"at least {smallest} pixels (its poolings would leave none); use a larger size or another backbone")
 
 
 class StridedPointwise(nn.Conv2d):
@@ -165,7 +176,7 @@ class AirNet(nn.Module):
         return torch.flatten(F.adaptive_max_pool2d(x, 1), 1)  # B x C
 
 
-@register_backbone("airnet")
+@register_backbone("airnet", min_image_size=9)  # 2x2 whitening, then three 2x2 max-pools
 def airnet(width: int = 16, whiten_bias: bool = False) -> AirNet:
     """airbench's three-block network, widths w, 4w, 4w (w = 64 in airbench)."""
     return AirNet([width, 4 * width, 4 * width], whiten_bias)

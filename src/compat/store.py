@@ -147,10 +147,13 @@ def is_checkout_results(folder: Path) -> bool:
 
 
 def _check_writable_folder(role: str, folder: Path, variable: str) -> None:
-    """``folder`` exists as a folder (made if missing) and takes a new file; otherwise one error naming it."""
+    """``folder``, or the nearest folder above it that exists (where it will be made), is a folder that takes a
+    new file; otherwise one error naming it. Nothing is left behind: the probe file goes, no folder is made."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-probe-"):
             pass
     except OSError as exc:
         raise ConfigError(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, check_choice, check_range
+from ..errors import ConfigError, DataError, check_choice, check_range
 from ..paths import data_cache_dir
 from .imageset import Dataset, ImageSet
 from .prepare import PREPARED_SIZES, damaged_files, is_complete, prepare_tiny_imagenet
@@ -74,6 +74,9 @@ def load_dataset(name: str, image_size: int = 32, **synthetic_args) -> Dataset:
     return load_tiny_imagenet(image_size)
 
 
+SYNTHETIC_BYTES = 4 * 2**30  # the largest synthetic set generated in memory (uint8 pixels)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which images the models see.
@@ -97,9 +100,17 @@ class DataConfig:
             check_choice("image_size", self.image_size, PREPARED_SIZES)
         else:
             check_range("image_size", self.image_size, 8, 256)
-        check_range("synthetic_classes", self.synthetic_classes, 2)
-        check_range("synthetic_train_per_class", self.synthetic_train_per_class, 2)
-        check_range("synthetic_val_per_class", self.synthetic_val_per_class, 2)
+        check_range("synthetic_classes", self.synthetic_classes, 2, 10_000)
+        check_range("synthetic_train_per_class", self.synthetic_train_per_class, 2, 100_000)
+        check_range("synthetic_val_per_class", self.synthetic_val_per_class, 2, 100_000)
+        if self.dataset == "synthetic":
+            images = self.synthetic_classes * (self.synthetic_train_per_class + self.synthetic_val_per_class)
+            size = images * self.image_size**2 * 3
+            if size > SYNTHETIC_BYTES:
+                raise ConfigError(
+                    f"the synthetic set would hold {images:,} images of {self.image_size}x{self.image_size} px, {size / 2**30:.1f} GiB "
+                    f"in memory (at most {SYNTHETIC_BYTES / 2**30:.0f} GiB): fewer classes, images per class or pixels"
+                )
 
     def load(self) -> Dataset:
         """The dataset this config names (prepared and memory-mapped for Tiny-ImageNet)."""
