@@ -15,6 +15,7 @@ TINY = {
     "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "2", "new_train.epochs": "2",
     "old_train.batch_size": "16", "new_train.batch_size": "16", "protocol.seeds": "0", "bict.generations": "0.25,0.5,1",
     "bict.sweep": "0,1", "bict.transformation.epochs": "2", "bict.transformation.batch_size": "16",
+    "bict.transformations": "chain,stepwise", "bict.anchored": "true",  # both h variants, the anchored BCT control
 }
 
 
@@ -45,8 +46,10 @@ def test_sequential_upgrades_end_to_end(trained):
     assert [r["kind"] for r in results] == ["main", "ablation"]
     cases = {r["case"] for r in results[0]["rows"]}
     for g in (2, 3):
-        assert {f"gen {g}: BCT only backward", f"gen {g}: BiCT forward", f"gen {g}: FCT alone forward",
-                f"gen {g}: backfill new/new"} <= cases
+        assert {f"gen {g}: BCT only backward", f"gen {g}: BiCT forward", f"gen {g}: FCT alone forward", f"gen {g}: backfill new/new",
+                f"gen {g}: BiCT forward (chain-trained h)", f"gen {g}: FCT alone forward (chain-trained h)"} <= cases
+    assert {"gen 3: BCT only backward, BCT to gen 1", "gen 3: BCT new/new, BCT to gen 1"} <= cases
+    assert "gen 2: BCT only backward, BCT to gen 1" not in cases  # generation 2's BCT model is already against generation 1
     table = bict.summary_table(results, "l2", store)
     strategies = strategy_table(table)
     assert list(strategies.index) == ["gen 1", "gen 2", "gen 3"] and {"old/old", "BiCT forward"} <= set(strategies)
@@ -56,6 +59,7 @@ def test_sequential_upgrades_end_to_end(trained):
     assert set(sweep["BCT weight"]) == {0.0, 1.0} and set(sweep["retrieval"]) >= {"BCT only backward", "BiCT forward"}
     checked = bict.check_claims(results, "l2", store)
     assert [c.split(":")[0] for c in checked["claim"]] == ["gen 2", "gen 3", "gen 3", "gen 3", "gen 3"]
+    assert {c.better for c in bict.claims(results)} >= {"gen 3: BiCT forward (chain-trained h)"}  # the first variant is the main one
     verdict = bict.verdict(results, "l2", store)
     assert "(2) forward upgrade without images: " in verdict and "(4) the BCT weight matters: " in verdict
     assert "best λ=" in verdict  # the sweep was read
@@ -101,7 +105,51 @@ def test_the_upgrade_cost_times_the_last_generations_h_against_re_embedding(trai
     bict, profile, store, results = trained
     profile = get_profile("smoke", {**TINY, "bict.cost_sizes": "20,50"})
     cost = upgrade_cost(profile, store)
-    assert cost["transformation"]["key"] == results[0]["models"]["bct h 3"]["key"]
+    assert cost["transformation"]["key"] == results[0]["models"]["bct h 3 (chain-trained h)"]["key"]  # the main variant's h
     assert sorted((r["method"], r["n"]) for r in cost["rows"]) == [("re-embed", 20), ("re-embed", 50), ("upgrade", 20), ("upgrade", 50)]
     assert all(r["seconds"] > 0 and r["rows_per_s"] == pytest.approx(r["n"] / r["seconds"]) for r in cost["rows"])
     assert upgrade_cost(profile, store) == cost  # a result file: measured once
+
+
+def test_the_chain_trained_h_learns_from_what_the_gallery_holds(trained, monkeypatch):
+    """h_3 (chain) trains on h_2(phi_1(x)) of generation 3's training images, h_3 (stepwise) on phi_2(x); h_2 is one."""
+    from compat import artefacts
+    from compat.experiments.bict import _main_plan
+
+    bict, profile, store, results = trained
+    plan = _main_plan(profile, 0)
+    chain, stepwise = plan.artefacts["bct h 3 (chain-trained h)"], plan.artefacts["bct h 3"]
+    assert chain.old == plan.models["bct 1"] and chain.through == (plan.artefacts["bct h 2"],)
+    assert plan.artefacts["bct h 2 (chain-trained h)"].key == plan.artefacts["bct h 2"].key
+    assert stepwise.old == plan.models["bct 2"] and stepwise.through == ()
+    assert results[0]["models"]["bct h 3 (chain-trained h)"]["key"] == chain.key != stepwise.key
+    seen = []
+    monkeypatch.setattr(artefacts, "fit_transformation", lambda h, views, *a, **k: seen.append(views) or {"epochs": []})
+    monkeypatch.setattr(store, "has_model", lambda key: False)  # train again, into the recorder
+    monkeypatch.setattr(store, "save_model", lambda *a, **k: None)
+    artefacts.get_transformation(chain, store)
+    old_inputs = seen[-1][0][0]
+    h2 = artefacts.get_transformation(plan.artefacts["bct h 2"], store)
+    phi1 = artefacts.get_embeddings(chain.old, store, rows=chain.new.subset, view=(1, chain.new.train.crop_padding))
+    np.testing.assert_allclose(old_inputs, artefacts.upgrade_chain([h2], phi1), rtol=1e-6)
+    artefacts.get_transformation(stepwise, store)
+    phi2 = artefacts.get_embeddings(stepwise.old, store, rows=stepwise.new.subset, view=(1, stepwise.new.train.crop_padding))
+    np.testing.assert_allclose(seen[-1][0][0], phi2, rtol=1e-6)
+
+
+def test_the_anchored_control_is_trained_against_the_gallerys_model(trained):
+    from compat.experiments.bict import _main_plan
+
+    _, profile, _, _ = trained
+    plan = _main_plan(profile, 0)
+    assert plan.models["bct 3, BCT to gen 1"].parent == plan.models["bct 1"]
+    assert plan.models["bct 3"].parent == plan.models["bct 2"]
+
+
+def test_bad_transformation_variants_are_refused_by_name():
+    from compat.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="bict.transformations item 'sideways'; allowed: 'stepwise', 'chain'"):
+        get_profile("smoke", {"bict.transformations": ["sideways"]})
+    with pytest.raises(ConfigError, match="distinct and non-empty"):
+        get_profile("smoke", {"bict.transformations": ["chain", "chain"]})

@@ -303,13 +303,27 @@ def get_embeddings(
 class TransformationSpec:
     """Everything that determines one trained FCT transformation h: the old, new and side-information
     models (``side=None``: no side-information, h gets the old embedding twice), recipe and seed.
-    h trains on the new model's training rows."""
+    h trains on the new model's training rows.
+
+    :param through: earlier transformations (without side-information) that the old model's vectors pass through,
+        in order, before they reach h: h is then trained on what a gallery upgraded by them holds (BiCT's
+        chain-consistent upgrade; empty: on the old model's own embeddings).
+    """
 
     old: ModelSpec
     new: ModelSpec
     side: ModelSpec | None
     config: TransformationConfig
     seed: int
+    through: tuple[TransformationSpec, ...] = field(default=(), metadata=ADDED_OPTION)
+
+    def __post_init__(self) -> None:
+        for step in self.through:
+            if step.old != self.old or step.side is not None:
+                raise ConfigError("every earlier transformation must start from the old model of the one trained after it, "
+                                  "without side-information (a gallery upgraded step by step)")
+        if self.through and self.side is not None:
+            raise ConfigError("a transformation trained on upgraded vectors takes no side-information (the gallery holds none)")
 
     @property
     def key(self) -> str:
@@ -333,13 +347,14 @@ def get_transformation(spec: TransformationSpec, store: Store) -> Transformation
             return h.eval()
         _check_training_allowed(f"transformation {key} (seed {spec.seed}, side {spec.side_dim()}-d)")
         rows, padding = spec.new.subset, spec.new.train.crop_padding
+        earlier = [get_transformation(t, store) for t in spec.through]
         views = []
         for number in range(1, spec.config.augmented_views + 1):
             view = (number, padding)
-            old = get_embeddings(spec.old, store, rows=rows, view=view)
+            old = upgrade_chain(earlier, get_embeddings(spec.old, store, rows=rows, view=view))  # training images only
             side = old if spec.side is None else get_embeddings(spec.side, store, rows=rows, view=view)
             views.append((old, side, get_embeddings(spec.new, store, rows=rows, view=view)))
-        val_old = get_embeddings(spec.old, store)  # validation: the val images, un-augmented (never the upgrade's input)
+        val_old = upgrade_chain(earlier, get_embeddings(spec.old, store))  # validation: the val images, un-augmented (never the upgrade's input)
         val_side = val_old if spec.side is None else get_embeddings(spec.side, store)
         validation = (val_old, val_side, get_embeddings(spec.new, store))
         with pinned_threads(spec.config.threads):

@@ -23,12 +23,15 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec, get_embeddings, get_transformation, upgrade_chain
-from ..errors import ConfigError, check_range, check_seeds
+from ..errors import ConfigError, check_choice, check_range, check_seeds
 from ..intervals import difference_interval
 from ..store import Store
 from ..transformation import TransformationConfig
 from . import bct, common
 from .base import Case, Claim, Experiment, Plan, case_values, main_results, register_experiment
+
+VARIANT_SUFFIX = {"stepwise": "", "chain": " (chain-trained h)"}  # h's training variant -> its rows' suffix
+ANCHORED = ", BCT to gen 1"  # the control's rows: phi_g BCT-trained against the gallery's own model phi_1
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,11 @@ class BiCTConfig:
     :param generations: share of the classes each generation trains on (growing; the last may be 1: all).
     :param weight: lambda of the BCT loss of each new generation against its predecessor.
     :param transformation: the forward transformation h (FCT's, without side-information).
+    :param transformations: how each h_g is trained, the first the main table's (its claims, its sweep): ``stepwise``
+        (on phi_{g-1}'s embeddings of generation g's training images) or ``chain`` (chain-consistent: on what the
+        gallery will hold, phi_1's embeddings of those images passed through h_2 ... h_{g-1}).
+    :param anchored: also train the BCT-only control against the gallery's own model: phi_g BCT-trained against
+        phi_1, which the gallery keeps (beside the chained phi_g, trained against phi_{g-1}).
     :param ablation: also run the one-seed sweep over the BCT weight.
     :param sweep: BCT weights of the sweep.
     :param cost: measure the gallery upgrade's cost (the last generation's h on stored vectors against
@@ -50,6 +58,8 @@ class BiCTConfig:
     generations: tuple[float, ...] = (0.25, 0.5, 1.0)
     weight: float = 1.0
     transformation: TransformationConfig = field(default_factory=lambda: TransformationConfig(inner_dim=512, epochs=20, warmup_epochs=1.25, augmented_views=2))
+    transformations: tuple[str, ...] = ("stepwise",)
+    anchored: bool = False
     ablation: bool = True
     sweep: tuple[float, ...] = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
     cost: bool = True
@@ -63,6 +73,10 @@ class BiCTConfig:
         for share in g:
             check_range("bict.generations item", share, 0, 1, low_open=True)
         check_range("bict.weight", self.weight, 0, 1000)
+        if not self.transformations or len(set(self.transformations)) != len(self.transformations):
+            raise ConfigError(f"bict.transformations must be distinct and non-empty, got {self.transformations!r}")
+        for variant in self.transformations:
+            check_choice("bict.transformations item", variant, tuple(VARIANT_SUFFIX))
         for w in self.sweep:
             check_range("bict.sweep item", w, 0, 1000)
         common.check_cost_sizes("bict", self.cost_sizes)
@@ -76,8 +90,9 @@ def _subset(profile, share: float) -> SubsetSpec:
     return SubsetSpec("extended-class", share, "old")
 
 
-def generation_specs(profile, seed: int, weight: float) -> dict[str, ModelSpec]:
-    """``independent g`` and ``bct g`` for every generation g >= 1 (generation 1 is one model for both)."""
+def generation_specs(profile, seed: int, weight: float, anchored: bool = False) -> dict[str, ModelSpec]:
+    """``independent g`` and ``bct g`` for every generation g >= 1 (generation 1 is one model for both); with
+    ``anchored``, every ``bct g`` is trained against generation 1 instead of generation g - 1."""
     cfg = profile.bict
     common = {"data": profile.data, "model": profile.model, "seed": seed}
     specs: dict[str, ModelSpec] = {}
@@ -93,17 +108,24 @@ def generation_specs(profile, seed: int, weight: float) -> dict[str, ModelSpec]:
             specs["bct 1"] = specs["independent 1"]
         else:
             specs[f"bct {g}"] = ModelSpec(subset=subset, train=train, method=MethodSpec("bct", weight), parent=previous, **common)
-        previous = specs[f"bct {g}"]
+        previous = specs["bct 1"] if anchored else specs[f"bct {g}"]
     return specs
 
 
-def _transformations(profile, seed: int, specs: dict[str, ModelSpec], chain: str) -> list[TransformationSpec]:
-    """h_2 ... h_G of one chain (``bct`` or ``independent``): h_g maps generation g-1's space into generation g's,
-    trained on generation g's training set."""
+def _transformations(profile, seed: int, specs: dict[str, ModelSpec], chain: str, variant: str = "stepwise") -> list[TransformationSpec]:
+    """h_2 ... h_G of one chain (``bct`` or ``independent``): h_g maps the gallery's vectors after generation g-1 into
+    generation g's space, trained on generation g's training set: ``stepwise`` from phi_{g-1}'s embeddings of those
+    images, ``chain`` from phi_1's embeddings passed through h_2 ... h_{g-1}, what the gallery holds by then (the
+    training images are embedded, never a gallery image). h_2 is the same transformation in both."""
     config = profile.bict.transformation
-    n = len(profile.bict.generations)
-    return [TransformationSpec(old=specs[f"{chain} {g - 1}"], new=specs[f"{chain} {g}"], side=None, config=config, seed=seed)
-            for g in range(2, n + 1)]
+    steps: list[TransformationSpec] = []
+    for g in range(2, len(profile.bict.generations) + 1):
+        if variant == "chain":
+            steps.append(TransformationSpec(old=specs[f"{chain} 1"], new=specs[f"{chain} {g}"], side=None, config=config,
+                                            seed=seed, through=tuple(steps)))
+        else:
+            steps.append(TransformationSpec(old=specs[f"{chain} {g - 1}"], new=specs[f"{chain} {g}"], side=None, config=config, seed=seed))
+    return steps
 
 
 def _chain_gallery(base: ModelSpec, steps: list[TransformationSpec]):
@@ -118,36 +140,51 @@ def _chain_gallery(base: ModelSpec, steps: list[TransformationSpec]):
 
 
 def _strategy_cases(plan: Plan, specs: dict[str, ModelSpec], steps: list[TransformationSpec], n: int,
-                    chain: str, strategy: str, suffix: str = "") -> None:
+                    chain: str, strategy: str, suffix: str = "", variant: str = "stepwise", model_cases: bool = True,
+                    marked: bool = True) -> None:
     """Add one chain's models, its upgraded galleries and its cases (generations 2..n) to ``plan``.
 
     :param chain: ``bct`` (BCT-trained models: backward, BiCT forward, new/new) or ``independent``
         (FCT alone forward, backfill).
     :param suffix: appended to every name (the sweep's ``(λ=w)``).
+    :param variant: how the h's of ``steps`` were trained; its :data:`VARIANT_SUFFIX` marks the forward rows.
+    :param model_cases: also add the cases of the models alone (backward, new/new): once per chain.
+    :param marked: name the variant in the forward rows (not where a plan has one variant only: the sweep's).
     """
+    forward = suffix + (VARIANT_SUFFIX[variant] if marked else "")
     for g in range(2, n + 1):
-        model, gallery = f"{chain} {g}{suffix}", f"{strategy} gallery {g}{suffix}"
+        model, gallery = f"{chain} {g}{suffix}", f"{strategy} gallery {g}{forward}"
         plan.models[model] = specs[f"{chain} {g}"]
         plan.galleries[gallery] = _chain_gallery(specs["bct 1"], steps[: g - 1])
-        plan.artefacts[f"{chain} h {g}{suffix}"] = steps[g - 2]
+        plan.artefacts[f"{chain} h {g}{forward}"] = steps[g - 2]
         plan.key_extra["chains"][gallery] = [t.key for t in steps[: g - 1]]
         if chain == "bct":
-            plan.cases += [Case(f"gen {g}: BCT only backward{suffix}", model, "bct 1"),
-                           Case(f"gen {g}: BiCT forward{suffix}", model, gallery),
-                           Case(f"gen {g}: BCT new/new{suffix}", model, model)]
+            plan.cases += [Case(f"gen {g}: BiCT forward{forward}", model, gallery)]
+            if model_cases:
+                plan.cases += [Case(f"gen {g}: BCT only backward{suffix}", model, "bct 1"), Case(f"gen {g}: BCT new/new{suffix}", model, model)]
         else:
-            plan.cases += [Case(f"gen {g}: FCT alone forward{suffix}", model, gallery),
-                           Case(f"gen {g}: backfill new/new{suffix}", model, model)]
+            plan.cases += [Case(f"gen {g}: FCT alone forward{forward}", model, gallery)]
+            if model_cases:
+                plan.cases += [Case(f"gen {g}: backfill new/new{suffix}", model, model)]
 
 
 def _main_plan(profile, seed: int) -> Plan:
     """Every strategy at every generation, and the generation x generation matrices of both model chains."""
-    n = len(profile.bict.generations)
-    specs = generation_specs(profile, seed, profile.bict.weight)
+    cfg = profile.bict
+    n = len(cfg.generations)
+    specs = generation_specs(profile, seed, cfg.weight)
     plan = Plan({"bct 1": specs["bct 1"], "independent 1": specs["independent 1"]}, [Case(OLD_CASE, "bct 1", "bct 1")],
-                key_extra={"weight": profile.bict.weight, "chains": {}})
-    _strategy_cases(plan, specs, _transformations(profile, seed, specs, "bct"), n, "bct", "bict")
-    _strategy_cases(plan, specs, _transformations(profile, seed, specs, "independent"), n, "independent", "fct")
+                key_extra={"weight": cfg.weight, "chains": {}})
+    for i, variant in enumerate(cfg.transformations):
+        for chain, strategy in (("bct", "bict"), ("independent", "fct")):
+            _strategy_cases(plan, specs, _transformations(profile, seed, specs, chain, variant), n, chain, strategy,
+                            variant=variant, model_cases=i == 0)
+    if cfg.anchored:  # phi_g against phi_1 (generation 2 is the chained model itself)
+        anchored = generation_specs(profile, seed, cfg.weight, anchored=True)
+        for g in range(3, n + 1):
+            plan.models[f"bct {g}{ANCHORED}"] = anchored[f"bct {g}"]
+            plan.cases += [Case(f"gen {g}: BCT only backward{ANCHORED}", f"bct {g}{ANCHORED}", "bct 1"),
+                           Case(f"gen {g}: BCT new/new{ANCHORED}", f"bct {g}{ANCHORED}", f"bct {g}{ANCHORED}")]
     for chain in ("bct", "independent"):
         for i in range(2, n + 1):
             for j in range(1, i):
@@ -159,10 +196,12 @@ def _sweep_plan(profile, seed: int) -> Plan:
     """BCT-only and BiCT retrieval at every generation for each BCT weight of the sweep (backfill as the reference)."""
     n = len(profile.bict.generations)
     main = generation_specs(profile, seed, profile.bict.weight)
+    variant = profile.bict.transformations[0]
     plan = Plan({"bct 1": main["bct 1"]}, [Case(OLD_CASE, "bct 1", "bct 1")], key_extra={"sweep": list(profile.bict.sweep), "chains": {}})
     for weight in profile.bict.sweep:
         specs = generation_specs(profile, seed, weight)
-        _strategy_cases(plan, specs, _transformations(profile, seed, specs, "bct"), n, "bct", "bict", f" (λ={weight:g})")
+        _strategy_cases(plan, specs, _transformations(profile, seed, specs, "bct", variant), n, "bct", "bict", f" (λ={weight:g})",
+                        variant, marked=False)
     for g in range(2, n + 1):
         plan.models[f"independent {g}"] = main[f"independent {g}"]
         plan.cases.append(Case(f"gen {g}: backfill new/new", f"independent {g}", f"independent {g}"))
@@ -176,7 +215,7 @@ OLD_CASE = "gen 1: old/old"
 class BiCT(Experiment):
     config_class = BiCTConfig
     profile_configs = {
-        "smoke": BiCTConfig(generations=(0.5, 1.0), sweep=(0.0, 1.0), cost_sizes=(100, 400),
+        "smoke": BiCTConfig(generations=(0.5, 1.0), sweep=(0.0, 1.0), cost_sizes=(100, 400), transformations=("chain", "stepwise"), anchored=True,
                             transformation=TransformationConfig(inner_dim=64, epochs=4, batch_size=128, warmup_epochs=1, augmented_views=2)),
         # the committed results: the main table on seeds 0 and 1, the weight sweep on seed 0, the upgrade cost
         "cpu": BiCTConfig(seeds=(0, 1)),
@@ -195,15 +234,16 @@ class BiCT(Experiment):
         """The abstract's claims as paired comparisons: the upgraded gallery against the stored one at every
         generation, and, at the last generation, against the old system, FCT alone and backfilling."""
         last = _last_generation(results or [])
+        h = VARIANT_SUFFIX[main_variant(results or [])]
         return [
             *(Claim(f"gen {g}: the upgraded gallery beats the stored one (BiCT forward above BCT only backward)",
-                    f"gen {g}: BiCT forward", f"gen {g}: BCT only backward") for g in range(2, last + 1)),
+                    f"gen {g}: BiCT forward{h}", f"gen {g}: BCT only backward") for g in range(2, last + 1)),
             Claim(f"gen {last}: the BCT-trained model is backward compatible (BCT only backward above old/old)",
                   f"gen {last}: BCT only backward", OLD_CASE),
             Claim(f"gen {last}: a BCT-trained new model helps the forward upgrade (BiCT forward above FCT alone)",
-                  f"gen {last}: BiCT forward", f"gen {last}: FCT alone forward"),
+                  f"gen {last}: BiCT forward{h}", f"gen {last}: FCT alone forward{h}"),
             Claim(f"gen {last}: backfilling is still the ceiling (backfill above BiCT forward)",
-                  f"gen {last}: backfill new/new", f"gen {last}: BiCT forward"),
+                  f"gen {last}: backfill new/new", f"gen {last}: BiCT forward{h}"),
         ]
 
     def verdict(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> str:
@@ -237,6 +277,13 @@ class BiCT(Experiment):
         return "\n".join(lines)
 
 
+def main_variant(results: list[dict]) -> str:
+    """How the main table's h's were trained, from the results' recorded config (``stepwise`` before the option)."""
+    for res in results:
+        return res["config"]["sections"]["bict"].get("transformations", ["stepwise"])[0]
+    return "stepwise"
+
+
 def _last_generation(results: list[dict]) -> int:
     cases = {r["case"] for res in results for r in res["rows"]}
     return max((int(c.split(":")[0].removeprefix("gen ")) for c in cases if c.startswith("gen ")), default=2)
@@ -263,7 +310,7 @@ def sweep_reading(experiment: BiCT, results: list[dict], distance: str = "l2", s
 def upgrade_cost(profile, store: Store | None = None) -> dict:
     """The upgrade cost of the BiCT chain's last h (the ablation seed) at the profile's ``cost_sizes``."""
     n, seed = len(profile.bict.generations), profile.protocol.ablation_seed
-    spec = _transformations(profile, seed, generation_specs(profile, seed, profile.bict.weight), "bct")[n - 2]
+    spec = _transformations(profile, seed, generation_specs(profile, seed, profile.bict.weight), "bct", profile.bict.transformations[0])[n - 2]
     return common.upgrade_cost("bict", "bict-cost", profile, spec, profile.bict.cost_sizes, store or Store())
 
 
