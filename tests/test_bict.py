@@ -153,3 +153,23 @@ def test_bad_transformation_variants_are_refused_by_name():
         get_profile("smoke", {"bict.transformations": ["sideways"]})
     with pytest.raises(ConfigError, match="distinct and non-empty"):
         get_profile("smoke", {"bict.transformations": ["chain", "chain"]})
+
+
+def test_each_upgraded_gallery_records_its_error_against_the_embeddings_it_stands_in_for(trained):
+    from compat.artefacts import get_embeddings
+    from compat.experiments.base import upgrade_errors
+    from compat.experiments.bict import _main_plan
+
+    bict, profile, store, results = trained
+    main = results[0]
+    plan = _main_plan(profile, 0)
+    flip = profile.protocol.test_flip
+    gallery = plan.galleries["bict gallery 3 (chain-trained h)"](store, flip)
+    truth = get_embeddings(plan.models["bct 3"], store, flip=flip)
+    by_hand = sum(float(d) ** 2 for d in (gallery - truth).ravel()) / gallery.size  # mean over items and dimensions
+    assert main["upgrade_mse"]["bict gallery 3 (chain-trained h)"] == pytest.approx(by_hand, rel=1e-5)
+    assert set(main["upgrade_mse"]) == set(plan.galleries)
+    table = upgrade_errors([main], store)
+    row = table.loc["fct gallery 3"]
+    assert row["MSE"] == pytest.approx(main["upgrade_mse"]["fct gallery 3"]) and row["MSE low"] <= row["MSE"] <= row["MSE high"]
+    assert upgrade_errors([{**main, "upgrade_mse": {}}], store).empty  # files from before the record: nothing shown

@@ -85,3 +85,9 @@ def study_cells(frame: pd.DataFrame) -> pd.DataFrame:
     })
     out.index = pd.MultiIndex.from_frame(frame[["scenario", "setting", "method"]])
     return out
+
+
+def error_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Upgrade errors (:func:`compat.experiments.base.upgrade_errors`) as read: the MSE with its 95 % interval."""
+    return pd.DataFrame({"MSE [95% CI]": [f"{r['MSE']:.4g} [{r['MSE low']:.4g}, {r['MSE high']:.4g}]" for _, r in frame.iterrows()],
+                         "seeds": frame["seeds"].astype(int)}, index=frame.index)

@@ -42,6 +42,9 @@ class Plan:
         generation after generation): name -> ``make(store, flip)``; whatever identifies them belongs
         in ``key_extra``.
     :param artefacts: the transformations those galleries use, by name: recorded in the result file's models.
+    :param targets: upgraded gallery -> the model whose own embeddings of the same images it stands in for: the
+        result file records each gallery item's squared error against them (``mse|GALLERY`` per query, the
+        mean over dimensions) and their mean (``upgrade_mse``).
     """
 
     models: dict[str, ModelSpec]
@@ -50,6 +53,7 @@ class Plan:
     key_extra: dict = field(default_factory=dict)
     galleries: dict[str, Callable[[Store, bool], np.ndarray]] = field(default_factory=dict)
     artefacts: dict[str, TransformationSpec] = field(default_factory=dict)
+    targets: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,8 @@ class Experiment:
         diverged = diverged_models(store, {name: spec.key for name, spec in plan.models.items()})
         cases = [(c.label, c.query, c.gallery) for c in plan.cases]
         rows, per_query = evaluate_cases(embeddings, labels, cases, profile.protocol.distances, self.references, diverged)
+        errors = {g: np.mean((np.asarray(embeddings[g], np.float64) - embeddings[t]) ** 2, axis=1) for g, t in plan.targets.items()}
+        per_query.update({f"mse|{g}": e.astype(np.float32) for g, e in errors.items()})
         models = {name: model_record(store, spec.key) for name, spec in plan.models.items()}
         for name, t in plan.transformations.items():
             if t.side is not None:
@@ -181,6 +187,8 @@ class Experiment:
             models[name] = model_record(store, t.key)
         models.update({name: model_record(store, t.key) for name, t in plan.artefacts.items()})
         extra = self.extra(profile, seed, ablation, plan, embeddings, labels)
+        if errors:
+            extra["upgrade_mse"] = {g: float(e.mean()) for g, e in errors.items()}
         wall = {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done}
         return write_seed_result(store, profile, seed, ablation, key, rows, models, wall, experiment=self.name,
                                  per_query=per_query, **extra)
@@ -257,6 +265,20 @@ def main_results(results: list[dict]) -> list[dict]:
 
 def row(res: dict, distance: str, case: str) -> dict:
     return next(r for r in res["rows"] if r["distance"] == distance and r["case"] == case)
+
+
+def upgrade_errors(results: list[dict], store: Store | None = None) -> pd.DataFrame:
+    """Per upgraded gallery recorded in every one of ``results``: its mean squared error against the embeddings it
+    stands in for (mean over seeds, 95 % bootstrap interval over gallery items); empty where none was recorded."""
+    store = store or Store()
+    recorded = [set(r.get("upgrade_mse", {})) for r in results]
+    names = [g for g in (results[0].get("upgrade_mse", {}) if results else {}) if all(g in r for r in recorded)]
+    records = []
+    for gallery in names:
+        values = np.stack([store.read_per_query(r["experiment"], r["profile"], r["key"])[f"mse|{gallery}"] for r in results])
+        iv = mean_interval(values.astype(np.float64))
+        records.append({"gallery": gallery, "MSE": iv.value, "MSE low": iv.low, "MSE high": iv.high, "seeds": len(results)})
+    return pd.DataFrame.from_records(records).set_index("gallery") if records else pd.DataFrame()
 
 
 def case_values(results: list[dict], case: str, distance: str, metric: str, store: Store | None = None) -> np.ndarray:

@@ -158,6 +158,7 @@ def _strategy_cases(plan: Plan, specs: dict[str, ModelSpec], steps: list[Transfo
         plan.galleries[gallery] = _chain_gallery(specs["bct 1"], steps[: g - 1])
         plan.artefacts[f"{chain} h {g}{forward}"] = steps[g - 2]
         plan.key_extra["chains"][gallery] = [t.key for t in steps[: g - 1]]
+        plan.targets[gallery] = model  # what the upgraded vectors stand in for: generation g's own embeddings
         if chain == "bct":
             plan.cases += [Case(f"gen {g}: BiCT forward{forward}", model, gallery)]
             if model_cases:
