@@ -26,6 +26,11 @@ def test_refinement_is_decided_by_the_interval_and_both_seeds(interval, word):
     assert refinement_word(interval) == word
 
 
+def test_one_seed_decides_nothing_however_clear_its_interval():
+    assert refinement_word(Interval(3.0, 2.0, 4.0, (3.0,))) == "undecided: 1 of 2 seeds"
+    assert refinement_word(Interval(3.0, 2.0, 4.0, (3.0,)), seeds=1) == "helps"
+
+
 def test_the_main_setting_is_the_references_raw_form_when_its_loss_leaves_the_floor():
     shares = {("unit", 1.0): [0.95, 0.96], ("unit", 16.0): [0.5, 0.6], ("raw", 1.0): [0.7, FLOOR_SHARE - 1e-6]}
     assert main_setting(shares)[0] == ("raw", 1.0)  # even though s=16 reaches further below ln C

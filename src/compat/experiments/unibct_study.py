@@ -30,7 +30,7 @@ from .base import Case, Experiment, Plan, case_values, register_experiment
 VARIANTS = ("UniBCT (no refinement)", "UniBCT")  # the study's two methods, as the chapter names them
 FLOOR_SHARE = 0.8  # a prototype loss "leaves its floor" below this share of ln C (see main_setting)
 RULES = f"""- **Refinement, per scenario and setting**: it *helps* when the 95 % interval of (refined - plain) new/old
-  top-1 lies above 0 and both seeds agree, *hurts* when it lies below 0 and both seeds agree; otherwise the
+  top-1 lies above 0 and both seeds agree (one seed decides nothing), *hurts* when it lies below 0 and both seeds agree; otherwise the
   difference is inside the noise and decides nothing. Without refinement the term is BCT in prototype form
   (plain class means, the same loss, scale and schedule), so this is also "UniBCT above BCT (prototype form)".
 - **The main table's setting**: the reference's own form, raw prototypes, when its loss leaves the floor (every
@@ -140,8 +140,11 @@ def final_shares(results: list[dict], scenario: str, method: str, form: str, sca
     return [r["models"][name]["epochs"][-1].get("prototype_share_of_ln_c", np.nan) for r in scenario_results(results, scenario)]
 
 
-def refinement_word(diff: Interval) -> str:
-    """The refinement rule on (refined - plain) new/old top-1: helps, hurts, or inside the noise."""
+def refinement_word(diff: Interval, seeds: int = 2) -> str:
+    """The refinement rule on (refined - plain) new/old top-1: helps, hurts, or inside the noise; with fewer than
+    ``seeds`` seeds it decides nothing yet (the rule asks every one of them to agree)."""
+    if len(diff.per_seed) < seeds:
+        return f"undecided: {len(diff.per_seed)} of {seeds} seeds"
     if diff.above(0.0):
         return "helps"
     if diff.high < 0 and all(v < 0 for v in diff.per_seed):
@@ -197,7 +200,7 @@ def study_table(results: list[dict], profile, distance: str = "l2", store: Store
                     "new/old - old/old": cross.value - old.value,
                     "final share of ln C": float(np.nanmean(final_shares(results, scenario, method, form, scale))),
                     "refined - plain (new/old)": diff.value, "refined - plain low": diff.low, "refined - plain high": diff.high,
-                    "refinement": refinement_word(diff), "seeds": len(res),
+                    "refinement": refinement_word(diff, len(cfg.seeds)), "seeds": len(res),
                 })
     return pd.DataFrame.from_records(records)
 
