@@ -118,5 +118,5 @@ def test_the_table_shows_rule_3s_test_on_the_combinations_row(store):
     shown = table.loc[combo, "minus the best single winner"]
     value, rest = shown.split(" [", 1)
     assert abs(float(value) - oracle) <= 0.005 + 1e-9 and rest.endswith("] (lookahead)")
-    assert table["minus the best single winner"].drop(combo).isna().all()
+    assert (table["minus the best single winner"].drop(combo) == "").all()  # empty cells, never NaN on the page
     assert chosen in (combo, "lookahead")

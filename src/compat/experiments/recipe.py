@@ -324,6 +324,7 @@ def decide(results: list[dict], config: RecipeConfig, store: Store | None = None
     if winners and combination in intervals:  # rule 3's test, shown on the combination's row
         best = max(winners, key=lambda n: intervals[n].value)
         iv = compare(combination, best)
+        table["minus the best single winner"] = ""  # the other rows have no such test: empty, never NaN
         table.loc[combination, "minus the best single winner"] = f"{iv.value:+.2f} [{iv.low:+.2f}, {iv.high:+.2f}] ({best})"
     return table, choose(winners, intervals, config.combine, compare)
 
