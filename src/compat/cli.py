@@ -9,13 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from . import distributed
 from .artefacts import help_train
 from .bench import bench_evaluate, bench_gallery, bench_train
 from .booktools import execute
 from .config import get_profile
+from .config_text import read_parameter
 from .data import prepare
 from .errors import CompatError, check_range
 from .experiments import EXPERIMENTS, bict, fct, get_experiment
@@ -94,7 +93,7 @@ def _book_execute(args: argparse.Namespace) -> None:
     params = {"profile": args.profile, "overrides": overrides}
     for item in args.param:
         key, _, value = item.partition("=")
-        params[key] = yaml.safe_load(value)  # as papermill's own -p: numbers, booleans, strings
+        params[key] = read_parameter(value)  # as papermill's own -p: booleans, numbers, else text
     out = execute(args.notebook, args.output or Path("book") / args.notebook.name, params, prepare_only=args.prepare_only)
     print(f"wrote {out}")
 

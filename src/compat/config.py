@@ -8,13 +8,11 @@ A bad value fails here, before any work, naming the allowed values.
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import yaml
-
+from .config_text import parse_value, read_overrides, read_text
 from .data import DataConfig
 from .errors import ConfigError, check_choice, check_range, check_seeds
 from .experiments import EXPERIMENTS  # registers every experiment and its config section
@@ -132,12 +130,11 @@ def get_profile(name: str, overrides: Mapping[str, object] | str | None = None) 
     papermill) or typed; each is parsed to its field's declared type and validated."""
     check_choice("profile", name, BASE_PROFILES)
     if isinstance(overrides, str):  # papermill's -p passes text: '{"protocol.seeds": [0, 1]}'
-        try:
-            overrides = yaml.safe_load(overrides) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"overrides must be a mapping such as {{\"protocol.seeds\": [0, 1]}}, got {overrides!r} ({exc})") from None
-    if overrides is not None and not isinstance(overrides, Mapping):
+        overrides = read_overrides(overrides)
+    elif overrides is not None and not isinstance(overrides, Mapping):
         raise ConfigError(f"overrides must be a mapping of dotted config keys to values, got {overrides!r}")
+    else:  # text values (the command line's, or papermill's in a mapping) are read as the text above is
+        overrides = {k: read_text(v, f"config key {k!r}") if isinstance(v, str) else v for k, v in (overrides or {}).items()}
     sections = {exp.name: exp.section_config(name) for exp in EXPERIMENTS.values() if exp.config_class is not None}
     profile = dataclasses.replace(BASE_PROFILES[name], sections=sections)
     tree: dict = {}
@@ -210,41 +207,3 @@ def _first_key(sub) -> str:
     while isinstance(sub, dict):
         sub = next(iter(sub.values()))
     return sub[1]
-
-
-def parse_value(value, kind, key: str):
-    """``value`` (text from the command line or papermill, or a Python value) as the declared type ``kind``:
-    bool, int, float, str, or a tuple of one of them. Floats must be finite."""
-    if typing.get_origin(kind) is tuple:
-        element = typing.get_args(kind)[0]
-        if isinstance(value, str):
-            text = value.strip()
-            value = yaml.safe_load(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
-        if isinstance(value, (int, float, str)):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key!r} wants a list of {element.__name__}, got {value!r}")
-        return tuple(parse_value(v.strip() if isinstance(v, str) else v, element, key) for v in value)
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-            return value.lower() in ("true", "1")
-        raise ConfigError(f"config key {key!r} wants true or false, got {value!r}")
-    if kind is int:
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit())):
-            raise ConfigError(f"config key {key!r} wants an integer, got {value!r}")
-        return int(value)
-    if kind is float:
-        try:
-            number = float(value) if not isinstance(value, bool) else None
-        except (TypeError, ValueError):
-            number = None
-        if number is None or not math.isfinite(number):
-            raise ConfigError(f"config key {key!r} wants a finite number, got {value!r}")
-        return number
-    if kind is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"config key {key!r} wants text, got {value!r}")
-        return value
-    raise ConfigError(f"config key {key!r} has a type ({kind}) that cannot be set from outside")

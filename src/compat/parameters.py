@@ -49,7 +49,7 @@ def _probes(tp, current) -> list[object]:
     """Values that the validation must refuse, so that its message says what is allowed (a list gets the bad
     item appended to its current items, so that rules over the whole list still pass)."""
     base = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else tp
-    probes = {str: ["\x01"], bool: [], int: [10**15, -(10**15)], float: [1e15, -1e15]}.get(base, [])
+    probes = {str: ["not-a-choice"], bool: [], int: [10**15, -(10**15)], float: [1e15, -1e15]}.get(base, [])
     return [[*current, p] for p in probes] if typing.get_origin(tp) is tuple else probes
 
 
