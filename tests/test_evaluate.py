@@ -235,3 +235,41 @@ def test_the_gallery_benchmark_measures_each_size_and_the_recall_of_the_approxim
     assert len(rows) == 8 and all(r["seconds"] > 0 for r in rows)
     assert all(0 <= r["recall_at_k"] <= 1 for r in rows if r["what"].startswith("IVF"))
     assert json.loads((tmp_path / "gallery.json").read_text())["rows"] == rows
+
+
+@pytest.mark.parametrize("n", [6, 12])
+@pytest.mark.reliability(fault="the top-k-only evaluator asked for k >= N - 1 (the window holds the whole gallery)",
+                         behaviour="the exact CMC of the brute-force oracle, ties included, for every k up to N + 2 (it gave top-1 0 %)")
+def test_the_top_k_path_is_exact_when_k_reaches_the_gallery_size(n):
+    rng = np.random.default_rng(n)
+    x = rng.integers(0, 2, size=(n, 2)).astype(np.float32)  # many tied distances
+    labels = np.repeat(np.arange(n // 2), 2)
+    for k in range(1, n + 3):
+        ours = retrieval_metrics(x, x, labels, topk=(1, k), with_map=False)
+        assert_matches(ours, {key: v for key, v in brute_force(x, x, labels, topk=(1, k)).items() if key != "mAP"})
+
+
+@pytest.mark.parametrize("with_map", [True, False])
+@pytest.mark.reliability(fault="labels given as an N x 1 column (or any non-vector) to the evaluator or the verification scores",
+                         behaviour="one ConfigError naming the labels and their shape (it raised IndexError or broadcast error)")
+def test_labels_that_are_not_one_per_row_are_refused(with_map):
+    x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    column = np.repeat(np.arange(5), 2)[:, None]
+    with pytest.raises(ConfigError, match=r"query_labels must be one label per row \(shape \(N,\)\), got shape \(10, 1\)"):
+        retrieval_metrics(x, x, column, with_map=with_map)
+    with pytest.raises(ConfigError, match=r"labels must be one label per row"):
+        verification_scores(x, x, column)
+
+
+@pytest.mark.parametrize("labels", [np.array(list("aabbccddee")), np.repeat(np.arange(-5, 0), 2), np.repeat([0.5, 7.0, 1e9, -2.0, 3.0], 2)],
+                         ids=["text", "negative", "float"])
+@pytest.mark.reliability(fault="text, negative or non-integer class labels in the verification scores",
+                         behaviour="the scores of the brute-force oracle, as for labels 0..C-1 (it raised TypeError or ValueError)")
+def test_verification_scores_accept_any_label_values(labels):
+    rng = np.random.default_rng(3)
+    q, g = rng.normal(size=(10, 4)), rng.normal(size=(10, 4))
+    codes = np.unique(labels, return_inverse=True)[1]
+    for got, want in zip(verification_scores(q, g, labels, max_impostors=None), verification_scores(q, g, codes, max_impostors=None)):
+        np.testing.assert_array_equal(np.sort(got), np.sort(want))
+    assert len(verification_scores(q, g, labels, max_impostors=7)[1]) == 7
+    assert_matches(retrieval_metrics(q, q, labels), brute_force(q, q, codes))

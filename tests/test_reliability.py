@@ -60,10 +60,12 @@ def test_the_evaluator_refuses_a_single_item():
 @pytest.mark.parametrize("argv, message", [
     (["bench", "evaluate", "--repeats", "0"], "--repeats=0 is out of range"),
     (["bench", "evaluate", "--n", "1"], "--n=1 is out of range"),
+    (["bench", "evaluate", "--n", "399"], "--n=399 is out of range; allowed: [400, 30000]"),  # a class without a pair
+    (["bench", "evaluate", "--n", "100000"], "--n=100000 is out of range"),  # the n x n ranking would not fit
     (["bench", "train", "--steps", "0"], "--steps=0 is out of range"),
     (["bench", "gallery", "--sizes", "1000", "0"], "--sizes item=0 is out of range"),
 ])
-@pytest.mark.reliability(fault="benchmark arguments that measure nothing (0 repeats, 0 steps)", behaviour="refused before any work")
+@pytest.mark.reliability(fault="benchmark arguments that measure nothing or cannot run (0 repeats, 0 steps, an evaluator size with a class of one or a ranking beyond memory)", behaviour="refused before any work")
 def test_benchmarks_refuse_arguments_that_measure_nothing(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err

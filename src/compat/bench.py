@@ -38,7 +38,11 @@ def _timed(fn, repeats: int) -> float:
     return best
 
 
-def bench_evaluate(n: int = 10_000, dim: int = 128, classes: int = 200, repeats: int = 3, out: Path | None = None) -> dict:
+EVALUATE_CLASSES = 200
+EVALUATE_SIZES = (2 * EVALUATE_CLASSES, 30_000)  # every class holds a pair; the full n x n ranking fits in 12 GB
+
+
+def bench_evaluate(n: int = 10_000, dim: int = 128, classes: int = EVALUATE_CLASSES, repeats: int = 3, out: Path | None = None) -> dict:
     """Time the evaluator (leave-one-out, query set = gallery) against raw faiss on the same embeddings: with mAP
     (every positive's rank in the full ranking) and top-k only (CMC top-1/5), beside a raw faiss top-7 search
     (CMC top-5 after leave-one-out plus the tie row) and a search with k = gallery size (a full ranking)."""

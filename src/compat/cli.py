@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import distributed
 from .artefacts import help_train
-from .bench import bench_evaluate, bench_gallery, bench_train
+from .bench import EVALUATE_SIZES, bench_evaluate, bench_gallery, bench_train
 from .booktools import execute
 from .config import get_profile
 from .config_text import read_parameter
@@ -74,7 +74,7 @@ def _bench_upgrade(args: argparse.Namespace) -> None:
 
 def _bench_evaluate(args: argparse.Namespace) -> None:
     check_range("--repeats", args.repeats, 1, 1000)
-    check_range("--n", args.n, 2, 10_000_000)
+    check_range("--n", args.n, *EVALUATE_SIZES)
     check_range("--dim", args.dim, 1, 65_536)
     bench_evaluate(n=args.n, dim=args.dim, repeats=args.repeats, out=args.out)
 

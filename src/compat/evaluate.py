@@ -61,6 +61,15 @@ def _check_pair(query: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.
     return query, gallery
 
 
+def _as_labels(name: str, labels) -> np.ndarray:
+    """Class labels as one value per row (any values that compare equal within a class: integers, negative
+    ones, text); a column or a matrix is refused rather than broadcast."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ConfigError(f"{name} must be one label per row (shape (N,)), got shape {labels.shape}")
+    return labels
+
+
 def _normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -141,16 +150,16 @@ def search(index, query: np.ndarray, k: int, distance: str = "l2", chunk_size: i
     return (1.0 - dists if distance == "cosine" else dists), ids
 
 
-def _topk_ranks(d: np.ndarray, ids: np.ndarray, rel: np.ndarray, k: int) -> np.ndarray:
-    """First-match ranks, capped at ``k``, from each query's nearest rows (ascending; at least k + 1 of them):
-    the CMC tie rule within the window; ``k`` where no match is within it, or where items tied with the match
-    may lie beyond it (never flattering)."""
+def _topk_ranks(d: np.ndarray, ids: np.ndarray, rel: np.ndarray, k: int, complete: bool = False) -> np.ndarray:
+    """First-match ranks, capped at ``k``, from each query's nearest rows (ascending; at least k + 1 of them,
+    or every row when ``complete``): the CMC tie rule within the window; ``k`` where no match is within it, or
+    where items tied with the match may lie beyond it (never flattering; a complete window has no beyond)."""
     rel = rel & (ids >= 0)
     found = rel.any(axis=1)
     first = rel.argmax(axis=1)
     d_first = d[np.arange(len(d)), first]
     rank = ((d <= d_first[:, None]) & ~rel & (ids >= 0)).sum(axis=1)
-    cut_at_tie = d[:, -1] <= d_first  # the window ends inside the match's tie group
+    cut_at_tie = (d[:, -1] <= d_first) & (not complete)  # the window ends inside the match's tie group
     return np.where(found & ~cut_at_tie, np.minimum(rank, k), k)
 
 
@@ -193,8 +202,8 @@ def retrieval_metrics(
     for k in topk:
         check_range("topk", k, 1)
     check_range("chunk_size", chunk_size, 1)
-    query_labels = np.asarray(query_labels)
-    gallery_labels = query_labels if gallery_labels is None else np.asarray(gallery_labels)
+    query_labels = _as_labels("query_labels", query_labels)
+    gallery_labels = query_labels if gallery_labels is None else _as_labels("gallery_labels", gallery_labels)
     if len(query_labels) != len(query) or len(gallery_labels) != len(gallery):
         raise ConfigError(
             f"{len(query)} query rows with {len(query_labels)} labels, "
@@ -228,17 +237,18 @@ def _topk_only(query, gallery, query_labels, gallery_labels, k, leave_one_out, d
     """First-match ranks from a k-nearest search (leave-one-out: one more row searched, the query's own dropped)."""
     found = build_index(gallery, index, distance)
     window = k + 1 + int(leave_one_out)  # one row beyond k: whether the match's ties run past the window
-    dists, ids = search(found, query, min(window, len(gallery)), distance, chunk_size=max(chunk_size, 4096))
+    searched = min(window, len(gallery))  # the whole gallery when k reaches its size
+    dists, ids = search(found, query, searched, distance, chunk_size=max(chunk_size, 4096))
     classes, counts = np.unique(gallery_labels, return_counts=True)
     at = np.minimum(np.searchsorted(classes, query_labels), len(classes) - 1)
     positives = np.where(classes[at] == query_labels, counts[at], 0)  # same-class gallery rows per query
     if leave_one_out:
         own = ids == np.arange(len(query))[:, None]
-        keep = np.argsort(own, axis=1, kind="stable")[:, : window - 1]  # the query's own row moves out of the window
+        keep = np.argsort(own, axis=1, kind="stable")[:, : searched - 1]  # the query's own row moves out of the window
         dists, ids = np.take_along_axis(dists, keep, axis=1), np.take_along_axis(ids, keep, axis=1)
         positives = positives - 1
     rel = gallery_labels[np.maximum(ids, 0)] == query_labels[:, None]
-    return _topk_ranks(dists, ids, rel, k), positives > 0
+    return _topk_ranks(dists, ids, rel, k, complete=searched == len(gallery)), positives > 0
 
 
 def _summary(ranks, aps, valid, topk, with_map, per_query):
@@ -324,7 +334,7 @@ def verification_scores(
     uniform sample of ``max_impostors`` of them.
     """
     query, gallery = _check_pair(query, gallery)
-    labels = np.asarray(labels)
+    labels = _as_labels("labels", labels)
     if not len(query) == len(gallery) == len(labels):
         raise ConfigError(f"query, gallery and labels must have equal rows, got {len(query)}, {len(gallery)}, {len(labels)}")
     query, gallery = _normalize(query), _normalize(gallery)
@@ -335,7 +345,8 @@ def verification_scores(
         genuine.append(s[~np.eye(len(rows), dtype=bool)])
     genuine = np.concatenate(genuine)
     n = len(labels)
-    n_impostor_pairs = n * n - int(np.bincount(labels).astype(np.int64) @ np.bincount(labels))
+    sizes = np.unique(labels, return_counts=True)[1].astype(np.int64)  # any label values, not only 0..C-1
+    n_impostor_pairs = n * n - int(sizes @ sizes)
     if max_impostors is None or max_impostors >= n_impostor_pairs:
         impostor = np.concatenate([(query[i : i + 256] @ gallery.T)[labels[i : i + 256, None] != labels[None]] for i in range(0, n, 256)])
     else:
