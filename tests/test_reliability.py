@@ -310,3 +310,31 @@ def test_every_backbone_takes_its_smallest_stated_image_size_and_no_smaller():
                 with pytest.raises(RuntimeError):
                     model(torch.zeros(2, 3, smallest - 1, smallest - 1))
     assert MIN_IMAGE_SIZES["airnet"] == 9  # the case the check exists for: 8 px is inside data.image_size's range
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("missing.ipynb", None, "missing.ipynb is not a notebook file (.ipynb): it does not exist"),
+    ("chapter.txt", "hello", "chapter.txt is not a notebook file (.ipynb)"),
+    ("not-json.ipynb", "hello", "not-json.ipynb is not a valid notebook (Notebook does not appear to be JSON"),
+    ("no-cells.ipynb", "{}", "no-cells.ipynb is not a valid notebook"),
+])
+@pytest.mark.reliability(fault="book execute on a missing, non-notebook or damaged path",
+                         behaviour="one error naming the path and what a chapter is (it raised FileNotFoundError, NotJSONError or ValidationError)")
+def test_book_execute_refuses_what_is_not_a_notebook(tmp_path, name, content, message, capsys):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    assert main(["book", "execute", str(path), "--profile", "smoke", "--prepare-only", "--output", str(tmp_path / "out.ipynb")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out.ipynb").exists()
+
+
+@pytest.mark.reliability(fault="book execute into an output folder that cannot be written",
+                         behaviour="refused naming the folder before a kernel starts; nothing is left behind")
+def test_book_execute_refuses_an_output_folder_it_cannot_write(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    notebook = Path(__file__).parents[1] / "notebooks" / "rerun.ipynb"
+    assert main(["book", "execute", str(notebook), "--profile", "smoke", "--prepare-only", "--output", str(blocker / "out.ipynb")]) == 2
+    assert f"the output folder {blocker} cannot be written" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

@@ -14,10 +14,25 @@ import nbformat
 import papermill
 
 from .errors import ConfigError
+from .store import check_writable_folder
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """The notebook at ``path``, or one error naming the path: missing, not a ``.ipynb`` file, unreadable, or not a
+    valid notebook."""
+    if path.suffix != ".ipynb" or not path.is_file():
+        raise ConfigError(f"{path} is not a notebook file (.ipynb){'' if path.exists() else ': it does not exist'}; "
+                          "the chapters are notebooks/*.ipynb")
+    try:
+        return nbformat.read(path, as_version=4)
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    except Exception as exc:  # nbformat's NotJSONError, jsonschema's ValidationError, UnicodeDecodeError
+        raise ConfigError(f"{path} is not a valid notebook ({' '.join(str(exc).split())[:200]})") from None
 
 
 def _check_parameters_cell(path: Path) -> None:
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
         raise ConfigError(f"{path} must have exactly one cell tagged 'parameters', found {len(tagged)}")
@@ -44,6 +59,7 @@ def execute(source: Path, output: Path, parameters: dict[str, object], *, prepar
     """Run ``source`` with ``parameters`` into ``output`` (or only inject them, for nbval)."""
     source, output = Path(source), Path(output)
     _check_parameters_cell(source)
+    check_writable_folder("output", output.parent, "or pass --output inside one")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.tmp-{os.getpid()}.ipynb")
     try:

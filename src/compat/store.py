@@ -146,7 +146,7 @@ def is_checkout_results(folder: Path) -> bool:
         folder.name == "results" and (folder.parent / ".git").exists() and (folder.parent / "pyproject.toml").is_file())
 
 
-def _check_writable_folder(role: str, folder: Path, variable: str) -> None:
+def check_writable_folder(role: str, folder: Path, remedy: str) -> None:
     """``folder``, or the nearest folder above it that exists (where it will be made), is a folder that takes a
     new file; otherwise one error naming it. Nothing is left behind: the probe file goes, no folder is made."""
     existing = next(p for p in (folder, *folder.parents) if p.exists())
@@ -157,8 +157,7 @@ def _check_writable_folder(role: str, folder: Path, variable: str) -> None:
             pass
     except OSError as exc:
         raise ConfigError(
-            f"the {role} folder {folder} cannot be written ({exc.strerror or exc}): make it a writable folder, "
-            f"or set {variable} to one"
+            f"the {role} folder {folder} cannot be written ({exc.strerror or exc}): make it a writable folder, {remedy}"
         ) from None
 
 
@@ -263,7 +262,7 @@ class Store:
                 "COMPAT_RESULTS to another folder"
             )
         for role, folder, variable in (("results", self.results, "COMPAT_RESULTS"), ("cache", self.cache, "COMPAT_CACHE")):
-            _check_writable_folder(role, folder, variable)
+            check_writable_folder(role, folder, f"or set {variable} to one")
 
     def write_result(self, experiment: str, profile: str, key: str, payload: dict) -> Path:
         self.check_result_writable()
