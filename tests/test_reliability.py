@@ -189,7 +189,8 @@ def _written_result(tmp_path):
     return store
 
 
-RESULT = {"experiment": "bct", "profile": "smoke", "key": "k", "rows": [{"case": "old/old", "top1": 12.5}]}
+RESULT = {"experiment": "bct", "profile": "smoke", "key": "k", "kind": "main", "rows": [{"case": "old/old", "top1": 12.5}],
+          "config": {}, "wall_seconds": {}, "environment": {}}
 
 
 @pytest.mark.parametrize("damage", ["result bytes", "per-query bytes", "no digest"])

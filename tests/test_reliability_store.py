@@ -15,7 +15,8 @@ from compat.store import DamagedArtefact, Store, read_verified
 
 
 def _payload(key, n=0):
-    return {"experiment": "bct", "profile": "cpu", "key": key, "seed": 0, "rows": [], "filler": "x" * (50_000 + n)}
+    return {"experiment": "bct", "profile": "cpu", "key": key, "seed": 0, "kind": "main", "rows": [], "config": {},
+            "wall_seconds": {}, "environment": {}, "filler": "x" * (50_000 + n)}
 
 
 def _writer(root, n, rounds):
@@ -144,3 +145,19 @@ def test_dirty_code_cannot_write_into_another_checkouts_results(tmp_path, monkey
     assert list((other / "results").iterdir()) == []
     monkeypatch.setattr(store_module, "git_revision", lambda: "abc123")
     Store(tmp_path / "c", other / "results").check_result_writable()  # clean code may (a queue's worktree)
+
+
+@pytest.mark.parametrize("change", ["rows", "environment", "rows-not-a-list"])
+@pytest.mark.reliability(fault="a result JSON missing fields (or with rows that are not a list of records), with a valid sidecar",
+                         behaviour="refused as incomplete, naming the file, the missing field and the command that rebuilds it (no KeyError in a table)")
+def test_a_result_missing_fields_is_refused_as_incomplete(tmp_path, change):
+    store = Store(tmp_path / "cache", tmp_path / "results")
+    payload = _payload("aaaaaaaaaaaaaaaa")
+    if change == "rows-not-a-list":
+        payload["rows"] = {"top1": 1.0}
+    else:
+        del payload[change]
+    store.write_result("bct", "cpu", "aaaaaaaaaaaaaaaa", payload)
+    lacks = "a list of rows" if change == "rows-not-a-list" else change
+    with pytest.raises(DamagedArtefact, match=f"aaaaaaaaaaaaaaaa.json lacks {lacks}: it is incomplete.*compat run bct --profile cpu"):
+        store.read_result("bct", "cpu", "aaaaaaaaaaaaaaaa")

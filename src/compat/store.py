@@ -161,6 +161,9 @@ def check_writable_folder(role: str, folder: Path, remedy: str) -> None:
         ) from None
 
 
+RESULT_FIELDS = ("experiment", "profile", "kind", "key", "rows", "config", "wall_seconds", "environment")  # every kind
+
+
 class Store:
     """Models and embeddings under ``cache_root``, result files under ``results_root``."""
 
@@ -248,6 +251,10 @@ class Store:
         expected = {"key": key, "experiment": experiment, "profile": profile}
         if recorded != expected:
             raise DamagedArtefact(f"{path} records {recorded}, not the {expected} it is read under: it belongs to another key")
+        missing = [name for name in RESULT_FIELDS if name not in payload]
+        if missing or not isinstance(payload["rows"], list) or not all(isinstance(row, dict) for row in payload["rows"]):
+            raise DamagedArtefact(f"{path} lacks {', '.join(missing) or 'a list of rows'}: it is incomplete; delete it "
+                                  f"and rerun `python -m compat run {experiment} --profile {profile}` to rebuild it")
         return payload
 
     def check_result_writable(self) -> None:
