@@ -2,6 +2,8 @@
 
 import hashlib
 import io
+import resource
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -226,3 +228,40 @@ def test_a_cache_without_digests_is_not_trusted(mirror, tmp_path):
     del manifest["sha256"]
     (folder / "manifest.json").write_text(json.dumps(manifest))
     assert not is_complete(folder)
+
+
+@pytest.mark.reliability(fault="a data cache folder that cannot be written, with no prepared cache in it",
+                         behaviour="refused before the shards are read, naming the folder and COMPAT_DATA_DIR (it raised a raw OSError)")
+def test_an_unwritable_data_cache_is_refused_before_preparing(mirror, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=f"the data cache folder {blocker / 'data'} cannot be written.*COMPAT_DATA_DIR"):
+        prepare(mirror=mirror, cache_root=blocker / "data")
+
+
+@pytest.mark.reliability(fault="a disk without room for the data cache",
+                         behaviour="refused before decoding, naming the folder, the space free and needed (a memory map on a full disk dies of SIGBUS); no temp folder left")
+def test_a_disk_without_room_is_refused_before_decoding(mirror, tmp_path, monkeypatch):
+    cache = tmp_path / "data"
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=100_000))
+    needed = 18 * (64 * 64 * 3 + 32 * 32 * 3 + 8) + 2**20  # 12 train and 6 val images, every prepared size
+    with pytest.raises(DataError, match=rf"{cache} has 0.00 GiB free and preparing 18 images needs {needed / 2**30:.2f} GiB"):
+        prepare(mirror=mirror, cache_root=cache)
+    assert list(cache.iterdir()) == []
+
+
+@pytest.mark.reliability(fault="a file-size limit reached while the data cache is written",
+                         behaviour="one DataError naming the file and `ulimit -f` (no raw OSError); no temp folder or partial cache left")
+def test_a_file_size_limit_while_preparing_is_one_clear_error(mirror, tmp_path):
+    cache = tmp_path / "data"
+    source = resolve_source(mirror, cache / "dl")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, hard))  # the 12 train images at 64 px take 147 kB
+    try:
+        with pytest.raises(DataError, match=r"cannot write .* \(File too large\): raise the file-size limit .*no partial data cache"):
+            prepare_tiny_imagenet(source, cache)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert [p.name for p in cache.iterdir() if p.name != "dl"] == []
+    assert is_complete(prepare_tiny_imagenet(source, cache))  # and with the limit lifted it prepares

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from compat.cli import main
-from compat.errors import ConfigError
+from compat.errors import ConfigError, StorageError
 from compat.evaluate import retrieval_metrics
 
 
@@ -221,7 +221,7 @@ def test_a_damaged_result_file_is_named_and_made_again_or_refused(damage, tmp_pa
 
 
 @pytest.mark.reliability(fault="the disk fills up while a result file is written",
-                         behaviour="the write fails with the OS error; the previous file and its digest stay intact, no temporary file is left")
+                         behaviour="one StorageError naming the file and what to do (no raw OSError); the previous file and its digest stay intact, no temporary file is left")
 def test_a_failed_write_leaves_the_previous_result_intact(tmp_path, monkeypatch):
     import errno
     from pathlib import Path
@@ -235,7 +235,7 @@ def test_a_failed_write_leaves_the_previous_result_intact(tmp_path, monkeypatch)
         raise OSError(errno.ENOSPC, "No space left on device", str(self))
 
     monkeypatch.setattr(Path, "write_bytes", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(StorageError, match=r"cannot write .*k.json \(No space left on device\): free space on its disk"):
         store.write_result("bct", "smoke", "k", {**RESULT, "rows": [{"case": "old/old", "top1": 99.0}]})
     monkeypatch.undo()
     assert store.read_result("bct", "smoke", "k") == before  # digest checked on read
@@ -339,3 +339,21 @@ def test_book_execute_refuses_an_output_folder_it_cannot_write(tmp_path, capsys)
     assert main(["book", "execute", str(notebook), "--profile", "smoke", "--prepare-only", "--output", str(blocker / "out.ipynb")]) == 2
     assert f"the output folder {blocker} cannot be written" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+@pytest.mark.reliability(fault="a full disk met by a writer outside the store (papermill writing a chapter)",
+                         behaviour="one error naming the file and what to do, exit status 2 (no traceback); other OS errors still raise")
+def test_the_command_line_names_a_full_disk_met_anywhere(monkeypatch, capsys):
+    import errno
+    import os
+
+    def full(args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "book/chapter.ipynb")
+
+    monkeypatch.setattr("compat.cli._book_execute", full)
+    notebook = str(Path(__file__).parents[1] / "notebooks" / "rerun.ipynb")
+    assert main(["book", "execute", notebook, "--profile", "smoke"]) == 2
+    assert "cannot write book/chapter.ipynb (No space left on device): free space on its disk" in capsys.readouterr().err
+    monkeypatch.setattr("compat.cli._book_execute", lambda args: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError, match="I/O error"):
+        main(["book", "execute", notebook, "--profile", "smoke"])

@@ -1,15 +1,19 @@
 """Results bound to their keys, writers that never cross their digests, files without a digest never used, and an
 evaluator that refuses what float32 cannot rank (issue: reliability, second pass)."""
 
+import errno
 import json
 import multiprocessing
 import os
+import resource
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from compat.errors import ConfigError
+from compat.errors import ConfigError, StorageError
 from compat.evaluate import retrieval_metrics
 from compat.store import DamagedArtefact, Store, read_verified
 
@@ -147,17 +151,96 @@ def test_dirty_code_cannot_write_into_another_checkouts_results(tmp_path, monkey
     Store(tmp_path / "c", other / "results").check_result_writable()  # clean code may (a queue's worktree)
 
 
-@pytest.mark.parametrize("change", ["rows", "environment", "rows-not-a-list"])
-@pytest.mark.reliability(fault="a result JSON missing fields (or with rows that are not a list of records), with a valid sidecar",
-                         behaviour="refused as incomplete, naming the file, the missing field and the command that rebuilds it (no KeyError in a table)")
-def test_a_result_missing_fields_is_refused_as_incomplete(tmp_path, change):
+@pytest.mark.parametrize("change, defect", [
+    ("rows", "no rows"), ("environment", "no environment"), ("rows-a-dict", "rows is a dict, not a list"),
+    ("rows-of-numbers", "rows holds something other than records"), ("environment-a-list", "environment is a list, not a dict"),
+])
+@pytest.mark.reliability(fault="a result JSON missing fields, or holding them in the wrong type, with a valid sidecar",
+                         behaviour="refused as incomplete, naming the file, the defect and the command that rebuilds it (no KeyError in a table)")
+def test_a_result_missing_fields_is_refused_as_incomplete(tmp_path, change, defect):
     store = Store(tmp_path / "cache", tmp_path / "results")
     payload = _payload("aaaaaaaaaaaaaaaa")
-    if change == "rows-not-a-list":
-        payload["rows"] = {"top1": 1.0}
+    changed = {"rows-a-dict": ("rows", {"top1": 1.0}), "rows-of-numbers": ("rows", [1.0]),
+               "environment-a-list": ("environment", [])}
+    if change in changed:
+        payload[changed[change][0]] = changed[change][1]
     else:
         del payload[change]
     store.write_result("bct", "cpu", "aaaaaaaaaaaaaaaa", payload)
-    lacks = "a list of rows" if change == "rows-not-a-list" else change
-    with pytest.raises(DamagedArtefact, match=f"aaaaaaaaaaaaaaaa.json lacks {lacks}: it is incomplete.*compat run bct --profile cpu"):
+    with pytest.raises(DamagedArtefact, match=rf"aaaaaaaaaaaaaaaa.json is incomplete \({defect}\): delete it.*compat run bct --profile cpu"):
         store.read_result("bct", "cpu", "aaaaaaaaaaaaaaaa")
+
+
+@contextmanager
+def _file_size_limit(limit: int):
+    """This process may write no file beyond ``limit`` bytes (Python ignores SIGXFSZ, so a write raises EFBIG)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def _full_disk(monkeypatch, when=lambda path: True):
+    """Every write of a file for which ``when(path)`` holds fails as on a full disk."""
+    write_bytes = Path.write_bytes
+
+    def refuse(self, data):
+        if when(self):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+
+
+@pytest.mark.reliability(fault="a file-size limit (`ulimit -f`) reached while a result, model or embedding file is written",
+                         behaviour="one error naming the file and `ulimit -f` (no raw OSError); the previous file is kept whole, no partial file is left")
+def test_a_file_size_limit_is_one_clear_error_and_keeps_the_previous_file(tmp_path):
+    store = Store(tmp_path / "cache", tmp_path / "results")
+    key = "aaaaaaaaaaaaaaaa"
+    store.write_result("bct", "cpu", key, _payload(key))
+    with _file_size_limit(80_000), pytest.raises(
+            StorageError, match=rf"cannot write .*{key}.json \(File too large\): raise the file-size limit .*previous file, if any, is kept whole"):
+        store.write_result("bct", "cpu", key, {**_payload(key, n=100_000), "seed": 1})
+    assert store.read_result("bct", "cpu", key)["seed"] == 0  # the previous file, whole and verified
+    assert sorted(p.name for p in store.result_path("bct", "cpu", key).parent.iterdir()) == [f"{key}.json", f"{key}.json.sha256"]
+
+
+@pytest.mark.reliability(fault="a full disk met by a file's digest, after the file itself was written",
+                         behaviour="neither the file nor a stale digest is left (a file without its own digest is never used); one error naming the file")
+def test_a_digest_that_cannot_be_written_takes_its_file_with_it(tmp_path, monkeypatch):
+    store = Store(tmp_path / "cache", tmp_path / "results")
+    key = "bbbbbbbbbbbbbbbb"
+    store.write_result("bct", "cpu", key, _payload(key))
+    _full_disk(monkeypatch, when=lambda path: ".sha256" in path.name)
+    with pytest.raises(StorageError, match=f"cannot write .*{key}.json .*the new file was removed with it"):
+        store.write_result("bct", "cpu", key, {**_payload(key), "seed": 1})
+    assert list(store.result_path("bct", "cpu", key).parent.iterdir()) == []
+    assert store.read_result("bct", "cpu", key) is None  # so the next run writes it again
+
+
+@pytest.mark.parametrize("entry", ["a folder named like a result", "a note", "a model without its record"])
+@pytest.mark.reliability(fault="odd entries in the results folder (a folder named *.json, a file not named by a key, a model record lacking fields)",
+                         behaviour="the inventory names the entry and what to do (it raised AttributeError, DamagedArtefact about a digest, or KeyError)")
+def test_the_inventory_names_odd_entries_in_the_results_folder(tmp_path, entry):
+    from compat.results import inventory
+
+    store = Store(tmp_path / "cache", tmp_path / "results")
+    key = "cccccccccccccccc"
+    folder = store.result_path("bct", "cpu", key).parent
+    record = {"key": "m" * 16, "trained_at_revision": "abc", "train_seconds": 1.0, "device": "cpu", "precision": "fp32"}
+    store.write_result("bct", "cpu", key, {**_payload(key), "models": {"old": record}})
+    assert len(inventory("cpu", store)[1]) == 1
+    if entry == "a folder named like a result":
+        (folder / "dddddddddddddddd.json").mkdir()
+        expected = "dddddddddddddddd.json is not a result file .*move it out of"
+    elif entry == "a note":
+        (folder / "notes.json").write_text("{}")
+        expected = "notes.json is not a result file .*named by their 16-hex-digit key"
+    else:
+        del record["device"]
+        store.write_result("bct", "cpu", key, {**_payload(key), "models": {"old": record}})
+        expected = f"{key}.json: model 'old' lacks device: the file is incomplete; delete it and rerun `python -m compat run bct"
+    with pytest.raises((ConfigError, DamagedArtefact), match=expected):
+        inventory("cpu", store)

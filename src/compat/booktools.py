@@ -14,7 +14,7 @@ import nbformat
 import papermill
 
 from .errors import ConfigError
-from .store import check_writable_folder
+from .paths import check_writable_folder
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:

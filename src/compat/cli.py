@@ -16,7 +16,7 @@ from .booktools import execute
 from .config import get_profile
 from .config_text import read_parameter
 from .data import prepare
-from .errors import CompatError, check_range
+from .errors import STORAGE_REMEDIES, CompatError, check_range, storage_error
 from .experiments import EXPERIMENTS, bict, fct, get_experiment
 from .paths import check_own_checkout
 from .store import Store
@@ -158,5 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except CompatError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk or a file-size limit met by a writer outside the store (papermill's)
+        if exc.errno not in STORAGE_REMEDIES:
+            raise
+        print(f"error: {storage_error(exc.filename or 'a file', exc, 'what was written before is kept')}", file=sys.stderr)
         return 2
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import numbers
 from collections.abc import Iterable
 from typing import Any
@@ -17,6 +18,24 @@ class ConfigError(CompatError, ValueError):
 
 class DataError(CompatError):
     """A dataset source is missing, corrupt or cannot be prepared."""
+
+
+class StorageError(CompatError):
+    """A file cannot be written: the disk is full, a file-size limit is reached, or the folder refuses it."""
+
+
+STORAGE_REMEDIES = {  # errno -> what to do; anything else: the folder refuses the file
+    errno.ENOSPC: "free space on its disk (or move the folder elsewhere) and rerun",
+    errno.EDQUOT: "free space within your disk quota (or move the folder elsewhere) and rerun",
+    errno.EFBIG: "raise the file-size limit (`ulimit -f unlimited`) and rerun",
+}
+
+
+def storage_error(path, exc: OSError, kept: str) -> StorageError:
+    """One error for an ``OSError`` met while writing ``path``: what the system said, what to do, and ``kept``
+    (what the failed write left, which is never a half-written file)."""
+    remedy = STORAGE_REMEDIES.get(exc.errno, "make its folder writable and rerun")
+    return StorageError(f"cannot write {path} ({exc.strerror or exc}): {remedy}; {kept}")
 
 
 def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:

@@ -7,6 +7,7 @@ never write into each other's folders.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import ConfigError
@@ -61,3 +62,18 @@ def check_own_checkout(cwd: Path | None = None) -> None:
             f"this command runs in the checkout {checkout} but imports the code of {code} (its virtual environment was "
             f"made there): run `make venv` in {checkout}, which rebuilds .venv for it, or run the other checkout's commands there"
         )
+
+
+def check_writable_folder(role: str, folder: Path, remedy: str) -> None:
+    """``folder``, or the nearest folder above it that exists (where it will be made), is a folder that takes a
+    new file; otherwise one error naming it. Nothing is left behind: the probe file goes, no folder is made."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"the {role} folder {folder} cannot be written ({exc.strerror or exc}): make it a writable folder, {remedy}"
+        ) from None

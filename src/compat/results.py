@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .errors import ConfigError
-from .store import Store
+from .store import KEY_PATTERN, DamagedArtefact, Store
 
 
 def load_result_files(experiment, profile, store: Store) -> list[dict]:
@@ -41,7 +41,10 @@ def inventory(profile_name: str, store: Store | None = None) -> tuple[pd.DataFra
     store = store or Store()
     files, models, seen = [], [], set()
     for path in sorted(store.results.glob(f"*/{profile_name}/*.json")):
-        res = store.read_result(path.parts[-3], profile_name, path.stem)  # digest checked
+        if not (path.is_file() and KEY_PATTERN.fullmatch(path.stem)):
+            raise ConfigError(f"{path} is not a result file (those are files named by their 16-hex-digit key, "
+                              f"beside their .sha256): move it out of {store.results}")
+        res = store.read_result(path.parts[-3], profile_name, path.stem)  # digest, key and fields checked
         env = res.get("environment", {})
         files.append({
             "experiment": res.get("experiment", path.parts[-3]), "kind": res.get("kind", ""),
@@ -51,7 +54,7 @@ def inventory(profile_name: str, store: Store | None = None) -> tuple[pd.DataFra
             "wall minutes": sum(res.get("wall_seconds", {}).values()) / 60,
             "data checksum": (res.get("data") or {}).get("source_checksums_sha256", "")[:16],
         })
-        for name, m in res.get("models", {}).items():
+        for name, m in _model_records(path, res):
             if m["key"] in seen:
                 continue
             seen.add(m["key"])
@@ -59,3 +62,18 @@ def inventory(profile_name: str, store: Store | None = None) -> tuple[pd.DataFra
                            "trained at": m["trained_at_revision"][:12], "training minutes": m["train_seconds"] / 60,
                            "device": m["device"], "precision": m["precision"], "diverged": m.get("diverged") or "no"})
     return pd.DataFrame.from_records(files), pd.DataFrame.from_records(models)
+
+
+MODEL_FIELDS = ("key", "trained_at_revision", "train_seconds", "device", "precision")  # what training records per model
+
+
+def _model_records(path, result: dict) -> list[tuple[str, dict]]:
+    """The (name, record) of every model a result file names; :class:`DamagedArtefact` naming the file if one
+    lacks what training records."""
+    records = result.get("models", {})
+    for name, record in records.items() if isinstance(records, dict) else [("models", records)]:
+        if not isinstance(record, dict) or (missing := [f for f in MODEL_FIELDS if f not in record]):
+            what = "is not a record" if not isinstance(record, dict) else f"lacks {', '.join(missing)}"
+            raise DamagedArtefact(f"{path}: model {name!r} {what}: the file is incomplete; delete it and rerun "
+                                  f"`python -m compat run {result['experiment']} --profile {result['profile']}`")
+    return list(records.items())

@@ -18,8 +18,8 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from .distributed import check_writer
-from .errors import CompatError, ConfigError
-from .paths import cache_dir, project_root, results_dir
+from .errors import CompatError, ConfigError, storage_error
+from .paths import cache_dir, check_writable_folder, project_root, results_dir
 from .provenance import git_revision
 
 STORE_VERSION = 3  # bump when a change to the code invalidates stored artefacts (2: old/new init seeds differ; 3: faithful BCT/L2 losses)
@@ -62,17 +62,26 @@ def config_key(obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (every file the package writes comes
-    here; in a multi-process run only rank 0 may)."""
-    check_writer(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _replace(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` (a temporary file renamed over it, so never half of it); raw OSError on failure."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (every file the package writes comes
+    here; in a multi-process run only rank 0 may). A full disk, a file-size limit or a refusing folder is one
+    :class:`StorageError` naming the file and what to do; the previous file, if any, is kept whole."""
+    check_writer(path)
+    try:
+        _replace(path, data)
+    except OSError as exc:
+        raise storage_error(path, exc, "the previous file, if any, is kept whole and no partial file was left") from None
 
 
 class DamagedArtefact(CompatError):
@@ -98,11 +107,22 @@ def _folder_lock(folder: Path, exclusive: bool) -> Iterator[None]:
 
 def write_verified(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` and its sha256 (of these very bytes) beside it (``path.sha256``), both atomically
-    and together under the folder's lock, so that concurrent writers of one file never cross their digests."""
+    and together under the folder's lock, so that concurrent writers of one file never cross their digests. If
+    the digest cannot be written, the new file goes too: a file without its own digest is never left behind."""
     check_writer(path)
-    with _folder_lock(path.parent, exclusive=True):
-        write_atomic(path, data)
-        write_atomic(_sidecar(path), (hashlib.sha256(data).hexdigest() + "\n").encode())
+    kept = "the previous file, if any, is kept whole and no partial file was left"
+    try:
+        with _folder_lock(path.parent, exclusive=True):
+            _replace(path, data)
+            kept = "the new file was removed with it, since a file without its own digest is never left behind"
+            try:
+                _replace(_sidecar(path), (hashlib.sha256(data).hexdigest() + "\n").encode())
+            except OSError:
+                path.unlink(missing_ok=True)
+                _sidecar(path).unlink(missing_ok=True)  # the previous file's digest, now of nothing
+                raise
+    except OSError as exc:
+        raise storage_error(path, exc, kept) from None
 
 
 def read_verified(path: Path) -> bytes:
@@ -146,22 +166,18 @@ def is_checkout_results(folder: Path) -> bool:
         folder.name == "results" and (folder.parent / ".git").exists() and (folder.parent / "pyproject.toml").is_file())
 
 
-def check_writable_folder(role: str, folder: Path, remedy: str) -> None:
-    """``folder``, or the nearest folder above it that exists (where it will be made), is a folder that takes a
-    new file; otherwise one error naming it. Nothing is left behind: the probe file goes, no folder is made."""
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(f"{existing} is a file")
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-probe-"):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"the {role} folder {folder} cannot be written ({exc.strerror or exc}): make it a writable folder, {remedy}"
-        ) from None
+RESULT_FIELDS = {"experiment": str, "profile": str, "kind": str, "key": str, "rows": list, "config": dict,
+                 "wall_seconds": dict, "environment": dict}  # what every kind of result file holds
+KEY_PATTERN = re.compile(r"[0-9a-f]{16}")  # what config_key returns: the name of every stored file
 
 
-RESULT_FIELDS = ("experiment", "profile", "kind", "key", "rows", "config", "wall_seconds", "environment")  # every kind
+def result_defects(payload: dict) -> list[str]:
+    """What a result payload lacks or holds of the wrong type (empty when it is whole)."""
+    defects = [f"no {name}" if name not in payload else f"{name} is a {type(payload[name]).__name__}, not a {kind.__name__}"
+               for name, kind in RESULT_FIELDS.items() if not isinstance(payload.get(name), kind)]
+    if isinstance(payload.get("rows"), list) and not all(isinstance(row, dict) for row in payload["rows"]):
+        defects.append("rows holds something other than records")
+    return defects
 
 
 class Store:
@@ -251,10 +267,9 @@ class Store:
         expected = {"key": key, "experiment": experiment, "profile": profile}
         if recorded != expected:
             raise DamagedArtefact(f"{path} records {recorded}, not the {expected} it is read under: it belongs to another key")
-        missing = [name for name in RESULT_FIELDS if name not in payload]
-        if missing or not isinstance(payload["rows"], list) or not all(isinstance(row, dict) for row in payload["rows"]):
-            raise DamagedArtefact(f"{path} lacks {', '.join(missing) or 'a list of rows'}: it is incomplete; delete it "
-                                  f"and rerun `python -m compat run {experiment} --profile {profile}` to rebuild it")
+        if defects := result_defects(payload):
+            raise DamagedArtefact(f"{path} is incomplete ({'; '.join(defects)}): delete it and rerun "
+                                  f"`python -m compat run {experiment} --profile {profile}` to rebuild it")
         return payload
 
     def check_result_writable(self) -> None:

@@ -27,7 +27,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..digests import matches_digest, sha256_of
-from ..errors import DataError
+from ..errors import DataError, storage_error
+from ..paths import check_writable_folder
 from .sources import Source
 
 CACHE_VERSION = 2  # 2: classes in sorted WordNet-id order (label = sorted index)
@@ -129,6 +130,17 @@ def _decode_all(arch: _Archives, items: list[tuple[str, int]], out: Path, desc: 
     return images
 
 
+def _check_free_space(cache_root: Path, images: int) -> None:
+    """Refuse, before decoding, a disk without room for every prepared size of ``images`` images: a memory-mapped
+    file on a full disk kills the process (SIGBUS) instead of raising."""
+    needed = images * sum(3 * size * size for size in PREPARED_SIZES) + images * 8 + 2**20
+    free = shutil.disk_usage(cache_root).free
+    if free < needed:
+        raise DataError(f"the data cache folder {cache_root} has {free / 2**30:.2f} GiB free and preparing "
+                        f"{images} images needs {needed / 2**30:.2f} GiB: free space there, or set COMPAT_DATA_DIR "
+                        "to a folder with room")
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
     np.save(path, array, allow_pickle=False)
 
@@ -174,6 +186,7 @@ def prepare_tiny_imagenet(source: Source, cache_root: Path, *, on_step: Callable
     final = cache_root / "tiny-imagenet-200"
     if is_complete(final):
         return final
+    check_writable_folder("data cache", cache_root, "or set COMPAT_DATA_DIR to one")
     cache_root.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(cache_root, final.name)
     tmp = cache_root / f".{final.name}.tmp-{os.getpid()}"
@@ -187,6 +200,7 @@ def prepare_tiny_imagenet(source: Source, cache_root: Path, *, on_step: Callable
         step("classes")
         wnids, names = _read_classes(arch)
         train_items, val_items = _list_images(arch, wnids)
+        _check_free_space(cache_root, len(train_items) + len(val_items))
         for part, items in (("train", train_items), ("val", val_items)):
             step(f"decode-{part}")
             native = _decode_all(arch, items, tmp / f"{part}_{NATIVE_SIZE}.npy", f"decode {part}")
@@ -216,6 +230,8 @@ def prepare_tiny_imagenet(source: Source, cache_root: Path, *, on_step: Callable
         except OSError:
             if not is_complete(final):  # someone else finished first only if theirs is complete
                 raise
+    except OSError as exc:  # a full disk or a file-size limit while writing; a memory map that cannot grow
+        raise DataError(str(storage_error(exc.filename or tmp, exc, "no partial data cache was left"))) from None
     finally:
         if arch is not None:
             arch.close()
