@@ -1,6 +1,7 @@
 """UniBCT's structural prototype refinement and prototype loss against independent oracles: the
 fixed-point iteration, explicit loops, and hand-computed cases."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -166,7 +167,9 @@ def test_unibct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
     tar = verification_table(results)
     assert ((tar["TAR (%)"] >= 0) & (tar["TAR (%)"] <= 100)).all() and len(tar) == len(results[0]["rows"]) // 2
     assert list(tar.columns) == ["TAR (%)"]  # one seed: no spread column (the book refuses NaN cells)
-    assert len(unibct.check_claims(results, "l2", store)) == 16  # four claims in each of four scenarios
+    claims = unibct.check_claims(results, "l2", store)["claim"].tolist()
+    assert len(claims) == 17 and claims.count("open-class: refinement helps with the term on from epoch 0 (schedule control, new/old)") == 1
+    assert "with the term on from epoch 0: " in unibct.verdict(results, "l2", store)  # four claims a scenario, the control's in open-class
 
 
 def test_the_main_tables_methods_are_chosen_by_name_and_unknown_ones_refused():
@@ -328,3 +331,41 @@ def test_the_chapters_prototype_form_and_scale_reach_both_unibct_variants():
         assert (specs[name].method.prototypes, specs[name].method.scale) == ("raw", 16.0)
     default = model_specs(get_profile("smoke"), seed=0)["open-class/UniBCT"]
     assert specs["open-class/UniBCT"].key != default.key and specs["open-class/BCT"].key == model_specs(get_profile("smoke"), seed=0)["open-class/BCT"].key
+
+
+def test_the_schedule_control_turns_the_prototype_term_on_from_epoch_0_and_changes_nothing_else():
+    from compat.artefacts import MethodSpec
+    from compat.config import get_profile
+    from compat.experiments.unibct import model_specs
+    from compat.methods.registry import TrainingContext
+    from compat.methods.unibct import terms
+
+    specs = model_specs(get_profile("smoke"), seed=0)
+    for method in ("UniBCT (no refinement)", "UniBCT"):
+        control, reference = specs[f"open-class/{method} from epoch 0"], specs[f"open-class/{method}"]
+        assert control.method.from_start and not reference.method.from_start
+        assert dataclasses.replace(control.method, from_start=False) == reference.method
+        assert dataclasses.replace(control, method=reference.method) == reference  # same data, recipe, parent, seed
+        starts = []
+        for spec in (reference, control):
+            labels = np.arange(12) % 3
+            ctx = TrainingContext(spec, classes=np.arange(3), labels=labels,
+                                  parent_embeddings=lambda: np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32))
+            starts.append(terms(ctx)[1].start)
+        assert starts == [schedule(spec.train.epochs)[0], 0] and starts[0] > 0
+    assert not any("from epoch 0" in name for name in model_specs(get_profile("cpu"), seed=0))  # off until the retrain
+    assert not any("from epoch 0" in name for name in model_specs(get_profile("smoke"), seed=0, ablation=True))
+    with pytest.raises(ConfigError, match="from_start .* applies to method 'unibct' only, not 'bct'"):
+        MethodSpec("bct", from_start=True)
+    with pytest.raises(ConfigError, match="unibct.schedule_control item 'closed'; allowed"):
+        get_profile("smoke", {"unibct.schedule_control": "closed"})
+
+
+def test_the_verdict_reads_the_schedule_control_where_it_ran():
+    from compat.experiments import get_experiment
+
+    uni = get_experiment("unibct")
+    texts = [c.text for c in uni.claims()]
+    assert "open-class: refinement helps with the term on from epoch 0 (schedule control, new/old)" in texts
+    claim = next(c for c in uni.claims() if c.text.startswith("open-class: refinement helps with the term on"))
+    assert (claim.better, claim.worse) == ("open-class: UniBCT from epoch 0 new/old", "open-class: UniBCT (no refinement) from epoch 0 new/old")

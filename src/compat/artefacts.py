@@ -70,6 +70,8 @@ class MethodSpec:
     :param prototypes: UniBCT only: class means of the ``unit`` (L2-normalized) or ``raw`` old embeddings
         (MixBCT's ``torch.mean(old_vertices, dim=0)``, whose length acts as a logit scale).
     :param scale: UniBCT only: s of the cosine logits ``s * <z / |z|, p_c>`` (1: none).
+    :param from_start: UniBCT only: the prototype term on from epoch 0 (the schedule control), not from the
+        re-implementation's epoch 10 of 35 (:func:`compat.methods.unibct.schedule`); refreshes unchanged.
     """
 
     name: str = "plain"
@@ -84,6 +86,7 @@ class MethodSpec:
     affinity: str = field(default="row", metadata=ADDED_OPTION)
     prototypes: str = field(default="unit", metadata=ADDED_OPTION)
     scale: float = field(default=1.0, metadata=ADDED_OPTION)
+    from_start: bool = field(default=False, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         get_method(self.name)  # an unknown name fails with the registered ones
@@ -95,6 +98,8 @@ class MethodSpec:
         check_choice("affinity", self.affinity, ("row", "column"))
         check_choice("prototypes", self.prototypes, PROTOTYPE_FORMS)
         check_range("prototype scale", self.scale, 0, 1000, low_open=True)
+        if self.from_start and self.name != "unibct":
+            raise ConfigError(f"from_start (the prototype term on from epoch 0) applies to method 'unibct' only, not {self.name!r}")
         if not self.keep_ce and self.name != "l2":
             raise ConfigError(f"keep_ce=False (openBCT's L2 without cross-entropy) applies to method 'l2' only, not {self.name!r}")
 

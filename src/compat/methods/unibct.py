@@ -2,7 +2,8 @@
 prototype refinement (Zhang et al., "Towards Universal Backward-Compatible Representation Learning",
 IJCAI 2022, arXiv 2203.01583). No code by the authors; the schedule follows the MixBCT re-implementation
 (``BCT_Methods/UniBCT``), scaled to our epochs: the term is off for the first 10 of 35 epochs and the
-refined prototypes are recomputed at the start of epochs 10 and 20."""
+refined prototypes are recomputed at the start of epochs 10 and 20 (``from_start``: the term on from epoch 0,
+the schedule control, with the same refreshes)."""
 
 import torch
 
@@ -26,6 +27,7 @@ def terms(ctx: TrainingContext):
     position = {int(c): i for i, c in enumerate(ctx.classes)}
     local = torch.tensor([position[int(c)] for c in ctx.labels])
     start, refresh = schedule(ctx.spec.train.epochs)
+    start = 0 if m.from_start else start
     prototypes = PrototypeLoss(torch.from_numpy(ctx.parent_embeddings()), local, m.weight, start=start,
                                refine=m.refine, refresh=refresh, tau=m.tau, diffusion=m.diffusion, affinity=m.affinity,
                                prototypes=m.prototypes, scale=m.scale)
