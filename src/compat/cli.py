@@ -13,6 +13,7 @@ from . import distributed
 from .artefacts import help_train
 from .bench import EVALUATE_SIZES, bench_evaluate, bench_gallery, bench_train
 from .booktools import execute
+from .budget import AIM_HOURS, artefact_table, book_jobs, budget_table, measured_speeds
 from .config import get_profile
 from .config_text import read_parameter
 from .data import prepare
@@ -55,6 +56,29 @@ def _run(args: argparse.Namespace) -> None:
     for distance in profile.protocol.distances:  # the stored numbers only: the chapter computes the intervals
         print(f"\n{args.experiment}, profile {profile.name}, distance {distance} (mean over seeds; intervals in the chapter):")
         print(experiment.point_table(results, distance).to_string())
+
+
+def _plan(args: argparse.Namespace) -> None:
+    """What the book (or the named chapters) needs for a profile, what the store holds, and the training minutes
+    of the rest at the committed runs' measured speeds (see :mod:`compat.budget`)."""
+    for name in args.experiments:
+        get_experiment(name)  # an unknown name fails before any data is loaded
+    profile = get_profile(args.profile, _parse_sets(args.set))
+    store = Store()
+    jobs = book_jobs(profile, args.experiments)
+    artefacts = artefact_table(profile, store, jobs)
+    images_per_s, transformation_s = measured_speeds(profile.name, store)
+    stored = sum(store.read_result(j.experiment, profile.name, j.key) is not None for j in jobs)
+    print(f"profile {profile.name}: {len(jobs)} result files ({stored} stored); speeds measured by its committed runs: "
+          + (f"{images_per_s:.0f} img/s per image model" if images_per_s else "none for image models")
+          + (f", {transformation_s:.0f} s per transformation" if transformation_s else ", none for transformations"))
+    if args.models:
+        print(artefacts.to_string())
+    table = budget_table(artefacts, images_per_s, transformation_s)
+    print(table.to_string(float_format=lambda v: f"{v:.0f}"))
+    whole, todo = table.loc["book", ["training minutes, whole chapter", "training minutes to do"]] / 60
+    print(f"training, estimated: {whole:.1f} h for the whole book (the aim: {AIM_HOURS:g} h with embedding and evaluation, "
+          f"which are not counted here), {todo:.1f} h of it still to do")
 
 
 def _bench_train(args: argparse.Namespace) -> None:
@@ -107,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. protocol.seeds=0,1")
     p.set_defaults(func=_run)
+
+    p = verbs.add_parser("plan", help="the models and training minutes a profile's book still needs (nothing runs)")
+    p.add_argument("experiments", nargs="*", help="chapters to count (default: all): " + ", ".join(EXPERIMENTS))
+    p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--models", action="store_true", help="also list every model and transformation")
+    p.set_defaults(func=_plan)
 
     data = verbs.add_parser("data", help="dataset preparation").add_subparsers(dest="action", required=True)
     p = data.add_parser("prepare", help="verify the Tiny-ImageNet source and build the uint8 cache")

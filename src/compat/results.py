@@ -15,17 +15,13 @@ from .store import KEY_PATTERN, DamagedArtefact, Store
 
 
 def load_result_files(experiment, profile, store: Store) -> list[dict]:
-    """The result files of ``experiment`` for ``profile``: every protocol seed, then the ablation if asked."""
-    wanted = [(seed, False) for seed in experiment.seeds(profile)]
-    if experiment.runs_ablation(profile):
-        wanted.append((profile.protocol.ablation_seed, True))
+    """The result files of ``experiment`` for ``profile``, those of its :meth:`~compat.experiments.base.Experiment.jobs`."""
     out = []
-    for seed, ablation in wanted:
-        key = experiment.result_key(profile, seed, ablation)
-        res = store.read_result(experiment.name, profile.name, key)
+    for job in experiment.jobs(profile):
+        res = store.read_result(experiment.name, profile.name, job.key)
         if res is None:
             raise ConfigError(
-                f"no result file {experiment.name}/{profile.name}/{key}.json (seed {seed}{', ablation' if ablation else ''}); "
+                f"no result file {experiment.name}/{profile.name}/{job.key}.json ({job.label}); "
                 f"make it with `python -m compat run {experiment.name} --profile {profile.name}` and the same --set overrides"
             )
         out.append(res)

@@ -57,6 +57,22 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Job:
+    """One result file a chapter reads: its key, the models and transformations it needs, and how to make it.
+
+    :param label: which run it is, for a reader (``seed 0``, ``ablation, seed 0``, ``open-class, seed 1``).
+    :param run: loads the result file from ``store``, or trains and embeds what is missing and writes it.
+    """
+
+    experiment: str
+    label: str
+    key: str
+    models: tuple[ModelSpec, ...]
+    transformations: tuple[TransformationSpec, ...]
+    run: Callable[[Store], dict]
+
+
+@dataclass(frozen=True)
 class Claim:
     """A qualitative claim: M(``better``) - M(``worse``) > ``margin`` (percentage points) at ``metric``.
 
@@ -142,7 +158,9 @@ class Experiment:
 
     def result_key(self, profile, seed: int, ablation: bool = False) -> str:
         """The key of one result file: every model's and transformation's key plus the evaluation settings."""
-        plan = self.plan(profile, seed, ablation)
+        return self._key(profile, self.plan(profile, seed, ablation))
+
+    def _key(self, profile, plan: Plan) -> str:
         payload = {"experiment": self.name, "models": {n: s.key for n, s in plan.models.items()}}
         if plan.transformations:
             payload["transformations"] = {n: t.key for n, t in plan.transformations.items()}
@@ -151,12 +169,23 @@ class Experiment:
             payload["test_flip"] = True
         return config_key({**payload, **plan.key_extra})
 
+    def jobs(self, profile) -> list[Job]:
+        """Every result file the chapter reads for ``profile``, in the order :meth:`run` makes them: every main
+        seed, then the one-seed ablation if the section asks for it (so on a tight budget the main seeds land first)."""
+        runs = [(seed, False) for seed in self.seeds(profile)]
+        if self.runs_ablation(profile):
+            runs.append((profile.protocol.ablation_seed, True))
+        return [self._job(profile, f"{'ablation, ' if ablation else ''}seed {seed}", self.plan(profile, seed, ablation),
+                          lambda store, seed=seed, ablation=ablation: self.run_seed(profile, seed, store, ablation))
+                for seed, ablation in runs]
+
+    def _job(self, profile, label: str, plan: Plan, run: Callable[[Store], dict]) -> Job:
+        return Job(self.name, label, self._key(profile, plan), tuple(plan.models.values()),
+                   (*plan.transformations.values(), *plan.artefacts.values()), run)
+
     def result_keys(self, profile) -> list[str]:
         """The keys of every result file the chapter reads for ``profile`` (what must be committed for the book)."""
-        keys = [self.result_key(profile, seed) for seed in self.seeds(profile)]
-        if self.runs_ablation(profile):
-            keys.append(self.result_key(profile, profile.protocol.ablation_seed, ablation=True))
-        return keys
+        return [job.key for job in self.jobs(profile)]
 
     # the one runner ------------------------------------------------------------------------------
     def run_seed(self, profile, seed: int, store: Store, ablation: bool = False) -> dict:
@@ -194,13 +223,9 @@ class Experiment:
                                  per_query=per_query, **extra)
 
     def run(self, profile, store: Store | None = None) -> list[dict]:
-        """Every seed of the protocol, then the one-seed ablation if the section asks for it; loaded from
-        result files where they exist. The ablation runs last, so on a tight budget the main seeds land first."""
+        """Every result file of :meth:`jobs`, in its order; loaded where it exists, else made."""
         store = store or Store()
-        results = [self.run_seed(profile, seed, store) for seed in self.seeds(profile)]
-        if self.runs_ablation(profile):
-            results.append(self.run_seed(profile, profile.protocol.ablation_seed, store, ablation=True))
-        return results
+        return [job.run(store) for job in self.jobs(profile)]
 
     # reading results -----------------------------------------------------------------------------
     def summary_table(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from ..evaluate import retrieval_metrics
 from ..intervals import Interval, difference_interval, per_query_metric
 from ..store import Store, config_key
 from ..train import TrainConfig, TrainingDiverged, embed
-from .base import Experiment, register_experiment
+from .base import Experiment, Job, register_experiment
 from .common import model_record, old_model, write_seed_result
 
 STUDY_VERSION = 2  # in every result key: 2 = per-query results, raw-weight probes, one-pixel test-time shifts
@@ -210,13 +210,11 @@ class Recipe(Experiment):
                               base_train=TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=1)),
     }
 
-    def run(self, profile, store: Store | None = None) -> list[dict]:
-        """Every candidate of the profile's study at every study seed; loaded where result files exist."""
-        store = store or Store()
-        return [run_candidate(profile, name, seed, store) for name in profile.recipe.names for seed in profile.recipe.seeds]
-
-    def result_keys(self, profile) -> list[str]:
-        return [result_key(profile, name, seed) for name in profile.recipe.names for seed in profile.recipe.seeds]
+    def jobs(self, profile) -> list[Job]:
+        """Every candidate of the profile's study at every study seed: one model and one result file each."""
+        return [Job(self.name, f"{name}, seed {seed}", result_key(profile, name, seed), (candidate_spec(profile, name, seed),), (),
+                    lambda store, name=name, seed=seed: run_candidate(profile, name, seed, store))
+                for name in profile.recipe.names for seed in profile.recipe.seeds]
 
     def summary_table(self, results: list[dict], distance: str = "l2", store=None) -> pd.DataFrame:
         return final_table(results)

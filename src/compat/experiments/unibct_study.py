@@ -25,7 +25,7 @@ from ..intervals import Interval, difference_interval, mean_interval
 from ..splits import SCENARIOS
 from ..store import Store
 from . import unibct
-from .base import Case, Experiment, Plan, case_values, register_experiment
+from .base import Case, Experiment, Job, Plan, case_values, register_experiment
 
 VARIANTS = ("UniBCT (no refinement)", "UniBCT")  # the study's two methods, as the chapter names them
 FLOOR_SHARE = 0.8  # a prototype loss "leaves its floor" below this share of ln C (see main_setting)
@@ -117,16 +117,12 @@ class UniBCTStudy(Experiment):
         """The profile that names ``scenario`` alone: what one result file is computed from."""
         return _with_sections(profile, unibct_study=dataclasses.replace(profile.unibct_study, scenarios=(scenario,)))
 
-    def result_keys(self, profile) -> list[str]:
-        return [self.result_key(self.one_scenario(profile, s), seed) for s in profile.unibct_study.scenarios
-                for seed in profile.unibct_study.seeds]
-
-    def run(self, profile, store: Store | None = None) -> list[dict]:
-        """Every (scenario, seed) result file, scenario by scenario at seed 0 first, so that one seed of every
-        scenario lands before the second seeds."""
-        store = store or Store()
+    def jobs(self, profile) -> list[Job]:
+        """One result file per (scenario, seed), every seed of a scenario before the next scenario, so that a
+        scenario the rules can decide (all its seeds) lands first."""
         cfg = profile.unibct_study
-        return [self.run_seed(self.one_scenario(profile, s), seed, store) for seed in cfg.seeds for s in cfg.scenarios]
+        return [self._job(one, f"{scenario}, seed {seed}", self.plan(one, seed), lambda store, one=one, seed=seed: self.run_seed(one, seed, store))
+                for scenario in cfg.scenarios for one in (self.one_scenario(profile, scenario),) for seed in cfg.seeds]
 
 
 def scenario_results(results: list[dict], scenario: str) -> list[dict]:

@@ -1,0 +1,125 @@
+"""What a profile's book costs before it runs: every result file the chapters read, every distinct model and
+transformation they need (each once, however many tables name it), which of them the store already holds, and
+the training minutes the rest will take at the speeds the profile's committed runs measured.
+
+An estimate, not a measurement: image models at the median images/s of the committed image models, each
+transformation at the median training time of the committed ones; embedding and evaluation are not counted
+(the queue's log and the result files record them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from .artefacts import ModelSpec, TransformationSpec
+from .experiments import EXPERIMENTS
+from .experiments.base import Job
+from .methods import get_method
+from .store import Store
+
+AIM_HOURS = 6.0  # the brief: the whole cpu book on these 2 cores
+
+
+def book_jobs(profile, experiments: Iterable[str] | None = None) -> list[Job]:
+    """The result files of every chapter (or of ``experiments``, in that order), each chapter's in its run order."""
+    names = list(experiments) if experiments else list(EXPERIMENTS)
+    return [job for name in names for job in EXPERIMENTS[name].jobs(profile)]
+
+
+def _needed(job: Job) -> Iterator[ModelSpec | TransformationSpec]:
+    """Everything ``job`` trains, dependencies first: each model's parent, each transformation's models and the
+    transformations its inputs pass through."""
+    def model(spec: ModelSpec | None):
+        if spec is not None:
+            yield from model(spec.parent)
+            yield spec
+
+    def transformation(spec: TransformationSpec):
+        for earlier in spec.through:
+            yield from transformation(earlier)
+        for part in (spec.old, spec.new, spec.side):
+            yield from model(part)
+        yield spec
+
+    for spec in job.models:
+        yield from model(spec)
+    for spec in job.transformations:
+        yield from transformation(spec)
+
+
+def artefact_table(profile, store: Store, jobs: list[Job]) -> pd.DataFrame:
+    """One row per distinct model or transformation ``jobs`` train, at the first job that needs it: its kind, the
+    images it trains on, its epochs, the samples it sees (images x epochs x views), whether it is stored, and
+    whether it is to train (not stored, and needed by a result file that is not stored either)."""
+    labels = profile.data.load().train.labels
+    rows, seen = {}, set()
+    for job in jobs:
+        missing = store.read_result(job.experiment, profile.name, job.key) is None
+        for spec in _needed(job):
+            if spec.key in seen:
+                rows[spec.key]["to train"] |= missing and not rows[spec.key]["stored"]
+                continue
+            seen.add(spec.key)
+            stored = store.has_model(spec.key)
+            row = {"experiment": job.experiment, "result file": job.label, "key": spec.key, "stored": stored,
+                   "to train": missing and not stored}
+            if isinstance(spec, ModelSpec):
+                images = len(spec.subset.select(labels).indices)
+                samples = images * spec.train.epochs * get_method(spec.method.name).num_views
+                row.update(kind="model", what=f"{spec.method.name} {spec.subset.role}, seed {spec.seed}", images=images,
+                           epochs=spec.train.epochs, samples=samples)
+            else:
+                row.update(kind="transformation", what=f"h, seed {spec.seed}", images=np.nan, epochs=spec.config.epochs,
+                           samples=np.nan)
+            rows[spec.key] = row
+    return pd.DataFrame.from_records(list(rows.values()))
+
+
+def measured_speeds(profile_name: str, store: Store) -> tuple[float | None, float | None]:
+    """(median images/s of the committed image models, median training seconds of the committed transformations)
+    of a profile's result files; None where it has none."""
+    speeds, seconds, seen = [], [], set()
+    for path in sorted(store.results.glob(f"*/{profile_name}/*.json")):
+        res = store.read_result(path.parts[-3], profile_name, path.stem)
+        for record in res.get("models", {}).values():
+            if record["key"] in seen:
+                continue
+            seen.add(record["key"])
+            if record.get("final_mse") is not None:
+                seconds.append(record["train_seconds"])
+            elif record.get("images_per_s"):
+                speeds.append(record["images_per_s"])
+    return (float(np.median(speeds)) if speeds else None, float(np.median(seconds)) if seconds else None)
+
+
+def budget_table(artefacts: pd.DataFrame, images_per_s: float | None, transformation_seconds: float | None) -> pd.DataFrame:
+    """Per experiment (and the book): the models and transformations it is the first chapter to need, their
+    estimated training minutes, how many are still to train (for result files not yet stored) and their minutes
+    (NaN where no speed was measured)."""
+    todo = artefacts[artefacts["to train"]]
+
+    def at(amount: pd.Series, per_minute: float | None) -> pd.Series:
+        """``amount`` (per experiment) over a speed; NaN where there is work but no measured speed, 0 where none."""
+        amount = amount.reindex(order, fill_value=0).astype(float)
+        return amount / per_minute if per_minute else amount.where(amount == 0, np.nan)
+
+    def minutes(part: pd.DataFrame) -> pd.Series:
+        models, transformations = part[part["kind"] == "model"], part[part["kind"] == "transformation"]
+        return (at(models.groupby("experiment")["samples"].sum(), images_per_s and images_per_s * 60)
+                + at(transformations.groupby("experiment").size(), transformation_seconds and 60 / transformation_seconds))
+
+    def count(part: pd.DataFrame, kind: str) -> pd.Series:
+        return part[part["kind"] == kind].groupby("experiment").size().reindex(order, fill_value=0)
+
+    order = list(artefacts["experiment"].unique())
+    table = pd.DataFrame({
+        "models": count(artefacts, "model"), "transformations": count(artefacts, "transformation"),
+        "training minutes, whole chapter": minutes(artefacts),
+        "models to train": count(todo, "model"), "transformations to train": count(todo, "transformation"),
+        "training minutes to do": minutes(todo),
+    }).reindex(order)
+    table.loc["book"] = table.sum(min_count=1)
+    return table.astype({c: int for c in ("models", "transformations", "models to train", "transformations to train")})

@@ -1,0 +1,85 @@
+"""The book's budget before it runs (compat.budget): its count of models to train against the trainings a run
+actually does, its minutes against a hand computation, its speeds against the committed records."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from compat.budget import artefact_table, book_jobs, budget_table, measured_speeds
+from compat.config import get_profile
+from compat.experiments import EXPERIMENTS
+from compat.store import Store
+
+TINY = {
+    "data.synthetic_classes": "6", "data.synthetic_train_per_class": "12", "data.synthetic_val_per_class": "4",
+    "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "1", "new_train.epochs": "2",
+    "old_train.batch_size": "16", "new_train.batch_size": "16", "protocol.seeds": "0",
+}
+
+
+def test_every_chapters_jobs_are_its_result_files_in_run_order():
+    profile = get_profile("smoke")
+    for name, experiment in EXPERIMENTS.items():
+        jobs = experiment.jobs(profile)
+        assert [j.key for j in jobs] == experiment.result_keys(profile) and len({j.key for j in jobs}) == len(jobs)
+        assert all(j.experiment == name and j.models for j in jobs)
+    assert [j.experiment for j in book_jobs(profile, ["bict", "bct"])][:1] == ["bict"]  # the order asked for
+
+
+def test_the_models_to_train_are_those_a_run_trains(tmp_path, monkeypatch):
+    from compat import artefacts
+
+    store = Store(tmp_path / "cache", tmp_path / "results")
+    profile = get_profile("smoke", TINY)
+    before = artefact_table(profile, store, book_jobs(profile, ["bct"]))
+    trained = []
+    real_fit = artefacts.fit
+    monkeypatch.setattr(artefacts, "fit", lambda *a, **k: trained.append(k["desc"]) or real_fit(*a, **k))
+    EXPERIMENTS["bct"].run(profile, store)
+    assert int(before["to train"].sum()) == len(trained) == 8  # counted before, trained once each
+    images = before.set_index("what")["images"]
+    assert images["plain old, seed 0"] < images["plain new, seed 0"] == 6 * 12  # the old model sees the old classes only
+    after = artefact_table(profile, store, book_jobs(profile, ["bct"]))
+    assert not after["to train"].any() and after["stored"].all()
+    changed = get_profile("smoke", {**TINY, "new_train.lr": "0.05"})
+    assert int(artefact_table(changed, store, book_jobs(changed, ["bct"]))["to train"].sum()) == 7  # the old model is kept
+
+
+def test_the_minutes_are_samples_over_the_measured_speed():
+    artefacts = pd.DataFrame([
+        {"experiment": "a", "kind": "model", "samples": 6000.0, "to train": True},
+        {"experiment": "a", "kind": "model", "samples": 3000.0, "to train": False},
+        {"experiment": "b", "kind": "transformation", "samples": np.nan, "to train": True},
+    ])
+    table = budget_table(artefacts, images_per_s=50.0, transformation_seconds=30.0)
+    assert table.loc["a", "training minutes, whole chapter"] == pytest.approx(9000 / 50 / 60)
+    assert table.loc["a", "training minutes to do"] == pytest.approx(6000 / 50 / 60)
+    assert table.loc["b", "training minutes to do"] == pytest.approx(0.5)
+    assert table.loc["book", "models to train"] == 1 and table.loc["book", "transformations"] == 1
+    assert np.isnan(budget_table(artefacts, None, 30.0).loc["a", "training minutes to do"])  # no speed measured: no figure
+
+
+def test_the_speeds_are_the_medians_of_the_committed_records_each_model_once(tmp_path):
+    store = Store(tmp_path / "cache", tmp_path / "results")
+    base = {"experiment": "bct", "profile": "cpu", "kind": "main", "rows": [], "config": {}, "wall_seconds": {}, "environment": {}}
+
+    def record(key, speed=None, seconds=60.0, mse=None):
+        return {"key": key, "images_per_s": speed, "train_seconds": seconds, "final_mse": mse}
+
+    store.write_result("bct", "cpu", "a" * 16, {**base, "key": "a" * 16, "models": {
+        "old": record("m1", 100.0), "new": record("m2", 300.0), "h": record("t1", seconds=10.0, mse=0.1)}})
+    store.write_result("bct", "cpu", "b" * 16, {**base, "key": "b" * 16, "models": {
+        "old": record("m1", 100.0), "other": record("m3", 1000.0), "h": record("t2", seconds=30.0, mse=0.2)}})
+    assert measured_speeds("cpu", store) == (300.0, 20.0)  # m1 counted once: median of 100, 300, 1000
+    assert measured_speeds("gpu", store) == (None, None)
+
+
+def test_the_plan_command_prints_the_count_and_refuses_an_unknown_chapter(capsys):
+    from compat.cli import main
+
+    assert main(["plan", "bct", "--profile", "smoke", *[f"--set={k}={v}" for k, v in TINY.items()]]) == 0
+    out = capsys.readouterr().out
+    assert "profile smoke: 2 result files (0 stored)" in out and "none for image models" in out
+    assert "training, estimated: nan h for the whole book" in out  # no committed smoke run measured a speed
+    assert main(["plan", "bcx", "--profile", "smoke"]) == 2
+    assert "unknown experiment 'bcx'" in capsys.readouterr().err
