@@ -244,3 +244,25 @@ def test_the_inventory_names_odd_entries_in_the_results_folder(tmp_path, entry):
         expected = f"{key}.json: model 'old' lacks device: the file is incomplete; delete it and rerun `python -m compat run bct"
     with pytest.raises((ConfigError, DamagedArtefact), match=expected):
         inventory("cpu", store)
+
+
+@pytest.mark.reliability(fault="a per-query file damaged after a process has read it once",
+                         behaviour="the next read checks it again and refuses it (the decoded arrays are reused only while the file is unchanged)")
+def test_per_query_arrays_are_decoded_once_and_a_changed_file_is_read_again(tmp_path, monkeypatch):
+    store = Store(tmp_path / "cache", tmp_path / "results")
+    key = "eeeeeeeeeeeeeeee"
+    store.write_per_query("bct", "cpu", key, {"l2|old/old|rank": np.arange(5)})
+    loads = []
+    real_load = np.load
+    monkeypatch.setattr(np, "load", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+    first = store.read_per_query("bct", "cpu", key)
+    assert store.read_per_query("bct", "cpu", key) is first and len(loads) == 1  # one decode for every reader
+    with pytest.raises((TypeError, ValueError)):
+        first["l2|old/old|rank"][0] = 7  # shared read-only
+    path = store.per_query_path("bct", "cpu", key)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    with pytest.raises(DamagedArtefact, match="does not match the sha256"):
+        store.read_per_query("bct", "cpu", key)

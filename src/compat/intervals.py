@@ -86,15 +86,17 @@ def bootstrap(
     weights = resample_weights(n, replicates, seed)  # R x N
     point, reps = [], []
     for s in range(n_seeds):
-        rows = [a[s] for a in arrays]
-        valid = np.all([np.isfinite(r) for r in rows], axis=0)  # one query set for every case
+        rows = np.stack([a[s] for a in arrays])  # cases x N
+        valid = np.isfinite(rows).all(axis=0)  # one query set for every case
         if not valid.any():
             raise ConfigError("no query with a finite value in every case")
-        filled = [np.where(valid, r, 0.0) for r in rows]
-        w = weights * valid  # R x N: resampled queries, invalid ones out
-        total = w.sum(axis=1)
-        point.append(float(statistic(*[r[valid].mean() for r in rows])))
-        reps.append(statistic(*[(w @ r) / total for r in filled]))
+        if valid.all():  # the usual case: every resample's weights already sum to 1
+            means = rows @ weights.T  # cases x R
+        else:
+            w = weights * valid  # R x N: resampled queries, invalid ones out
+            means = np.where(valid, rows, 0.0) @ w.T / w.sum(axis=1)
+        point.append(float(statistic(*rows[:, valid].mean(axis=1))))
+        reps.append(statistic(*means))
     reps = np.mean(reps, axis=0)
     alpha = (1 - LEVEL) / 2
     low, high = np.nanquantile(reps, [alpha, 1 - alpha])

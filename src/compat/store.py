@@ -21,9 +21,11 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -166,6 +168,15 @@ def is_checkout_results(folder: Path) -> bool:
         folder.name == "results" and (folder.parent / ".git").exists() and (folder.parent / "pyproject.toml").is_file())
 
 
+@lru_cache(maxsize=16)  # the files of a chapter's seeds and ablation, and a few more
+def _decoded_per_query(path: Path, size: int, mtime_ns: int) -> Mapping[str, np.ndarray]:
+    with np.load(io.BytesIO(read_verified(path)), allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    for array in arrays.values():
+        array.flags.writeable = False  # shared by every reader of this process
+    return MappingProxyType(arrays)
+
+
 RESULT_FIELDS = {"experiment": str, "profile": str, "kind": str, "key": str, "rows": list, "config": dict,
                  "wall_seconds": dict, "environment": dict}  # what every kind of result file holds
 KEY_PATTERN = re.compile(r"[0-9a-f]{16}")  # what config_key returns: the name of every stored file
@@ -304,9 +315,11 @@ class Store:
         write_verified(path, buffer.getvalue())
         return path
 
-    def read_per_query(self, experiment: str, profile: str, key: str) -> dict[str, np.ndarray]:
+    def read_per_query(self, experiment: str, profile: str, key: str) -> Mapping[str, np.ndarray]:
+        """The per-query arrays beside a result file, digest checked. Decoded once per file version and process
+        (a table reads every case of every seed's file): kept, read-only, while the file's size and mtime stay."""
         path = self.per_query_path(experiment, profile, key)
         if not path.is_file():
             raise ConfigError(f"per-query results {path} are missing: rerun the experiment to write them")
-        with np.load(io.BytesIO(read_verified(path)), allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+        stat = path.stat()
+        return _decoded_per_query(path.resolve(), stat.st_size, stat.st_mtime_ns)
