@@ -58,7 +58,7 @@ def test_sequential_upgrades_end_to_end(trained):
     sweep = sweep_table(results)
     assert set(sweep["BCT weight"]) == {0.0, 1.0} and set(sweep["retrieval"]) >= {"BCT only backward", "BiCT forward"}
     checked = bict.check_claims(results, "l2", store)
-    assert [c.split(":")[0] for c in checked["claim"]] == ["gen 2", "gen 3", "gen 3", "gen 3", "gen 3"]
+    assert [c.split(":")[0] for c in checked["claim"]] == ["gen 2", "gen 3", "gen 3", "gen 3", "gen 3", "gen 3"]
     assert {c.better for c in bict.claims(results)} >= {"gen 3: BiCT forward (chain-trained h)"}  # the first variant is the main one
     verdict = bict.verdict(results, "l2", store)
     assert "(2) forward upgrade without images: " in verdict and "(4) the BCT weight matters: " in verdict
@@ -173,3 +173,39 @@ def test_each_upgraded_gallery_records_its_error_against_the_embeddings_it_stand
     row = table.loc["fct gallery 3"]
     assert row["MSE"] == pytest.approx(main["upgrade_mse"]["fct gallery 3"]) and row["MSE low"] <= row["MSE"] <= row["MSE high"]
     assert upgrade_errors([{**main, "upgrade_mse": {}}], store).empty  # files from before the record: nothing shown
+
+
+@pytest.mark.parametrize("upgraded, helps, costs, label, words", [
+    ([True, True], True, False, "reproduced", "the BCT half helps"),
+    ([True, True], False, False, "partly reproduced", "does not help the forward upgrade measurably"),
+    ([True, True], False, True, "partly reproduced", "the BCT half costs the forward upgrade"),
+    ([True, False], True, False, "not reproduced", "does not beat the stored one at generation 3"),
+    ([False, False], False, True, "not reproduced", "at generation 2, 3; the BCT half costs"),
+])
+def test_the_thesis_rule_on_constructed_claims(upgraded, helps, costs, label, words):
+    from compat.experiments.bict import thesis
+
+    got, reading = thesis(upgraded, helps, costs)
+    assert got == label and words in reading
+    with pytest.raises(ValueError, match="both above and below"):
+        thesis(upgraded, True, True)
+
+
+def test_the_verdict_names_the_thesis_from_the_claims_it_reads(monkeypatch):
+    import pandas as pd
+
+    from compat.experiments import get_experiment
+
+    bict = get_experiment("bict")
+    results = [{"kind": "main", "seed": s, "rows": [{"case": "gen 3: BiCT forward", "distance": "l2"}],
+                "config": {"sections": {"bict": {"transformations": ["stepwise"]}}}} for s in (0, 1)]
+    holds = {"upgraded gallery beats": True, "helps the forward": False, "costs the forward": True, "backward compatible": True,
+             "ceiling": True}
+    claims = pd.DataFrame([{"claim": c.text, "holds": next(v for k, v in holds.items() if k in c.text), "difference (points)": 1.0,
+                            "95% CI low": 0.5, "95% CI high": 1.5, "per seed": "+1.00, +1.00"} for c in bict.claims(results)])
+    monkeypatch.setattr(type(bict), "check_claims", lambda self, *a, **k: claims)
+    monkeypatch.setattr("compat.experiments.bict.sweep_reading", lambda *a, **k: None)
+    verdict = bict.verdict(results, "l2")
+    assert verdict.startswith("**l2 distance: the thesis is partly reproduced.** The upgraded gallery beats the stored one "
+                              "at every generation; the BCT half costs the forward upgrade")
+    assert "every one of 2 seeds agrees" in verdict

@@ -243,12 +243,15 @@ class BiCT(Experiment):
                   f"gen {last}: BCT only backward", OLD_CASE),
             Claim(f"gen {last}: a BCT-trained new model helps the forward upgrade (BiCT forward above FCT alone)",
                   f"gen {last}: BiCT forward{h}", f"gen {last}: FCT alone forward{h}"),
+            Claim(f"gen {last}: the BCT half costs the forward upgrade (FCT alone above BiCT forward)",
+                  f"gen {last}: FCT alone forward{h}", f"gen {last}: BiCT forward{h}"),
             Claim(f"gen {last}: backfilling is still the ceiling (backfill above BiCT forward)",
                   f"gen {last}: backfill new/new", f"gen {last}: BiCT forward{h}"),
         ]
 
     def verdict(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> str:
-        """Markdown: the abstract's statements (2)-(4) read against our intervals (statement (1) is the design).
+        """Markdown: the paper's thesis as one label (:func:`thesis`), then the abstract's statements (2)-(4) read
+        against our intervals (statement (1) is the design), then every claim.
 
         (2) reproduced when the upgraded gallery beats the stored one at the first upgrade; (3) when it does at
         every generation; (4) when the sweep's best and worst BCT weights differ beyond the interval for
@@ -257,8 +260,13 @@ class BiCT(Experiment):
         checked = self.check_claims(results, distance, store).set_index("claim")
         last = _last_generation(results)
         upgraded = [bool(checked.loc[c, "holds"]) for c in checked.index if "upgraded gallery beats" in c]
-        lines = [f"**{distance} distance** (top-1; a claim holds when the 95 % interval of the difference lies above 0 "
-                 f"and every one of {len(main_results(results))} seeds agrees)"]
+        helps, costs = (bool(checked.loc[c, "holds"]) for c in (
+            f"gen {last}: a BCT-trained new model helps the forward upgrade (BiCT forward above FCT alone)",
+            f"gen {last}: the BCT half costs the forward upgrade (FCT alone above BiCT forward)"))
+        label, reading = thesis(upgraded, helps, costs)
+        lines = [f"**{distance} distance: the thesis is {label}.** {reading} (top-1 at generation {last}; a claim holds "
+                 f"when the 95 % interval of the difference lies above 0 and every one of {len(main_results(results))} "
+                 "seeds agrees)"]
         lines.append(f"- (2) forward upgrade without images: {'reproduced' if upgraded[0] else 'not reproduced'} "
                      f"(generation 2: BiCT forward against BCT only backward)")
         lines.append(f"- (3) sequential upgrades beat BCT alone: {'reproduced' if all(upgraded) else 'not reproduced'} "
@@ -271,11 +279,37 @@ class BiCT(Experiment):
             lines.append(f"- (4) the BCT weight matters: {'reproduced' if matters else 'not reproduced'} at generation {last} "
                          "(best against worst weight, one seed): " + "; ".join(
                              f"{r['retrieval']}: best λ={r['best']:g}, worst λ={r['worst']:g}, {r['interval'].value:+.2f} points "
-                             f"(95 % CI {r['interval'].low:+.2f} to {r['interval'].high:+.2f})" for r in sweep))
+                             f"(95 % CI {r['interval'].low:+.2f} to {r['interval'].high:+.2f})" for r in sweep)
+                         + "".join(f"; {r['retrieval']} is best without the BCT term (λ=0), so what the weight does there "
+                                   "is cost it" for r in sweep if r["best"] == 0 and r["interval"].above(0)))
         for claim, c in checked.iterrows():
             lines.append(f"- {'holds' if c['holds'] else 'does not hold'}: {claim} ({c['difference (points)']:+.2f} points, "
                          f"95 % CI {c['95% CI low']:+.2f} to {c['95% CI high']:+.2f}; seeds {c['per seed']})")
         return "\n".join(lines)
+
+
+THESIS_RULE = """The thesis, that BiCT beats both BCT alone and FCT alone over sequential upgrades, is decided by
+the claims at the last generation, each holding only when its 95 % interval lies above 0 and every seed agrees:
+*reproduced* when the upgraded gallery beats the stored one at every generation and BiCT's forward upgrade beats
+FCT's alone; *partly reproduced* when only the first holds (the forward half carries the gain); *not reproduced*
+when the upgraded gallery loses or ties the stored one at some generation. The reading says "the BCT half does not
+help" when BiCT and FCT alone are inside the noise of each other, and "the BCT half costs the forward upgrade"
+when FCT alone is above BiCT."""
+
+
+def thesis(upgraded: list[bool], bct_helps_forward: bool, bct_costs_forward: bool) -> tuple[str, str]:
+    """The label and one sentence of :data:`THESIS_RULE`, from whether the upgraded gallery beats the stored one at
+    each generation (2, 3, ...) and whether BiCT's forward upgrade is above, or below, FCT's alone."""
+    if bct_helps_forward and bct_costs_forward:
+        raise ValueError("BiCT cannot be both above and below FCT alone")
+    half = ("the BCT half helps the forward upgrade" if bct_helps_forward else
+            "the BCT half costs the forward upgrade (FCT alone is above BiCT)" if bct_costs_forward else
+            "the BCT half does not help the forward upgrade measurably (BiCT and FCT alone are inside the noise)")
+    if upgraded and all(upgraded):
+        label = "reproduced" if bct_helps_forward else "partly reproduced"
+        return label, f"The upgraded gallery beats the stored one at every generation; {half}."
+    lost = [str(g) for g, won in enumerate(upgraded, 2) if not won]
+    return "not reproduced", f"The upgraded gallery does not beat the stored one at generation {', '.join(lost) or '-'}; {half}."
 
 
 def main_variant(results: list[dict]) -> str:
