@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
 
 
 def test_sequential_upgrades_end_to_end(trained):
-    from compat.experiments.bict import compatibility_matrix, strategy_table, sweep_table
+    from compat.experiments.bict import compatibility_matrix, strategy_intervals, sweep_intervals, sweep_table
 
     bict, profile, store, results = trained
     assert [r["kind"] for r in results] == ["main", "ablation"]
@@ -51,12 +51,19 @@ def test_sequential_upgrades_end_to_end(trained):
     assert {"gen 3: BCT only backward, BCT to gen 1", "gen 3: BCT new/new, BCT to gen 1"} <= cases
     assert "gen 2: BCT only backward, BCT to gen 1" not in cases  # generation 2's BCT model is already against generation 1
     table = bict.summary_table(results, "l2", store)
-    strategies = strategy_table(table)
-    assert list(strategies.index) == ["gen 1", "gen 2", "gen 3"] and {"old/old", "BiCT forward"} <= set(strategies)
+    strategies = strategy_intervals(table)
+    drawn = {f"gen {g}: {what}" for g, what in zip(strategies["generation"], strategies["strategy"])}
+    assert drawn == {c for c in table.index if c.startswith("gen ") and "chain" not in c and table.loc[c].notna()["top1"]}
+    assert {2, 3} <= set(strategies["generation"])  # a diverged case has no point to draw
+    assert ((strategies["low"] <= strategies["value"]) & (strategies["value"] <= strategies["high"])).all()
     matrix = compatibility_matrix(table, "bct")
     assert list(matrix.index) == ["gen 2", "gen 3"] and list(matrix.columns) == ["gen 1", "gen 2"]
     sweep = sweep_table(results)
     assert set(sweep["BCT weight"]) == {0.0, 1.0} and set(sweep["retrieval"]) >= {"BCT only backward", "BiCT forward"}
+    # the figure's intervals (from the per-query files) centre on the stored numbers the sweep table reads
+    drawn = sweep_intervals(bict.ablation_table(results, "l2", store)).set_index(["BCT weight", "retrieval"])["value"]
+    stored = sweep.set_index(["BCT weight", "retrieval"])["top1"]
+    assert drawn.sort_index().to_numpy() == pytest.approx(stored.loc[drawn.sort_index().index].to_numpy())
     checked = bict.check_claims(results, "l2", store)
     assert [c.split(":")[0] for c in checked["claim"]] == ["gen 2", "gen 3", "gen 3", "gen 3", "gen 3", "gen 3"]
     assert {c.better for c in bict.claims(results)} >= {"gen 3: BiCT forward (chain-trained h)"}  # the first variant is the main one
@@ -209,3 +216,19 @@ def test_the_verdict_names_the_thesis_from_the_claims_it_reads(monkeypatch):
     assert verdict.startswith("**l2 distance: the thesis is partly reproduced.** The upgraded gallery beats the stored one "
                               "at every generation; the BCT half costs the forward upgrade")
     assert "every one of 2 seeds agrees" in verdict
+
+
+def test_the_heatmaps_share_one_colour_scale_and_the_difference_is_centred():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from compat import plots
+
+    a = pd.DataFrame([[10.0, 2.0], [12.0, 14.0]], index=["gen 2", "gen 3"], columns=["gen 1", "gen 2"])
+    b = a - 1.5
+    fig = plots.shared_heatmaps({"A": a, "B": b}, difference=("A", "B"))
+    meshes = [ax.collections[0] for ax in fig.axes if ax.collections]
+    assert [m.get_clim() for m in meshes[:2]] == [(0.5, 14.0)] * 2  # one scale over both panels
+    low, high = meshes[2].get_clim()
+    assert low == -high == -1.5  # the difference, centred on zero
+    plt.close(fig)

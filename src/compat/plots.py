@@ -1,4 +1,5 @@
-"""The few figure kinds the book reuses: image grids, split maps, metric bars, retrieval results, cost curves."""
+"""The few figure kinds the book reuses: image grids, split maps, metric bars, retrieval results, cost curves,
+interval lines and heatmaps on a shared scale."""
 
 from __future__ import annotations
 
@@ -157,5 +158,45 @@ def setting_panels(table: pd.DataFrame, panels: Sequence[str] = ("new/old", "new
             ax.tick_params(axis="x", labelsize=8)
             ax.margins(x=0.1)
     axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def interval_lines(frame: pd.DataFrame, x: str, hue: str, xlabel: str = "", ylabel: str = "%"):
+    """One line per ``hue`` value of ``value`` against ``x`` (its values evenly spaced, as labels), its 95 % interval
+    (``low``, ``high``) as error bars, the lines nudged apart sideways so that their bars do not hide each other."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    groups = list(frame.groupby(hue, sort=False))
+    xs = sorted(frame[x].unique())
+    for k, (name, rows) in enumerate(groups):
+        rows = rows.sort_values(x)
+        position = np.array([xs.index(v) for v in rows[x]]) + 0.06 * (k - (len(groups) - 1) / 2)
+        ax.errorbar(position, rows["value"], yerr=[rows["value"] - rows["low"], rows["high"] - rows["value"]],
+                    marker="osD^v<>"[k % 7], capsize=3, label=name)
+    ax.set(xticks=range(len(xs)), xticklabels=[f"{v:g}" for v in xs], xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def shared_heatmaps(matrices: dict[str, pd.DataFrame], label: str = "top-1 (%)", difference: tuple[str, str] | None = None):
+    """One heatmap per matrix on one colour scale (so equal colours are equal numbers across panels), and with
+    ``difference = (a, b)`` a last panel of a minus b on a diverging scale centred on 0."""
+    panels = list(matrices.items())
+    if difference is not None:
+        a, b = difference
+        panels.append(("difference (first panel minus second)", matrices[a].astype(float) - matrices[b].astype(float)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    values = np.concatenate([m.to_numpy(float).ravel() for m in matrices.values()])
+    low, high = np.nanmin(values), np.nanmax(values)
+    for k, (ax, (title, matrix)) in enumerate(zip(axes[0], panels)):
+        if difference is not None and k == len(panels) - 1:
+            bound = float(np.nanmax(np.abs(matrix.to_numpy(float)))) or 1.0
+            sns.heatmap(matrix, annot=True, fmt="+.1f", cmap="vlag", center=0, vmin=-bound, vmax=bound, ax=ax,
+                        cbar_kws={"label": f"difference, {label}"})
+        else:
+            sns.heatmap(matrix.astype(float), annot=True, fmt=".1f", cmap="viridis", vmin=low, vmax=high, ax=ax,
+                        cbar=k == len(matrices) - 1, cbar_kws={"label": label})
+        ax.set(title=title, xlabel="gallery", ylabel="queries")
     fig.tight_layout()
     return fig

@@ -349,15 +349,33 @@ def upgrade_cost(profile, store: Store | None = None) -> dict:
     return common.upgrade_cost("bict", "bict-cost", profile, spec, profile.bict.cost_sizes, store or Store())
 
 
-def strategy_table(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
-    """Generation x strategy means of ``metric`` from an interval table (main seeds)."""
-    records = {}
+CHAIN_NAMES = {"bct": "BCT-trained models", "independent": "independently trained models"}  # what a reader sees
+
+
+def strategy_intervals(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
+    """Generation x strategy ``metric`` of the main seeds from an interval table, with its 95 % interval, in long form:
+    generation (1, 2, ...), strategy, value, low, high."""
+    records = []
     for case, row in table.iterrows():
-        if not case.startswith("gen ") or "chain" in case:
-            continue
-        gen, what = case.split(": ", 1)
-        records.setdefault(what, {})[gen] = row.get(metric)
-    return pd.DataFrame(records)
+        if case.startswith("gen ") and "chain" not in case and pd.notna(row.get(metric)):
+            gen, what = case.split(": ", 1)
+            records.append({"generation": int(gen.removeprefix("gen ")), "strategy": what, "value": row[metric],
+                            "low": row[f"{metric} low"], "high": row[f"{metric} high"]})
+    return pd.DataFrame.from_records(records)
+
+
+def sweep_intervals(ablation: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
+    """The sweep's last generation from the ablation's interval table: BCT weight, retrieval, value, low, high."""
+    cases = [c for c in ablation.index if c.startswith("gen ") and "(λ=" in c]
+    last = max((int(c.split(":")[0].removeprefix("gen ")) for c in cases), default=0)
+    records = []
+    for case in cases:
+        if case.startswith(f"gen {last}:") and pd.notna(ablation.loc[case].get(metric)):
+            what, weight = case.split(": ", 1)[1].rsplit(" (λ=", 1)
+            row = ablation.loc[case]
+            records.append({"BCT weight": float(weight.rstrip(")")), "retrieval": what, "value": row[metric],
+                            "low": row[f"{metric} low"], "high": row[f"{metric} high"]})
+    return pd.DataFrame.from_records(records)
 
 
 def compatibility_matrix(table: pd.DataFrame, chain: str, metric: str = "top1") -> pd.DataFrame:
