@@ -95,11 +95,11 @@ def test_bct_verdict_rules_on_constructed_results(tmp_path):
     assert bct.check_claims(good, "l2", store)["holds"].all()
     assert "l2 distance: reproduced" in bct.verdict(good, "l2", store)
 
-    # BCT new/old just below old/old: compatibility is learned, the criterion fails -> partially
+    # BCT new/old just below old/old: compatibility is learned, the criterion fails -> partly
     weak, store = _fake_results(tmp_path / "b", {**base, "BCT new/old": [0.095, 0.095], "BCT new/new": [0.19, 0.19]})
     holds = bct.check_claims(weak, "l2", store).set_index("claim")["holds"]
     assert holds.iloc[0] and not holds.iloc[1]
-    assert "l2 distance: partially reproduced" in bct.verdict(weak, "l2", store)
+    assert "l2 distance: partly reproduced" in bct.verdict(weak, "l2", store)
 
     # a difference inside the noise (0.2 points on 4000 queries) does not count as a win
     noise, store = _fake_results(tmp_path / "c", {**base, "BCT new/old": [0.102, 0.102], "BCT new/new": [0.19, 0.19]})
@@ -119,9 +119,9 @@ def test_fct_verdict_rules_on_constructed_results(tmp_path):
     good, store = _fake_results(tmp_path / "a", {**base, NO_SIDE: [0.215, 0.215], SIDE: [0.232, 0.232]}, n=2000, experiment="fct", paired=True)
     text = fct.verdict(good, "l2", store)
     assert "l2 distance: reproduced" in text and "overlapping that range" in text
-    # side-information adds nothing: partially reproduced
+    # side-information adds nothing: partly reproduced
     flat, store = _fake_results(tmp_path / "b", {**base, NO_SIDE: [0.22, 0.22], SIDE: [0.22, 0.22]}, n=2000, experiment="fct", paired=True)
-    assert "l2 distance: partially reproduced" in fct.verdict(flat, "l2", store)
+    assert "l2 distance: partly reproduced" in fct.verdict(flat, "l2", store)
     # the transformed gallery no better than the old one: not reproduced
     bad, store = _fake_results(tmp_path / "c", {**base, NO_SIDE: [0.14, 0.14], SIDE: [0.15, 0.15]}, n=2000, experiment="fct", paired=True)
     assert "l2 distance: not reproduced" in fct.verdict(bad, "l2", store)
@@ -152,7 +152,7 @@ def test_unibct_verdict_rules_on_constructed_results(tmp_path):
     # BCT breaks only in the closed-set scenario it was designed for: that is not the paper's claim
     closed_broken = {s: 0.07 if s == "extended-class" else 0.14 for s in SCENARIOS}
     partial, store = results("b", closed_broken, everywhere)
-    assert "l2 distance: partially reproduced" in unibct.verdict(partial, "l2", store)
+    assert "l2 distance: partly reproduced" in unibct.verdict(partial, "l2", store)
     # UniBCT never compatible and never above BCT
     bad, store = results("c", everywhere, dict.fromkeys(SCENARIOS, 0.07))
     text = unibct.verdict(bad, "l2", store)

@@ -21,6 +21,7 @@ from .models import EmbeddingModel
 from .results import load_result_files
 from .store import Store
 from .transformation import Transformation
+from .verdicts import summary
 
 
 @dataclass(frozen=True)
@@ -129,3 +130,18 @@ def comparison_table(profile, store: Store | None = None, distance: str = "l2") 
         })
     return pd.DataFrame.from_records(records).set_index("method")
 
+
+
+PAPERS = ("bct", "fct", "unibct", "bict")  # the chapters that reproduce a paper, in the book's order
+
+
+def outcomes_table(profile, store: Store | None = None) -> pd.DataFrame:
+    """Every paper's verdict at every distance of the protocol, from its committed result files (read, never
+    trained), in the one vocabulary of :mod:`compat.verdicts`: the book's outcomes at a glance."""
+    store = store or Store()
+    outcomes = []
+    for name in PAPERS:
+        experiment = get_experiment(name)
+        results = load_result_files(experiment, profile, store)
+        outcomes.extend(experiment.outcome(results, distance, store) for distance in profile.protocol.distances)
+    return summary(outcomes)

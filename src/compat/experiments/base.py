@@ -21,6 +21,7 @@ from ..artefacts import ModelSpec, TransformationSpec, get_embeddings, get_upgra
 from ..errors import check_choice
 from ..intervals import Interval, difference_interval, gain_interval, mean_interval, per_query_metric
 from ..store import Store, config_key
+from ..verdicts import Outcome
 from .common import METRICS, diverged_models, evaluate_cases, model_record, write_seed_result
 
 
@@ -150,6 +151,11 @@ class Experiment:
     def verdict(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> str:
         """Markdown: the paper's claims read against the intervals of ``distance``, ending in a computed verdict
         (every tabulating experiment answers it with this signature; the chapter asks once per distance)."""
+        raise NotImplementedError(f"experiment {self.name!r} states no verdict")
+
+    def outcome(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> Outcome:
+        """The verdict's label at ``distance`` with its reason and deciding claim (:mod:`compat.verdicts`); every
+        chapter that reproduces a paper decides it by the rule its docstring states."""
         raise NotImplementedError(f"experiment {self.name!r} states no verdict")
 
     def references(self, case: str) -> tuple[str, str]:

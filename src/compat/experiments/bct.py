@@ -16,6 +16,7 @@ from ..artefacts import MethodSpec, ModelSpec, SubsetSpec
 from ..errors import check_range
 from ..intervals import difference_interval
 from ..store import Store
+from ..verdicts import Outcome, claim_line, decide, headline
 from .base import Case, Claim, Experiment, Plan, case_values, main_results, register_experiment, row
 from .common import old_model
 
@@ -101,17 +102,21 @@ class BCT(Experiment):
             Claim("the upgrade still pays: BCT new/new above old/old", "BCT new/new", "old/old"),
         ]
 
-    def verdict(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> str:
-        """Markdown: each claim with its interval, and a verdict (reproduced: every claim holds; partially:
-        compatibility is learned but not every claim holds; not reproduced)."""
+    def outcome(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> Outcome:
+        """Reproduced: every claim holds; partly: the central one (the first, compatibility: BCT new/old above
+        old/old) holds but not every other; not reproduced: the central one does not hold."""
         checked = self.check_claims(results, distance, store)
         holds = checked["holds"].tolist()
-        word = "reproduced" if all(holds) else ("partially reproduced" if holds[0] else "not reproduced")
-        lines = [f"**{distance} distance: {word}** (top-1; a claim holds when the 95 % interval of the "
-                 f"difference lies above 0 and every one of {len(main_results(results))} seeds agrees)"]
-        for _, c in checked.iterrows():
-            lines.append(f"- {'holds' if c['holds'] else 'does not hold'}: {c['claim']} "
-                         f"({c['difference (points)']:+.2f} points, 95 % CI {c['95% CI low']:+.2f} to {c['95% CI high']:+.2f}; seeds {c['per seed']})")
+        label = "reproduced" if all(holds) else ("partly reproduced" if holds[0] else "not reproduced")
+        reason = {"reproduced": "Every claim holds.",
+                  "partly reproduced": "Compatibility is learned, but not every claim holds.",
+                  "not reproduced": "The BCT model's queries do not beat the old model against the old gallery."}[label]
+        return decide("BCT", distance, label, reason, checked, checked["claim"].iloc[0], len(main_results(results)))
+
+    def verdict(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> str:
+        """Markdown: the :meth:`outcome`, each claim with its interval, and the one-seed ablation."""
+        checked = self.check_claims(results, distance, store)
+        lines = [headline(self.outcome(results, distance, store)), *(claim_line(c) for _, c in checked.iterrows())]
         return "\n".join(lines + self._ablation_lines(results, distance, store))
 
     def _ablation_lines(self, results: list[dict], distance: str, store) -> list[str]:

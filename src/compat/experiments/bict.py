@@ -27,6 +27,7 @@ from ..errors import ConfigError, check_choice, check_range, check_seeds
 from ..intervals import difference_interval
 from ..store import Store
 from ..transformation import TransformationConfig
+from ..verdicts import Outcome, claim_line, decide, headline
 from . import bct, common
 from .base import Case, Claim, Experiment, Plan, case_values, main_results, register_experiment
 
@@ -260,13 +261,7 @@ class BiCT(Experiment):
         checked = self.check_claims(results, distance, store).set_index("claim")
         last = _last_generation(results)
         upgraded = [bool(checked.loc[c, "holds"]) for c in checked.index if "upgraded gallery beats" in c]
-        helps, costs = (bool(checked.loc[c, "holds"]) for c in (
-            f"gen {last}: a BCT-trained new model helps the forward upgrade (BiCT forward above FCT alone)",
-            f"gen {last}: the BCT half costs the forward upgrade (FCT alone above BiCT forward)"))
-        label, reading = thesis(upgraded, helps, costs)
-        lines = [f"**{distance} distance: the thesis is {label}.** {reading} (top-1 at generation {last}; a claim holds "
-                 f"when the 95 % interval of the difference lies above 0 and every one of {len(main_results(results))} "
-                 "seeds agrees)"]
+        lines = [headline(self.outcome(results, distance, store))]
         lines.append(f"- (2) forward upgrade without images: {'reproduced' if upgraded[0] else 'not reproduced'} "
                      f"(generation 2: BiCT forward against BCT only backward)")
         lines.append(f"- (3) sequential upgrades beat BCT alone: {'reproduced' if all(upgraded) else 'not reproduced'} "
@@ -282,10 +277,19 @@ class BiCT(Experiment):
                              f"(95 % CI {r['interval'].low:+.2f} to {r['interval'].high:+.2f})" for r in sweep)
                          + "".join(f"; {r['retrieval']} is best without the BCT term (λ=0), so what the weight does there "
                                    "is cost it" for r in sweep if r["best"] == 0 and r["interval"].above(0)))
-        for claim, c in checked.iterrows():
-            lines.append(f"- {'holds' if c['holds'] else 'does not hold'}: {claim} ({c['difference (points)']:+.2f} points, "
-                         f"95 % CI {c['95% CI low']:+.2f} to {c['95% CI high']:+.2f}; seeds {c['per seed']})")
+        lines.extend(claim_line(c) for _, c in checked.reset_index().iterrows())
         return "\n".join(lines)
+
+    def outcome(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> Outcome:
+        """The thesis by :data:`THESIS_RULE`; the deciding claim is BiCT's forward upgrade against FCT's alone."""
+        checked = self.check_claims(results, distance, store)
+        holds = checked.set_index("claim")["holds"]
+        last = _last_generation(results)
+        upgraded = [bool(holds[c]) for c in holds.index if "upgraded gallery beats" in c]
+        helps = f"gen {last}: a BCT-trained new model helps the forward upgrade (BiCT forward above FCT alone)"
+        costs = f"gen {last}: the BCT half costs the forward upgrade (FCT alone above BiCT forward)"
+        label, reading = thesis(upgraded, bool(holds.get(helps, False)), bool(holds.get(costs, False)))
+        return decide("BiCT", distance, label, reading, checked, helps, len(main_results(results)))
 
 
 THESIS_RULE = """The thesis, that BiCT beats both BCT alone and FCT alone over sequential upgrades, is decided by

@@ -24,6 +24,7 @@ from ..evaluate import tar_at_far, verification_scores
 from ..losses import PROTOTYPE_FORMS
 from ..splits import SCENARIOS, make_split
 from ..store import Store
+from ..verdicts import Outcome, decide, headline
 from . import bct
 from .base import Case, Claim, Experiment, Plan, main_results, register_experiment
 
@@ -187,28 +188,38 @@ class UniBCT(Experiment):
         )]
 
 
-    def verdict(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> str:
-        """Markdown: the paper's two claims read against our intervals, scenario by scenario.
-
-        Reproduced: BCT's compatibility (new/old above old/old) fails in at least one scenario other than
-        extended-class, and UniBCT's holds in every scenario; partially: UniBCT beats BCT on new/old in at
-        least one scenario; not reproduced otherwise.
-        """
-        checked = self.check_claims(results, distance, store).set_index("claim")["holds"]
+    def _readings(self, results, distance, store):
+        table = self.check_claims(results, distance, store)
+        checked = table.set_index("claim")["holds"]
         scenarios = [s for s in SCENARIOS if f"{s}: UniBCT new/old above BCT new/old" in checked.index]
         bct_ok = {s: bool(checked[f"{s}: BCT new/old above old/old (compatible)"]) for s in scenarios}
         uni_ok = {s: bool(checked[f"{s}: UniBCT new/old above old/old (compatible)"]) for s in scenarios}
         uni_wins = {s: bool(checked[f"{s}: UniBCT new/old above BCT new/old"]) for s in scenarios}
+        return table, checked, scenarios, bct_ok, uni_ok, uni_wins
+
+    def outcome(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> Outcome:
+        """Reproduced: BCT's compatibility (new/old above old/old) fails in at least one scenario other than
+        extended-class, and UniBCT's holds in every scenario; partly: UniBCT beats BCT on new/old in at least
+        one scenario (the central comparison); not reproduced otherwise. The deciding claim shown is UniBCT
+        against BCT in the scenario where it is largest."""
+        table, checked, scenarios, bct_ok, uni_ok, uni_wins = self._readings(results, distance, store)
         bct_breaks = [s for s in scenarios if s != "extended-class" and not bct_ok[s]]
         if bct_breaks and all(uni_ok.values()):
-            word = "reproduced"
+            label, reason = "reproduced", f"BCT breaks in {_listed(bct_breaks)} and UniBCT stays compatible in every scenario."
         elif any(uni_wins.values()):
-            word = "partially reproduced"
+            label, reason = "partly reproduced", f"UniBCT beats BCT on new/old in {_listed([s for s in scenarios if uni_wins[s]])}, not everything else holds."
         else:
-            word = "not reproduced"
+            label, reason = "not reproduced", "UniBCT does not beat BCT on new/old in any scenario."
+        wins = table[table["claim"].str.endswith("UniBCT new/old above BCT new/old")]
+        deciding = wins.loc[wins["difference (points)"].idxmax(), "claim"] if wins["difference (points)"].notna().any() else wins["claim"].iloc[0]
+        return decide("UniBCT", distance, label, reason, table, deciding, len(main_results(results)))
+
+    def verdict(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> str:
+        """Markdown: the :meth:`outcome`, then the paper's two claims read against our intervals, scenario by scenario."""
+        _, checked, scenarios, bct_ok, uni_ok, uni_wins = self._readings(results, distance, store)
+        bct_breaks = [s for s in scenarios if s != "extended-class" and not bct_ok[s]]
         refined = [s for s in scenarios if checked[f"{s}: refinement helps: UniBCT above UniBCT without refinement (new/old)"]]
-        lines = [f"**{distance} distance: {word}** (top-1; a claim holds when the 95 % interval of the difference lies above 0 "
-                 f"and every seed agrees)",
+        lines = [headline(self.outcome(results, distance, store)),
                  "- claim 1, BCT's compatibility breaks outside the closed set: "
                  + (f"yes, in {_listed(bct_breaks)}" if bct_breaks else "no, not in any scenario but extended-class"),
                  f"- claim 2, UniBCT compatible in every scenario: {'yes' if all(uni_ok.values()) else 'no'} "
