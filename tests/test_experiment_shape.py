@@ -85,6 +85,7 @@ def test_the_same_override_reaches_the_same_result_key_from_every_path(tmp_path)
     injected = next(c for c in json.loads(out.read_text())["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
     namespace = {}
     exec("".join(injected["source"]), namespace)
+    assert namespace["overrides"] == {"new_train.lr": 0.05, "protocol.seeds": [0, 1]}  # typed as the config read them, not "0,1"
     assert bct.result_key(get_profile(namespace["profile"], namespace["overrides"]), 0) == expected
     # papermill's own -p passes text
     assert bct.result_key(get_profile("smoke", '{"new_train.lr": 0.05, "protocol.seeds": [0, 1]}'), 0) == expected
@@ -132,6 +133,18 @@ def test_an_executed_chapter_shows_the_parameters_that_ran_not_the_defaults(tmp_
     shown = ["".join(c["source"]) for c in cells if "remove-cell" not in c["metadata"].get("tags", [])]
     assert any(s.startswith(RAN_HEADER) and 'overrides = {"protocol.seeds": [1]}' in s for s in shown)
     assert not any(s.startswith('profile = "cpu"') for s in shown)  # the defaults cell is not on the page
+
+
+def test_a_smoke_page_says_under_its_title_that_its_numbers_test_the_code(tmp_path):
+    from compat.booktools import SMOKE_BANNER, execute
+
+    def sources(profile):
+        out = execute(Path("notebooks/bct.ipynb"), tmp_path / f"{profile}.ipynb", {"profile": profile}, prepare_only=True)
+        return ["".join(c["source"]) for c in json.loads(out.read_text())["cells"]]
+
+    smoke = sources("smoke")
+    assert smoke[0].startswith("# ") and smoke[1] == SMOKE_BANNER and smoke.count(SMOKE_BANNER) == 1
+    assert SMOKE_BANNER not in sources("cpu")
 
 
 def test_every_chapter_states_its_verdict_with_the_base_class_signature():

@@ -41,8 +41,16 @@ def _check_parameters_cell(path: Path) -> None:
 RAN_HEADER = "# The parameters of this run (papermill); the defaults are in the source notebook\n"
 
 
-def _show_parameters_that_ran(path: Path) -> None:
+SMOKE_BANNER = ("> **Smoke profile.** Synthetic images and tiny models, trained in seconds: this page tests that the code "
+                "runs end to end. Its numbers and verdicts say nothing about the papers; the book's pages use the `cpu` profile.")
+
+
+def _show_parameters_that_ran(path: Path, profile: object) -> None:
+    """The injected parameters headed as the run's, the defaults cell removed from the page, and on the smoke
+    profile a banner under the title saying what its numbers are."""
     nb = nbformat.read(path, as_version=4)
+    if profile == "smoke" and not any(c.source == SMOKE_BANNER for c in nb.cells):
+        nb.cells.insert(1, nbformat.v4.new_markdown_cell(SMOKE_BANNER))
     injected = [c for c in nb.cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
     for cell in nb.cells if injected else ():
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
@@ -72,7 +80,7 @@ def execute(source: Path, output: Path, parameters: dict[str, object], *, prepar
             progress_bar=False,
             cwd=str(source.parent),
         )
-        _show_parameters_that_ran(tmp)
+        _show_parameters_that_ran(tmp, parameters.get("profile"))
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from .artefacts import help_train
 from .bench import EVALUATE_SIZES, bench_evaluate, bench_gallery, bench_train
 from .booktools import execute
 from .budget import AIM_HOURS, artefact_table, book_jobs, budget_table, measured_speeds
-from .config import get_profile
+from .config import get_profile, value_at
 from .config_text import read_parameter
 from .data import prepare
 from .errors import STORAGE_REMEDIES, CompatError, check_range, storage_error
@@ -113,8 +113,9 @@ def _bench_gallery(args: argparse.Namespace) -> None:
 
 def _book_execute(args: argparse.Namespace) -> None:
     overrides = _parse_sets(args.set)
-    get_profile(args.profile, overrides)  # fail before starting a kernel
-    params = {"profile": args.profile, "overrides": overrides}
+    profile = get_profile(args.profile, overrides)  # fail before starting a kernel
+    # the values as the config read them (10 for "10", [0, 1] for "0,1"): the page shows what ran, and they give the same keys
+    params = {"profile": args.profile, "overrides": {key: value_at(profile, key) for key in overrides}}
     for item in args.param:
         key, _, value = item.partition("=")
         params[key] = read_parameter(value)  # as papermill's own -p: booleans, numbers, else text

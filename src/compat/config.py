@@ -151,6 +151,15 @@ def get_profile(name: str, overrides: Mapping[str, object] | str | None = None) 
     return _apply(profile, tree)
 
 
+def value_at(profile: Profile, key: str):
+    """The value of dotted ``key`` in ``profile`` (a section's keys start with its experiment's name), typed as the
+    config holds it, lists for tuples: what a notebook is shown as the value that ran."""
+    node = profile
+    for part in key.split("."):
+        node = node.sections[part] if isinstance(node, Profile) and part in node.sections else getattr(node, part)
+    return list(node) if isinstance(node, tuple) else node
+
+
 def config_keys(obj, prefix: str = "") -> list[str]:
     """Every settable dotted key under ``obj`` (a profile or a section)."""
     keys = []
