@@ -369,3 +369,31 @@ def test_the_verdict_reads_the_schedule_control_where_it_ran():
     assert "open-class: refinement helps with the term on from epoch 0 (schedule control, new/old)" in texts
     claim = next(c for c in uni.claims() if c.text.startswith("open-class: refinement helps with the term on"))
     assert (claim.better, claim.worse) == ("open-class: UniBCT from epoch 0 new/old", "open-class: UniBCT (no refinement) from epoch 0 new/old")
+
+
+def test_a_unibct_model_branches_from_its_plain_twin_and_trains_bitwise_the_same(tmp_path):
+    """The epochs before the prototype term switches on are plain training: a variant started from the
+    independent model's checkpoint after them ends with the very weights of a variant trained from scratch."""
+    from compat.artefacts import branch_point, get_model, kept_epochs
+    from compat.config import get_profile
+    from compat.experiments.unibct import model_specs
+    from compat.store import Store
+
+    tiny = {"data.synthetic_classes": "6", "data.synthetic_train_per_class": "12", "data.synthetic_val_per_class": "4",
+            "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "1", "new_train.epochs": "3",
+            "old_train.batch_size": "16", "new_train.batch_size": "16"}
+    specs = model_specs(get_profile("smoke", tiny), seed=0)
+    variant, twin = specs["open-class/UniBCT"], specs["open-class/independent"]
+    assert schedule(3)[0] == 1 and kept_epochs(twin) == {1} and kept_epochs(variant) == set()
+    scratch_store, branch_store = Store(tmp_path / "a", tmp_path / "ra"), Store(tmp_path / "b", tmp_path / "rb")
+    scratch = get_model(variant, scratch_store)
+    assert scratch_store.model_meta(variant.key)["log"]["branched_at_epoch"] is None  # no twin in this store
+    plain = get_model(twin, branch_store)
+    assert branch_point(variant, branch_store)[0].key == twin.key
+    assert branch_point(specs["open-class/UniBCT from epoch 0"], branch_store) is None  # on from the first step: no branch
+    branched = get_model(variant, branch_store)
+    log = branch_store.model_meta(variant.key)["log"]
+    assert (log["branched_at_epoch"], log["branched_from"]) == (1, twin.key) and len(log["epochs"]) == 3
+    assert log["train_seconds"] == pytest.approx(sum(e["seconds"] for e in log["epochs"][1:]))  # its own epochs only
+    assert all(torch.equal(a, b) for a, b in zip(scratch.state_dict().values(), branched.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), branched.state_dict().values()))  # the term acted

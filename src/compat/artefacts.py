@@ -9,9 +9,11 @@ artefact. A :class:`TransformationSpec` does the same for FCT's transformation h
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -22,7 +24,7 @@ from .augment import fixed_view
 from .data import DataConfig
 from .errors import ConfigError, check_choice, check_range
 from .losses import PROTOTYPE_FORMS
-from .methods import TrainingContext, get_method
+from .methods import METHODS, TrainingContext, get_method
 from .models import EmbeddingModel, ModelConfig, check_image_size
 from .provenance import environment
 from .splits import SCENARIOS, Subset, make_split
@@ -229,8 +231,9 @@ def _prepare(spec: ModelSpec, store: Store) -> _Prepared:
 
 
 def _fit(spec: ModelSpec, store: Store, prepared: _Prepared, *, progress: bool | None = None, on_epoch=None) -> dict:
+    branch = branch_point(spec, store)
     with pinned_threads(spec.train.threads):
-        return fit(
+        log = fit(
             prepared.model,
             prepared.images,
             prepared.labels,
@@ -243,7 +246,47 @@ def _fit(spec: ModelSpec, store: Store, prepared: _Prepared, *, progress: bool |
             on_epoch=on_epoch,
             views=prepared.method.views,
             num_views=prepared.method.num_views,
+            keep_epochs=kept_epochs(spec),
+            branch=branch[1] if branch else None,
         )
+    if log["branched_at_epoch"]:
+        log["branched_from"] = plain_twin(spec).key
+    return log
+
+
+def plain_twin(spec: ModelSpec) -> ModelSpec:
+    """The plain model of the same data, recipe, seed and initialisation as ``spec``."""
+    return dataclasses.replace(spec, method=MethodSpec(), parent=None)
+
+
+def kept_epochs(spec: ModelSpec) -> set[int]:
+    """The epochs after which a plain model keeps its checkpoint: where a registered method that trains as plain
+    training until then (its ``plain_until``, at its default options) branches from it."""
+    if spec.method.name != "plain":
+        return set()
+    epochs = spec.train.epochs
+    return {e for m in METHODS.values() if m.plain_until and 0 < (e := m.plain_until(MethodSpec(m.name), epochs)) < epochs}
+
+
+def branch_epoch(spec: ModelSpec) -> int:
+    """The epochs ``spec`` trains exactly as its plain twin before its method departs (0: none, it differs from
+    the first step or never reaches its own epochs)."""
+    until = get_method(spec.method.name).plain_until
+    epoch = until(spec.method, spec.train.epochs) if until else 0
+    return epoch if 0 < epoch < spec.train.epochs else 0
+
+
+def branch_point(spec: ModelSpec, store: Store) -> tuple[ModelSpec, Path] | None:
+    """(the plain twin, its kept checkpoint) that ``spec`` may start from instead of repeating the epochs before
+    its method departs from plain training (UniBCT before its prototype term switches on); None where there is
+    no such epoch or the twin did not keep it. The run is bitwise the one from scratch (tested), so the key is
+    the model's own; the branch is recorded in its training log."""
+    epoch = branch_epoch(spec)
+    if not epoch:
+        return None
+    twin = plain_twin(spec)
+    path = store.model_dir(twin.key) / "work" / f"epoch-{epoch}.pt"
+    return (twin, path) if path.is_file() else None
 
 
 def help_train(spec: ModelSpec, store: Store) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from .artefacts import ModelSpec, TransformationSpec
+from .artefacts import ModelSpec, TransformationSpec, branch_epoch, plain_twin
 from .experiments import EXPERIMENTS
 from .experiments.base import Job
 from .methods import get_method
@@ -50,11 +50,19 @@ def _needed(job: Job) -> Iterator[ModelSpec | TransformationSpec]:
         yield from transformation(spec)
 
 
+def _shared_epochs(spec: ModelSpec, keys: set[str]) -> int:
+    """The epochs ``spec`` takes from its plain twin's kept checkpoint, where the book trains that twin too."""
+    epochs = branch_epoch(spec)
+    return epochs if epochs and plain_twin(spec).key in keys else 0
+
+
 def artefact_table(profile, store: Store, jobs: list[Job]) -> pd.DataFrame:
     """One row per distinct model or transformation ``jobs`` train, at the first job that needs it: its kind, the
-    images it trains on, its epochs, the samples it sees (images x epochs x views), whether it is stored, and
+    images it trains on, its epochs (and those it branches from its plain twin, where the book trains the twin),
+    the samples it sees in its own epochs (images x epochs x views), whether it is stored, and
     whether it is to train (not stored, and needed by a result file that is not stored either)."""
     labels = profile.data.load().train.labels
+    every = {spec.key for job in jobs for spec in _needed(job)}
     rows, seen = {}, set()
     for job in jobs:
         missing = store.read_result(job.experiment, profile.name, job.key) is None
@@ -68,9 +76,10 @@ def artefact_table(profile, store: Store, jobs: list[Job]) -> pd.DataFrame:
                    "to train": missing and not stored}
             if isinstance(spec, ModelSpec):
                 images = len(spec.subset.select(labels).indices)
-                samples = images * spec.train.epochs * get_method(spec.method.name).num_views
+                shared = _shared_epochs(spec, every)
+                samples = images * (spec.train.epochs - shared) * get_method(spec.method.name).num_views
                 row.update(kind="model", what=f"{spec.method.name} {spec.subset.role}, seed {spec.seed}", images=images,
-                           epochs=spec.train.epochs, samples=samples)
+                           epochs=spec.train.epochs, **{"epochs branched from its plain twin": shared}, samples=samples)
             else:
                 row.update(kind="transformation", what=f"h, seed {spec.seed}", images=np.nan, epochs=spec.config.epochs,
                            samples=np.nan)

@@ -14,7 +14,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -340,6 +340,8 @@ def fit(
     views: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     num_views: int = 1,
     on_epoch: Callable[[torch.nn.Module, int, torch.nn.Module | None], dict] | None = None,
+    keep_epochs: Collection[int] = (),
+    branch: Path | None = None,
 ) -> dict:
     """Train ``model`` in place on uint8 N x H x W x 3 ``images`` with class ``labels`` 0..C-1.
 
@@ -352,6 +354,11 @@ def fit(
     :param on_epoch: called after each epoch with the model as it would be saved (eval mode), the epoch number
         and, where a weight average is kept (EMA, lookahead), the raw weights (else None), so one run measures
         both; what it returns joins the epoch's log entry (its time is not training time).
+    :param keep_epochs: also keep the checkpoint after each of these epochs (``workdir/epoch-E.pt``): a run that
+        trains exactly like this one up to epoch E branches from it instead of repeating those epochs.
+    :param branch: such a kept checkpoint of another run, started from when ``workdir`` holds no checkpoint of its
+        own: its model, optimizer, weight average and log up to its epoch; the loss terms start fresh (a branching
+        run's terms must leave the model unchanged before that epoch, as UniBCT's prototype term off before its start).
 
     In a multi-process run (:mod:`compat.distributed`) every rank calls this with the same arguments: each
     takes its share of every global batch (augmented as a whole, so the views do not depend on the number of
@@ -388,6 +395,11 @@ def fit(
     model.to(dev).to(memory_format=torch.channels_last)
     ckpt = workdir / "checkpoint.pt" if workdir else None
     state = _load_checkpoint(ckpt, dev) if ckpt and rank == 0 else None
+    branched = None
+    if state is None and branch is not None and rank == 0:
+        state = _load_checkpoint(branch, dev)
+        if state is not None:
+            state, branched = {**state, "terms": {}}, state["epoch"]
     if size > 1:  # the others resume from rank 0's checkpoint, never from the disk themselves
         box = [state]
         dist.broadcast_object_list(box, src=0)
@@ -421,6 +433,7 @@ def fit(
         for i, term_state in state["terms"].items():
             terms[int(i)].load_state_dict(term_state)
         start_epoch, log = state["epoch"], json.loads(state["log"])
+        branched = branched or state.get("branched_at_epoch")  # a resumed branch stays one
     step_module = _Step(model, terms, num_views, group)
     runner = (DistributedDataParallel(step_module, find_unused_parameters=not classifies, broadcast_buffers=False)  # no classifying term: the classifier is unused
               if size > 1 else step_module)
@@ -496,12 +509,15 @@ def fit(
             with open(workdir / "log.jsonl", "a") as f:
                 f.write(json.dumps(entry) + "\n")
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "log": json.dumps(log),
+                     "branched_at_epoch": branched,
                      "terms": {str(i): t.state_dict() for i, t in enumerate(terms) if t.stateful or any(p.requires_grad for p in t.parameters())}}
             if ema is not None:
                 state["ema"] = ema.state_dict()
             if lookahead is not None:
                 state["lookahead"] = lookahead.state_dict()
             write_torch(ckpt, state)
+            if epoch + 1 in keep_epochs:
+                write_torch(workdir / f"epoch-{epoch + 1}.pt", state)
     if ema is not None:
         model.load_state_dict(ema.module.state_dict())
     if lookahead is not None:
@@ -516,10 +532,11 @@ def fit(
                     f"from {losses[0]:.4g} (epoch 1) to {losses[-1]:.4g}")
     return {
         "epochs": log,
+        "branched_at_epoch": branched,
         "precision": precision,
         "device": str(dev),
         "processes": size,
-        "train_seconds": sum(e["seconds"] for e in log),
+        "train_seconds": sum(e["seconds"] for e in log[branched or 0:]),  # a branch's own epochs: its trunk counts the rest
         "this_call_seconds": time.perf_counter() - wall_start,
         "config": asdict(config),
         "diverged": diverged,

@@ -40,6 +40,9 @@ class Method:
     :param terms: builds the loss terms from a :class:`TrainingContext`.
     :param views: makes one augmented view of a uint8 batch (None: the recipe's crop + flip).
     :param num_views: augmented views per image in a step (2: SimCLR's pairs, no labels).
+    :param plain_until: ``(method options, epochs) -> E``: the method trains exactly as plain training for its
+        first E epochs (its terms leave the model unchanged until then), so it may branch from the plain model's
+        checkpoint after epoch E (0 or None: it differs from the first step).
     """
 
     name: str
@@ -47,18 +50,20 @@ class Method:
     terms: Callable[[TrainingContext], list[LossTerm]]
     views: Callable | None = None
     num_views: int = 1
+    plain_until: Callable[[object, int], int] | None = None
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, *, needs_parent: bool, views: Callable | None = None, num_views: int = 1):
+def register_method(name: str, *, needs_parent: bool, views: Callable | None = None, num_views: int = 1,
+                    plain_until: Callable[[object, int], int] | None = None):
     """Decorator: register ``terms(context) -> list[LossTerm]`` as method ``name``."""
 
     def wrap(terms):
         if name in METHODS:
             raise ValueError(f"method {name!r} is registered twice")
-        METHODS[name] = Method(name, needs_parent, terms, views, num_views)
+        METHODS[name] = Method(name, needs_parent, terms, views, num_views, plain_until)
         return terms
 
     return wrap

@@ -21,7 +21,12 @@ def schedule(epochs: int) -> tuple[int, tuple[int, ...]]:
     return start, refresh
 
 
-@register_method("unibct", needs_parent=True)
+def plain_until(method, epochs: int) -> int:
+    """The epochs before the prototype term switches on: until then UniBCT trains as plain training."""
+    return 0 if method.from_start else schedule(epochs)[0]
+
+
+@register_method("unibct", needs_parent=True, plain_until=plain_until)
 def terms(ctx: TrainingContext):
     m = ctx.spec.method
     position = {int(c): i for i, c in enumerate(ctx.classes)}
