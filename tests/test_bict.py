@@ -213,7 +213,7 @@ def test_the_verdict_names_the_thesis_from_the_claims_it_reads(monkeypatch):
     monkeypatch.setattr(type(bict), "check_claims", lambda self, *a, **k: claims)
     monkeypatch.setattr("compat.experiments.bict.sweep_reading", lambda *a, **k: None)
     verdict = bict.verdict(results, "l2")
-    assert verdict.startswith("**l2 distance: the thesis is partly reproduced.** The upgraded gallery beats the stored one "
+    assert verdict.startswith("**l2 distance: partly reproduced.** The upgraded gallery beats the stored one "
                               "at every generation; the BCT half costs the forward upgrade")
     assert "every one of 2 seeds agrees" in verdict
 
