@@ -9,7 +9,10 @@ PROFILE ?= cpu
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 # the book executes the chapters in _toc.yml; nbval tests every notebook (a chapter whose results are not yet
 # committed is tested on the smoke profile before it joins the book)
-BOOK_NOTEBOOKS := $(foreach f,$(shell sed -n 's|^ *- file: book/||p' _toc.yml),$(wildcard notebooks/$(f).ipynb))
+# (its root page, the outcomes, last: it reads every chapter's result files, as the comparison does)
+CHAPTERS := $(shell sed -n 's|^ *- file: book/||p' _toc.yml)
+ROOT := $(shell sed -n 's|^root: book/||p' _toc.yml)
+BOOK_NOTEBOOKS := $(foreach f,$(CHAPTERS) $(ROOT),$(wildcard notebooks/$(f).ipynb))
 # nbval runs the book's chapters in the book's order (the comparison reads the chapters' result files), then the rest
 NBVAL_NOTEBOOKS := $(BOOK_NOTEBOOKS) $(filter-out $(BOOK_NOTEBOOKS),$(NOTEBOOKS))
 MATHJAX_VERSION := 3.2.2
