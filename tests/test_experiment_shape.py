@@ -158,3 +158,19 @@ def test_every_chapter_states_its_verdict_with_the_base_class_signature():
     for experiment in chapters:
         assert type(experiment).verdict is not Experiment.verdict, experiment.name
         assert inspect.signature(type(experiment).verdict) == expected, experiment.name
+
+
+def test_the_provenance_table_lists_each_artefact_once_and_leaves_out_empty_columns():
+    from compat.experiments.base import provenance_table
+
+    def record(key, speed, acc, mse=None):
+        return {"key": key, "train_seconds": 120.0, "images_per_s": speed, "final_train_acc": acc, "final_mse": mse,
+                "precision": "bf16", "device": "cpu", "trained_at_revision": "0123456789abcdef"}
+
+    seed0 = {"seed": 0, "models": {"old": record("a", 1501.37, 0.4), "new": record("b", 1499.5, 0.35)}}
+    seed1 = {"seed": 1, "models": {"old": record("a", 1501.37, 0.4)}}  # the same model named again
+    table = provenance_table([seed0, seed1])
+    assert list(table.index) == [(0, "old"), (0, "new")] and "final MSE" not in table.columns
+    assert table.loc[(0, "old"), "img/s"] == "1501" and table.loc[(0, "new"), "trained at"] == "0123456789ab"
+    with_h = provenance_table([{"seed": 0, "models": {"h": record("c", None, None, mse=0.25)}}])
+    assert with_h.loc[(0, "h"), "final MSE"] == 0.25 and "img/s" not in with_h.columns

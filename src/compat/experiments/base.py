@@ -272,7 +272,8 @@ class Experiment:
 
 def provenance_table(results: list[dict]) -> pd.DataFrame:
     """Per stored model or transformation (once, however many result files name it): seed, training minutes,
-    speed, final training accuracy or MSE, precision, device, divergence, and the revision that trained it."""
+    speed (images/s, whole), final training accuracy or MSE, precision, device, divergence, and the revision that
+    trained it; a column no artefact fills (no transformation: no MSE) is left out."""
     records, seen = [], set()
     for res in results:
         for name, m in res["models"].items():
@@ -281,13 +282,14 @@ def provenance_table(results: list[dict]) -> pd.DataFrame:
             seen.add(m["key"])
             records.append({
                 "seed": res["seed"], "artefact": name, "train min": m["train_seconds"] / 60,
-                "img/s": m["images_per_s"] if m["images_per_s"] is not None else "",
+                "img/s": f"{m['images_per_s']:.0f}" if m["images_per_s"] is not None else "",
                 "final train acc (%)": 100 * m["final_train_acc"] if m["final_train_acc"] is not None else "",
                 "final MSE": m["final_mse"] if m["final_mse"] is not None else "",
                 "precision": m["precision"], "device": m["device"], "diverged": m.get("diverged") or "no",
                 "trained at": m["trained_at_revision"][:12],
             })
-    return pd.DataFrame.from_records(records).set_index(["seed", "artefact"])
+    table = pd.DataFrame.from_records(records).set_index(["seed", "artefact"])
+    return table.loc[:, [c for c in table.columns if (table[c] != "").any()]]
 
 
 def main_results(results: list[dict]) -> list[dict]:
