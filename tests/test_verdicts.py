@@ -51,3 +51,13 @@ def test_every_paper_chapter_leads_its_verdict_with_its_outcome_on_the_committed
             outcome = experiment.outcome(results, distance, store)
             assert outcome.label in LABELS and outcome.claim in {c.text for c in experiment.claims(results)}
             assert experiment.verdict(results, distance, store).splitlines()[0] == headline(outcome)
+
+
+def test_the_outcomes_markdown_names_each_paper_once_and_bolds_its_label():
+    from compat.tables import outcome_markdown
+
+    a = decide("X", "l2", "reproduced", "All hold.", CHECKED, "A above B", seeds=2)
+    b = decide("X", "cosine", "partly reproduced", "A holds.", CHECKED, "A above B", seeds=2)
+    lines = outcome_markdown(summary([a, b])).splitlines()
+    assert lines[0].split("|")[1].strip() == "paper" and len(lines) == 4  # header, rule, two rows
+    assert "| X " in lines[2] and "**reproduced**" in lines[2] and "| X " not in lines[3] and "**partly reproduced**" in lines[3]

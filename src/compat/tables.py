@@ -91,3 +91,12 @@ def error_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """Upgrade errors (:func:`compat.experiments.base.upgrade_errors`) as read: the MSE with its 95 % interval."""
     return pd.DataFrame({"MSE [95% CI]": [f"{r['MSE']:.4g} [{r['MSE low']:.4g}, {r['MSE high']:.4g}]" for _, r in frame.iterrows()],
                          "seeds": frame["seeds"].astype(int)}, index=frame.index)
+
+
+def outcome_markdown(outcomes: pd.DataFrame) -> str:
+    """The outcomes table (:func:`compat.verdicts.summary`) as a Markdown table: one row per paper and distance, the
+    label in bold, words that wrap between words (an HTML frame of this width breaks its headers inside them)."""
+    frame = outcomes.reset_index()
+    frame["verdict"] = "**" + frame["verdict"] + "**"
+    frame["paper"] = frame["paper"].where(frame["paper"] != frame["paper"].shift(), "")  # each paper named once
+    return frame.to_markdown(index=False)
