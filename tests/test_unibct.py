@@ -397,3 +397,23 @@ def test_a_unibct_model_branches_from_its_plain_twin_and_trains_bitwise_the_same
     assert log["train_seconds"] == pytest.approx(sum(e["seconds"] for e in log["epochs"][1:]))  # its own epochs only
     assert all(torch.equal(a, b) for a, b in zip(scratch.state_dict().values(), branched.state_dict().values()))
     assert not all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), branched.state_dict().values()))  # the term acted
+
+
+def test_the_pivoted_table_puts_methods_in_rows_and_scenarios_in_columns():
+    import pandas as pd
+
+    from compat.experiments.unibct import scenario_pivot
+
+    def row(v, g=None):
+        out = {"top1": v, "top1 low": v - 1, "top1 high": v + 1}
+        return out | ({"G top1": g, "G top1 low": g - 0.1, "G top1 high": g + 0.1} if g is not None else {"G top1": float("nan")})
+
+    table = pd.DataFrame.from_dict({
+        "open-class: old/old": row(10.0), "open-class: independent new/new": row(20.0), "open-class: BCT new/old": row(12.0, 0.2),
+        "open-class: BCT new/new": row(19.0), "open-data: old/old": row(11.0), "open-data: BCT new/old": row(9.0, -0.3),
+    }, orient="index")
+    pivot = scenario_pivot(table)
+    assert list(pivot.columns) == ["open-class", "open-data"]  # the scenarios in their book order
+    assert list(pivot.index) == ["old/old", "independent new/new", "BCT (new/old)"]  # self-tests of the methods left out
+    assert pivot.loc["BCT (new/old)", "open-class"] == "12.0 [11.0, 13.0]; G 0.20 [0.10, 0.30]"
+    assert pivot.loc["independent new/new", "open-data"] == ""

@@ -292,6 +292,26 @@ def prototype_losses(results: list[dict], num_classes: int, old_fraction: float)
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["scenario", "method"])
 
 
+def scenario_pivot(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
+    """The main table pivoted for reading (issue 24): rows the methods, columns the scenarios, each cell the
+    cross-test (new/old) ``metric`` with its 95 % interval and the update gain G with its interval; the old
+    models' old/old and the independent models' new/new in their own rows, the references of G."""
+    cells: dict[str, dict[str, str]] = {}
+    for case, row in table.iterrows():
+        scenario, what = case.split(": ", 1)
+        if pd.isna(row.get(metric)):
+            continue
+        value = f"{row[metric]:.1f} [{row[f'{metric} low']:.1f}, {row[f'{metric} high']:.1f}]"
+        if what == "old/old" or what == "independent new/new":
+            cells.setdefault(what, {})[scenario] = value
+        elif what.endswith(" new/old"):
+            gain = row.get(f"G {metric}")
+            g = "" if pd.isna(gain) else f"; G {gain:.2f} [{row[f'G {metric} low']:.2f}, {row[f'G {metric} high']:.2f}]"
+            cells.setdefault(what.removesuffix(" new/old") + " (new/old)", {})[scenario] = value + g
+    order = [s for s in SCENARIOS if any(s in c for c in cells.values())]
+    return pd.DataFrame(cells).T.reindex(columns=order).fillna("").rename_axis(f"{metric} (%) [95% CI]")
+
+
 def gain_matrix(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     """Scenario x method update gains of the cross-test (new/old) cases, from an interval table."""
     records = {}
