@@ -174,3 +174,21 @@ def test_the_provenance_table_lists_each_artefact_once_and_leaves_out_empty_colu
     assert table.loc[(0, "old"), "img/s"] == "1501" and table.loc[(0, "new"), "trained at"] == "0123456789ab"
     with_h = provenance_table([{"seed": 0, "models": {"h": record("c", None, None, mse=0.25)}}])
     assert with_h.loc[(0, "h"), "final MSE"] == 0.25 and "img/s" not in with_h.columns
+
+
+def test_training_curves_read_every_image_models_log_and_leave_out_transformations():
+    import matplotlib.pyplot as plt
+
+    from compat import plots
+    from compat.experiments.base import training_curves
+
+    epochs = [{"epoch": 1, "loss_ce": 3.0, "loss_influence": 1.0, "train_acc": 0.1}, {"epoch": 2, "loss_ce": 2.0, "train_acc": 0.3}]
+    results = [{"kind": "main", "seed": s, "models": {"bct": {"epochs": epochs}, "h": {"epochs": [{"epoch": 1, "mse": 0.2}]}}}
+               for s in (0, 1)] + [{"kind": "ablation", "seed": 0, "models": {"other": {"epochs": epochs}}}]
+    curves = training_curves(results)
+    assert set(curves["model"]) == {"bct"} and len(curves) == 4  # two seeds x two epochs; no h, no ablation
+    first = curves[(curves["seed"] == 0) & (curves["epoch"] == 1)].iloc[0]
+    assert first["loss"] == 4.0 and first["train accuracy (%)"] == pytest.approx(10.0)  # the terms summed
+    fig = plots.training_curves(curves)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "train accuracy (%)"]
+    plt.close(fig)

@@ -200,3 +200,20 @@ def shared_heatmaps(matrices: dict[str, pd.DataFrame], label: str = "top-1 (%)",
         ax.set(title=title, xlabel="gallery", ylabel="queries")
     fig.tight_layout()
     return fig
+
+
+def training_curves(curves: pd.DataFrame, models: Sequence[str] | None = None):
+    """Loss and training accuracy against the epoch, one line per model (mean over seeds, the seeds' range
+    shaded), from :func:`compat.experiments.base.training_curves`."""
+    models = list(models or dict.fromkeys(curves["model"]))
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.4))
+    for k, model in enumerate(models):
+        part = curves[curves["model"] == model].groupby("epoch")
+        for ax, column in zip(axes, ("loss", "train accuracy (%)")):
+            mean, low, high = part[column].mean(), part[column].min(), part[column].max()
+            ax.plot(mean.index, mean, marker="osD^v<>"[k % 7], label=model)
+            ax.fill_between(mean.index, low, high, alpha=0.2)
+            ax.set(xlabel="epoch", ylabel=column)
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    return fig

@@ -344,3 +344,19 @@ def interval_table(results: list[dict], distance: str, store: Store | None, refe
                 record.update({f"G {m}": g.value, f"G {m} low": g.low, f"G {m} high": g.high})
         records.append(record)
     return pd.DataFrame.from_records(records).set_index("case")
+
+
+def training_curves(results: list[dict]) -> pd.DataFrame:
+    """Every image model's per-epoch training log from the result files (the cache is not committed): one row per
+    (model, seed, epoch) with its loss (the sum of its terms) and training accuracy (%); transformations, which
+    log an error instead, are left out. Long form, for :func:`compat.plots.interval_lines`-style figures."""
+    records = []
+    for res in main_results(results):
+        for name, model in res["models"].items():
+            for entry in model.get("epochs", []):
+                if entry.get("train_acc") is None:
+                    continue
+                records.append({"model": name, "seed": res["seed"], "epoch": entry["epoch"],
+                                "loss": sum(v for k, v in entry.items() if k.startswith("loss_")),
+                                "train accuracy (%)": 100 * entry["train_acc"]})
+    return pd.DataFrame.from_records(records)
