@@ -59,5 +59,6 @@ def test_the_outcomes_markdown_names_each_paper_once_and_bolds_its_label():
     a = decide("X", "l2", "reproduced", "All hold.", CHECKED, "A above B", seeds=2)
     b = decide("X", "cosine", "partly reproduced", "A holds.", CHECKED, "A above B", seeds=2)
     lines = outcome_markdown(summary([a, b])).splitlines()
-    assert lines[0].split("|")[1].strip() == "paper" and len(lines) == 4  # header, rule, two rows
+    assert lines[0].split("|")[1].strip() == "paper" and "why" not in lines[0]  # header, rule, two rows, then the reasons
     assert "| X " in lines[2] and "**reproduced**" in lines[2] and "| X " not in lines[3] and "**partly reproduced**" in lines[3]
+    assert lines[4:] == ["", "- X, l2 (2 seeds): All hold.", "- X, cosine (2 seeds): A holds."]

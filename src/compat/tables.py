@@ -94,9 +94,12 @@ def error_cells(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def outcome_markdown(outcomes: pd.DataFrame) -> str:
-    """The outcomes table (:func:`compat.verdicts.summary`) as a Markdown table: one row per paper and distance, the
-    label in bold, words that wrap between words (an HTML frame of this width breaks its headers inside them)."""
+    """The outcomes table (:func:`compat.verdicts.summary`) as Markdown: one row per paper and distance with the
+    label in bold, the deciding claim and its difference (each paper named once), then each row's reason and seeds
+    as a list under it, so that the table's columns stay wide enough for whole words."""
     frame = outcomes.reset_index()
+    reasons = [f"- {r['paper']}, {r['distance']} ({r['seeds']} seeds): {r['why']}" for _, r in frame.iterrows()]
     frame["verdict"] = "**" + frame["verdict"] + "**"
-    frame["paper"] = frame["paper"].where(frame["paper"] != frame["paper"].shift(), "")  # each paper named once
-    return frame.to_markdown(index=False)
+    frame["paper"] = frame["paper"].where(frame["paper"] != frame["paper"].shift(), "")
+    table = frame.drop(columns=["why", "seeds"]).to_markdown(index=False)
+    return table + "\n\n" + "\n".join(reasons)
