@@ -192,3 +192,19 @@ def test_training_curves_read_every_image_models_log_and_leave_out_transformatio
     fig = plots.training_curves(curves)
     assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "train accuracy (%)"]
     plt.close(fig)
+
+
+def test_plumbing_code_goes_behind_a_toggle_and_the_story_stays(tmp_path):
+    from compat.booktools import STORY_LINES, execute
+
+    out = execute(Path("notebooks/unibct.ipynb"), tmp_path / "u.ipynb", {"profile": "smoke"}, prepare_only=True)
+    code = [c for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "code"]
+    for cell in code:
+        tags, lines = cell["metadata"].get("tags", []), len("".join(cell["source"]).strip().splitlines())
+        if any(t.startswith("remove-") or t in ("parameters", "injected-parameters") for t in tags):
+            assert "hide-input" not in tags
+        elif lines > STORY_LINES:
+            assert "hide-input" in tags or "hide-output" in tags, "".join(cell["source"])[:60]
+        else:
+            assert "hide-input" not in tags  # a call, a table, a figure: the story
+    assert any("hide-input" in c["metadata"].get("tags", []) for c in code) and any(not c["metadata"].get("tags") for c in code)

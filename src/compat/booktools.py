@@ -2,7 +2,8 @@
 
 The page shows the parameters that ran: papermill's injected cell stays, headed by a comment
 saying so, and the notebook's own defaults cell gets ``remove-cell`` (myst-nb's tag), so a chapter
-executed with other values never displays the defaults as if they had run.
+executed with other values never displays the defaults as if they had run. Code cells longer than
+a few lines (plumbing) show their output with their input behind a toggle.
 """
 
 from __future__ import annotations
@@ -41,16 +42,30 @@ def _check_parameters_cell(path: Path) -> None:
 RAN_HEADER = "# The parameters of this run (papermill); the defaults are in the source notebook\n"
 
 
+STORY_LINES = 3  # a code cell of at most this many lines is part of the story (a call, a table, a figure): shown
+
+
+def _hide_plumbing(cell) -> None:
+    """A longer code cell is plumbing (building a table, formatting): its input goes behind a toggle (myst-nb's
+    ``hide-input``), its output stays; a cell already tagged for the page keeps its tags."""
+    tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+    shown = not any(t.startswith(("remove-", "hide-")) or t in ("parameters", "injected-parameters") for t in tags)
+    if cell.cell_type == "code" and shown and len(cell.source.strip().splitlines()) > STORY_LINES:
+        tags.append("hide-input")
+
+
 SMOKE_BANNER = ("> **Smoke profile.** Synthetic images and tiny models, trained in seconds: this page tests that the code "
                 "runs end to end. Its numbers and verdicts say nothing about the papers; the book's pages use the `cpu` profile.")
 
 
 def _show_parameters_that_ran(path: Path, profile: object) -> None:
-    """The injected parameters headed as the run's, the defaults cell removed from the page, and on the smoke
-    profile a banner under the title saying what its numbers are."""
+    """The injected parameters headed as the run's, the defaults cell removed from the page, plumbing code behind
+    toggles (:func:`_hide_plumbing`), and on the smoke profile a banner under the title saying what its numbers are."""
     nb = nbformat.read(path, as_version=4)
     if profile == "smoke" and not any(c.source == SMOKE_BANNER for c in nb.cells):
         nb.cells.insert(1, nbformat.v4.new_markdown_cell(SMOKE_BANNER))
+    for cell in nb.cells:
+        _hide_plumbing(cell)
     injected = [c for c in nb.cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
     for cell in nb.cells if injected else ():
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
