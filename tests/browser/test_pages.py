@@ -26,6 +26,14 @@ WIDER_THAN_COLUMN = """sel => { const a = document.querySelector('article.bd-art
     .map(e => e.tagName + ' ' + Math.round(e.getBoundingClientRect().width) + ' px: ' + (e.innerText || '').slice(0, 50)); }"""
 
 
+# the words of the given elements that the layout splits over two lines (a word: letters between spaces, "/" and "-",
+# where a line may break); each word's text range has one box per line it spans
+BROKEN_WORDS = """els => els.flatMap(el => { const out = [], walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) { for (const m of n.data.matchAll(/[^\\s\\/\\-]+/g)) {
+    const r = document.createRange(); r.setStart(n, m.index); r.setEnd(n, m.index + m[0].length);
+    if ([...r.getClientRects()].filter(b => b.width > 0).length > 1) out.push(m[0]); } } return out; })"""
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
@@ -81,7 +89,25 @@ def test_a_page_reads_cleanly(browser, path):
             assert f'id="{fragment}"' in file.read_text(), f"{path.name} links to a missing anchor {href}"
     wide = page.evaluate(WIDER_THAN_COLUMN, "table, img, mjx-container, mjx-container > mjx-math")  # display math: its content
     assert not wide, f"wider than the text column on {path.name}: {wide}"
+    broken_headers = page.eval_on_selector_all(f"{article} table th", BROKEN_WORDS)
+    assert not broken_headers, f"table headers broken inside a word on {path.name}: {broken_headers[:5]}"
     page.set_viewport_size({"width": 400, "height": 800})
     wide = page.evaluate(WIDER_THAN_COLUMN, "mjx-container")
     assert not wide, f"equations wider than a 400 px screen on {path.name}: {wide}"
+    page.close()
+
+
+def test_the_first_page_opens_with_every_papers_outcome(browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto((HTML / "book" / "intro.html").as_uri(), wait_until="load")
+    tables = page.eval_on_selector_all(f"{ARTICLE} table", """ts => ts.map(t => ({
+        headers: [...t.querySelectorAll('th')].map(h => h.innerText.trim()),
+        rows: [...t.querySelectorAll('tbody tr')].map(r => [...r.cells].map(c => c.innerText.trim()))}))""")
+    outcomes = next((t for t in tables if {"paper", "distance", "verdict", "deciding claim"} <= set(t["headers"])), None)
+    assert outcomes is not None, "the intro has no outcomes table"
+    column = outcomes["headers"].index("verdict")
+    assert [r[0] for r in outcomes["rows"] if r[0]] == ["BCT", "FCT", "UniBCT", "BiCT"]  # each paper, in the book's order
+    assert {r[column] for r in outcomes["rows"]} <= {"reproduced", "partly reproduced", "not reproduced"}
+    links = page.eval_on_selector_all(f"{ARTICLE} a[href]", "as => as.map(a => a.getAttribute('href'))")
+    assert any(h.startswith("compare.html") for h in links), "the intro does not link the comparison"
     page.close()
