@@ -61,9 +61,10 @@ book: notebooks mathjax
 ## test: lint, unit tests, every notebook under nbval with the smoke profile, the book build, and the built pages in a browser
 test: lint unit nbval book browser
 
-## lint: ruff over the package, the tests and the data scripts (rules in pyproject.toml)
+## lint: ruff's rules and its formatter over the package, the tests and the data scripts (both in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests data_scripts
+	$(BIN)/ruff format --check src tests data_scripts
 
 # pytest exits 5 when it collects nothing: say so plainly instead of a bare failure
 unit: $(STAMP)

@@ -11,11 +11,22 @@ from compat.data.imageset import ImageSet
 from compat.store import Store
 
 TINY = {
-    "data.synthetic_classes": "8", "data.synthetic_train_per_class": "12", "data.synthetic_val_per_class": "4",
-    "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "2", "new_train.epochs": "2",
-    "old_train.batch_size": "16", "new_train.batch_size": "16", "protocol.seeds": "0", "bict.generations": "0.25,0.5,1",
-    "bict.sweep": "0,1", "bict.transformation.epochs": "2", "bict.transformation.batch_size": "16",
-    "bict.transformations": "chain,stepwise", "bict.anchored": "true",  # both h variants, the anchored BCT control
+    "data.synthetic_classes": "8",
+    "data.synthetic_train_per_class": "12",
+    "data.synthetic_val_per_class": "4",
+    "model.width": "2",
+    "model.embedding_dim": "8",
+    "old_train.epochs": "2",
+    "new_train.epochs": "2",
+    "old_train.batch_size": "16",
+    "new_train.batch_size": "16",
+    "protocol.seeds": "0",
+    "bict.generations": "0.25,0.5,1",
+    "bict.sweep": "0,1",
+    "bict.transformation.epochs": "2",
+    "bict.transformation.batch_size": "16",
+    "bict.transformations": "chain,stepwise",
+    "bict.anchored": "true",  # both h variants, the anchored BCT control
 }
 
 
@@ -46,8 +57,14 @@ def test_sequential_upgrades_end_to_end(trained):
     assert [r["kind"] for r in results] == ["main", "ablation"]
     cases = {r["case"] for r in results[0]["rows"]}
     for g in (2, 3):
-        assert {f"gen {g}: BCT only backward", f"gen {g}: BiCT forward", f"gen {g}: FCT alone forward", f"gen {g}: backfill new/new",
-                f"gen {g}: BiCT forward (chain-trained h)", f"gen {g}: FCT alone forward (chain-trained h)"} <= cases
+        assert {
+            f"gen {g}: BCT only backward",
+            f"gen {g}: BiCT forward",
+            f"gen {g}: FCT alone forward",
+            f"gen {g}: backfill new/new",
+            f"gen {g}: BiCT forward (chain-trained h)",
+            f"gen {g}: FCT alone forward (chain-trained h)",
+        } <= cases
     assert {"gen 3: BCT only backward, BCT to gen 1", "gen 3: BCT new/new, BCT to gen 1"} <= cases
     assert "gen 2: BCT only backward, BCT to gen 1" not in cases  # generation 2's BCT model is already against generation 1
     table = bict.summary_table(results, "l2", store)
@@ -74,8 +91,7 @@ def test_sequential_upgrades_end_to_end(trained):
     row = next(r for r in results[0]["rows"] if r["case"] == "gen 2: BiCT forward" and r["distance"] == "l2")
     ref = {r["case"]: r["top1"] for r in results[0]["rows"] if r["distance"] == "l2"}
     if ref["gen 2: backfill new/new"] != ref["gen 1: old/old"]:
-        assert row["gain_top1"] == pytest.approx((row["top1"] - ref["gen 1: old/old"])
-                                                 / (ref["gen 2: backfill new/new"] - ref["gen 1: old/old"]))
+        assert row["gain_top1"] == pytest.approx((row["top1"] - ref["gen 1: old/old"]) / (ref["gen 2: backfill new/new"] - ref["gen 1: old/old"]))
 
 
 def _forbid_gallery_images(monkeypatch):
@@ -89,7 +105,9 @@ def _forbid_gallery_images(monkeypatch):
     monkeypatch.setattr(DataConfig, "load", load)
 
 
-@pytest.mark.reliability(fault="the BiCT gallery upgrade reading a gallery image", behaviour="impossible: the upgrade takes stored vectors only; a read fails the test")
+@pytest.mark.reliability(
+    fault="the BiCT gallery upgrade reading a gallery image", behaviour="impossible: the upgrade takes stored vectors only; a read fails the test"
+)
 def test_the_gallery_upgrade_reads_no_gallery_image(trained, monkeypatch):
     from compat.experiments.bict import _main_plan
 
@@ -182,13 +200,16 @@ def test_each_upgraded_gallery_records_its_error_against_the_embeddings_it_stand
     assert upgrade_errors([{**main, "upgrade_mse": {}}], store).empty  # files from before the record: nothing shown
 
 
-@pytest.mark.parametrize("upgraded, helps, costs, label, words", [
-    ([True, True], True, False, "reproduced", "the BCT half helps"),
-    ([True, True], False, False, "partly reproduced", "does not help the forward upgrade measurably"),
-    ([True, True], False, True, "partly reproduced", "the BCT half costs the forward upgrade"),
-    ([True, False], True, False, "not reproduced", "does not beat the stored one at generation 3"),
-    ([False, False], False, True, "not reproduced", "at generation 2, 3; the BCT half costs"),
-])
+@pytest.mark.parametrize(
+    "upgraded, helps, costs, label, words",
+    [
+        ([True, True], True, False, "reproduced", "the BCT half helps"),
+        ([True, True], False, False, "partly reproduced", "does not help the forward upgrade measurably"),
+        ([True, True], False, True, "partly reproduced", "the BCT half costs the forward upgrade"),
+        ([True, False], True, False, "not reproduced", "does not beat the stored one at generation 3"),
+        ([False, False], False, True, "not reproduced", "at generation 2, 3; the BCT half costs"),
+    ],
+)
 def test_the_thesis_rule_on_constructed_claims(upgraded, helps, costs, label, words):
     from compat.experiments.bict import thesis
 
@@ -204,17 +225,35 @@ def test_the_verdict_names_the_thesis_from_the_claims_it_reads(monkeypatch):
     from compat.experiments import get_experiment
 
     bict = get_experiment("bict")
-    results = [{"kind": "main", "seed": s, "rows": [{"case": "gen 3: BiCT forward", "distance": "l2"}],
-                "config": {"sections": {"bict": {"transformations": ["stepwise"]}}}} for s in (0, 1)]
-    holds = {"upgraded gallery beats": True, "helps the forward": False, "costs the forward": True, "backward compatible": True,
-             "ceiling": True}
-    claims = pd.DataFrame([{"claim": c.text, "holds": next(v for k, v in holds.items() if k in c.text), "difference (points)": 1.0,
-                            "95% CI low": 0.5, "95% CI high": 1.5, "per seed": "+1.00, +1.00"} for c in bict.claims(results)])
+    results = [
+        {
+            "kind": "main",
+            "seed": s,
+            "rows": [{"case": "gen 3: BiCT forward", "distance": "l2"}],
+            "config": {"sections": {"bict": {"transformations": ["stepwise"]}}},
+        }
+        for s in (0, 1)
+    ]
+    holds = {"upgraded gallery beats": True, "helps the forward": False, "costs the forward": True, "backward compatible": True, "ceiling": True}
+    claims = pd.DataFrame(
+        [
+            {
+                "claim": c.text,
+                "holds": next(v for k, v in holds.items() if k in c.text),
+                "difference (points)": 1.0,
+                "95% CI low": 0.5,
+                "95% CI high": 1.5,
+                "per seed": "+1.00, +1.00",
+            }
+            for c in bict.claims(results)
+        ]
+    )
     monkeypatch.setattr(type(bict), "check_claims", lambda self, *a, **k: claims)
     monkeypatch.setattr("compat.experiments.bict.sweep_reading", lambda *a, **k: None)
     verdict = bict.verdict(results, "l2")
-    assert verdict.startswith("**l2 distance: partly reproduced.** The upgraded gallery beats the stored one "
-                              "at every generation; the BCT half costs the forward upgrade")
+    assert verdict.startswith(
+        "**l2 distance: partly reproduced.** The upgraded gallery beats the stored one at every generation; the BCT half costs the forward upgrade"
+    )
     assert "every one of 2 seeds agrees" in verdict
 
 

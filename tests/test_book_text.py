@@ -12,15 +12,29 @@ from compat.config import PROFILES, config_keys, get_profile
 ROOT = Path(__file__).resolve().parents[1]
 # numbers the text quotes, each with where it comes from
 QUOTED = {
-    "6368": "BCT, CVPR 2020, first page", "6377": "BCT, CVPR 2020, last page", "9": "BCT's update gain is its Eq. (9)",
-    "1615": "UniBCT, IJCAI 2022, first page", "1621": "UniBCT, IJCAI 2022, last page",
-    "94%": "airbench's title", "3.29": "airbench's title", "10": "CIFAR-10 (airbench's title)",
-    "100": "CIFAR-100; the papers' 100 epochs (ml-fct configs)", "50": "ResNet-50; FCT's CIFAR-100 old model sees 50 of 100 classes",
-    "90": "openBCT trains 90 epochs", "224": "the papers' ImageNet input size", "500": "FCT's ImageNet old model sees 500 classes",
-    "1000": "ImageNet-1k classes", "0.2": "SimCLR's crop area and grayscale probability (augment.py)",
-    "0.8": "SimCLR's colour-jitter probability (augment.py)", "2.1": "SimCLR paper, Sec. 2.1",
-    "95 %": "every interval is a 95 % interval", "70 %": "UniBCT's 30/70 split", "70": "UniBCT's 30/70 split",
-    "30": "UniBCT's 30/70 split", "100 %": "the backfill's share of itself", "200": "Tiny-ImageNet-200",
+    "6368": "BCT, CVPR 2020, first page",
+    "6377": "BCT, CVPR 2020, last page",
+    "9": "BCT's update gain is its Eq. (9)",
+    "1615": "UniBCT, IJCAI 2022, first page",
+    "1621": "UniBCT, IJCAI 2022, last page",
+    "94%": "airbench's title",
+    "3.29": "airbench's title",
+    "10": "CIFAR-10 (airbench's title)",
+    "100": "CIFAR-100; the papers' 100 epochs (ml-fct configs)",
+    "50": "ResNet-50; FCT's CIFAR-100 old model sees 50 of 100 classes",
+    "90": "openBCT trains 90 epochs",
+    "224": "the papers' ImageNet input size",
+    "500": "FCT's ImageNet old model sees 500 classes",
+    "1000": "ImageNet-1k classes",
+    "0.2": "SimCLR's crop area and grayscale probability (augment.py)",
+    "0.8": "SimCLR's colour-jitter probability (augment.py)",
+    "2.1": "SimCLR paper, Sec. 2.1",
+    "95 %": "every interval is a 95 % interval",
+    "70 %": "UniBCT's 30/70 split",
+    "70": "UniBCT's 30/70 split",
+    "30": "UniBCT's 30/70 split",
+    "100 %": "the backfill's share of itself",
+    "200": "Tiny-ImageNet-200",
 }
 
 
@@ -48,8 +62,16 @@ def _narrative() -> dict[str, str]:
 
 
 def _numbers(text: str) -> list[str]:
-    for pattern in (r"\$\$.*?\$\$", r"\$[^$\n]*\$", r"`[^`]*`", r"\{\w+(:\w+)?\}", r"arXiv \d+\.\d+", r"\b(19|20)\d\d\b",
-                    r"https?://\S+", r"\b\d+x\d+\b"):
+    for pattern in (
+        r"\$\$.*?\$\$",
+        r"\$[^$\n]*\$",
+        r"`[^`]*`",
+        r"\{\w+(:\w+)?\}",
+        r"arXiv \d+\.\d+",
+        r"\b(19|20)\d\d\b",
+        r"https?://\S+",
+        r"\b\d+x\d+\b",
+    ):
         text = re.sub(pattern, " ", text, flags=re.DOTALL)
     return re.findall(r"(?<![\w.-])\d+(?:[.,]\d+)*(?:\s?%)?", text)
 
@@ -58,8 +80,9 @@ def test_no_chapter_types_a_number_that_neither_the_config_nor_a_named_source_ho
     allowed = _config_numbers() | set(QUOTED) | {str(n) for n in range(6)}
     typed = {name: sorted(set(n for n in _numbers(text) if n not in allowed)) for name, text in _narrative().items()}
     typed = {name: numbers for name, numbers in typed.items() if numbers}
-    assert not typed, (f"numbers typed into the text: {typed}; compute them in a code cell from the results, "
-                       "or, if quoted, add them to QUOTED with their source")
+    assert not typed, (
+        f"numbers typed into the text: {typed}; compute them in a code cell from the results, or, if quoted, add them to QUOTED with their source"
+    )
 
 
 def test_the_check_finds_a_typed_result():

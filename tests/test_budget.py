@@ -11,9 +11,16 @@ from compat.experiments import EXPERIMENTS
 from compat.store import Store
 
 TINY = {
-    "data.synthetic_classes": "6", "data.synthetic_train_per_class": "12", "data.synthetic_val_per_class": "4",
-    "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "1", "new_train.epochs": "2",
-    "old_train.batch_size": "16", "new_train.batch_size": "16", "protocol.seeds": "0",
+    "data.synthetic_classes": "6",
+    "data.synthetic_train_per_class": "12",
+    "data.synthetic_val_per_class": "4",
+    "model.width": "2",
+    "model.embedding_dim": "8",
+    "old_train.epochs": "1",
+    "new_train.epochs": "2",
+    "old_train.batch_size": "16",
+    "new_train.batch_size": "16",
+    "protocol.seeds": "0",
 }
 
 
@@ -46,11 +53,13 @@ def test_the_models_to_train_are_those_a_run_trains(tmp_path, monkeypatch):
 
 
 def test_the_minutes_are_samples_over_the_measured_speed():
-    artefacts = pd.DataFrame([
-        {"experiment": "a", "kind": "model", "samples": 6000.0, "to train": True},
-        {"experiment": "a", "kind": "model", "samples": 3000.0, "to train": False},
-        {"experiment": "b", "kind": "transformation", "samples": np.nan, "to train": True},
-    ])
+    artefacts = pd.DataFrame(
+        [
+            {"experiment": "a", "kind": "model", "samples": 6000.0, "to train": True},
+            {"experiment": "a", "kind": "model", "samples": 3000.0, "to train": False},
+            {"experiment": "b", "kind": "transformation", "samples": np.nan, "to train": True},
+        ]
+    )
     table = budget_table(artefacts, images_per_s=50.0, transformation_seconds=30.0)
     assert table.loc["a", "training minutes, whole chapter"] == pytest.approx(9000 / 50 / 60)
     assert table.loc["a", "training minutes to do"] == pytest.approx(6000 / 50 / 60)
@@ -66,10 +75,18 @@ def test_the_speeds_are_the_medians_of_the_committed_records_each_model_once(tmp
     def record(key, speed=None, seconds=60.0, mse=None):
         return {"key": key, "images_per_s": speed, "train_seconds": seconds, "final_mse": mse}
 
-    store.write_result("bct", "cpu", "a" * 16, {**base, "key": "a" * 16, "models": {
-        "old": record("m1", 100.0), "new": record("m2", 300.0), "h": record("t1", seconds=10.0, mse=0.1)}})
-    store.write_result("bct", "cpu", "b" * 16, {**base, "key": "b" * 16, "models": {
-        "old": record("m1", 100.0), "other": record("m3", 1000.0), "h": record("t2", seconds=30.0, mse=0.2)}})
+    store.write_result(
+        "bct",
+        "cpu",
+        "a" * 16,
+        {**base, "key": "a" * 16, "models": {"old": record("m1", 100.0), "new": record("m2", 300.0), "h": record("t1", seconds=10.0, mse=0.1)}},
+    )
+    store.write_result(
+        "bct",
+        "cpu",
+        "b" * 16,
+        {**base, "key": "b" * 16, "models": {"old": record("m1", 100.0), "other": record("m3", 1000.0), "h": record("t2", seconds=30.0, mse=0.2)}},
+    )
     assert measured_speeds("cpu", store) == (300.0, 20.0)  # m1 counted once: median of 100, 300, 1000
     assert measured_speeds("gpu", store) == (None, None)
 

@@ -65,18 +65,21 @@ def test_one_seed_rule_a_sections_own_seeds_replace_the_protocols_for_that_exper
     assert unibct.seeds(get_profile("smoke", {"protocol.seeds": "4,5"})) == (4, 5)  # smoke's unibct names none
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("protocol.seeds", "a", "'protocol.seeds' wants an integer, got 'a'"),
-    ("protocol.seeds", "1.5", "'protocol.seeds' wants an integer, got '1.5'"),
-    ("protocol.seeds", [True], "'protocol.seeds' wants an integer, got True"),
-    ("protocol.old_fraction", "nan", "'protocol.old_fraction' wants a finite number, got 'nan'"),
-    ("old_train.lr", float("nan"), "'old_train.lr' wants a finite number, got nan"),
-    ("old_train.lr", "inf", "wants a finite number"),
-    ("fct.cost_sizes", "a", "'fct.cost_sizes' wants an integer, got 'a'"),
-    ("protocol.distances", "l2,manhattan", "unknown protocol.distances item 'manhattan'"),
-    ("bct.ablation", "maybe", "'bct.ablation' wants true or false, got 'maybe'"),
-    ("protocol", "1", "names a group"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("protocol.seeds", "a", "'protocol.seeds' wants an integer, got 'a'"),
+        ("protocol.seeds", "1.5", "'protocol.seeds' wants an integer, got '1.5'"),
+        ("protocol.seeds", [True], "'protocol.seeds' wants an integer, got True"),
+        ("protocol.old_fraction", "nan", "'protocol.old_fraction' wants a finite number, got 'nan'"),
+        ("old_train.lr", float("nan"), "'old_train.lr' wants a finite number, got nan"),
+        ("old_train.lr", "inf", "wants a finite number"),
+        ("fct.cost_sizes", "a", "'fct.cost_sizes' wants an integer, got 'a'"),
+        ("protocol.distances", "l2,manhattan", "unknown protocol.distances item 'manhattan'"),
+        ("bct.ablation", "maybe", "'bct.ablation' wants true or false, got 'maybe'"),
+        ("protocol", "1", "names a group"),
+    ],
+)
 def test_bad_values_fail_naming_their_key(key, value, message):
     with pytest.raises(ConfigError, match=message):
         get_profile("smoke", {key: value})

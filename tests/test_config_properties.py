@@ -22,8 +22,9 @@ def _field_type(profile, key: str):
 
 
 BAD = {
-    float: st.one_of(st.just(math.nan), st.just(math.inf), st.just("nan"), st.floats(max_value=-1e-3, allow_nan=False),
-                     st.text(alphabet="abcxyz", min_size=1)),
+    float: st.one_of(
+        st.just(math.nan), st.just(math.inf), st.just("nan"), st.floats(max_value=-1e-3, allow_nan=False), st.text(alphabet="abcxyz", min_size=1)
+    ),
     int: st.one_of(st.integers(max_value=-1), st.just("1.5"), st.just(2.5), st.text(alphabet="abcxyz", min_size=1)),
     bool: st.one_of(st.just("maybe"), st.just(2), st.just("yes please")),
     str: st.text(alphabet="QWZ!?", min_size=1),
@@ -43,7 +44,10 @@ CASES = [(name, key) for name in PROFILES for key in config_keys(get_profile(nam
 @pytest.mark.parametrize("profile_name, key", CASES)
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-@pytest.mark.reliability(fault="a bad value for any config key (NaN, infinite, negative, text for a number, unknown name)", behaviour="one error naming the key and the allowed values, before any work (property-based, every key of every profile)")
+@pytest.mark.reliability(
+    fault="a bad value for any config key (NaN, infinite, negative, text for a number, unknown name)",
+    behaviour="one error naming the key and the allowed values, before any work (property-based, every key of every profile)",
+)
 def test_every_key_refuses_bad_values_naming_the_key(profile_name, key, data):
     kind = _field_type(get_profile(profile_name), key)
     value = data.draw(_bad_values(kind), label="bad value")

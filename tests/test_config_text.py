@@ -12,9 +12,15 @@ from compat.config_text import read_parameter
 from compat.errors import ConfigError
 from compat.store import config_key
 
-KEYS = {"int": "model.width", "float": "old_train.lr", "bool": "protocol.test_flip", "ints": "protocol.seeds",
-        "text": "protocol.scenario", "texts": "protocol.distances",
-        "studies": "unibct_study.scenarios"}
+KEYS = {
+    "int": "model.width",
+    "float": "old_train.lr",
+    "bool": "protocol.test_flip",
+    "ints": "protocol.seeds",
+    "text": "protocol.scenario",
+    "texts": "protocol.distances",
+    "studies": "unibct_study.scenarios",
+}
 
 
 def _value(profile, key: str):
@@ -37,31 +43,64 @@ def _doors(key: str, text: str):
     return seen
 
 
-MALFORMED = [("ints", "[0, 1"), ("ints", "[[0]]"), ("int", "--8"), ("int", "+-8"), ("int", "²"), ("int", "١٦"),
-             ("int", "0x10"), ("int", "1_6"), ("int", "!!int 16"), ("ints", "[!!python/object:os.system 1]"),
-             ("float", "1_0.5"), ("float", "١.٥"), ("float", "1e999"), ("float", "0x1p-3"), ("float", ".inf"),
-             ("bool", "yes"), ("bool", "on"), ("text", "!!str open-class"), ("texts", "[l2, l2"), ("int", "{a: 1}")]
+MALFORMED = [
+    ("ints", "[0, 1"),
+    ("ints", "[[0]]"),
+    ("int", "--8"),
+    ("int", "+-8"),
+    ("int", "²"),
+    ("int", "١٦"),
+    ("int", "0x10"),
+    ("int", "1_6"),
+    ("int", "!!int 16"),
+    ("ints", "[!!python/object:os.system 1]"),
+    ("float", "1_0.5"),
+    ("float", "١.٥"),
+    ("float", "1e999"),
+    ("float", "0x1p-3"),
+    ("float", ".inf"),
+    ("bool", "yes"),
+    ("bool", "on"),
+    ("text", "!!str open-class"),
+    ("texts", "[l2, l2"),
+    ("int", "{a: 1}"),
+]
 
 
 @pytest.mark.parametrize("kind, text", MALFORMED)
-@pytest.mark.reliability(fault="malformed config text (unclosed brackets, stray signs, non-ASCII digits, YAML tags, YAML 1.1 guesses such as 0x10 or yes)",
-                         behaviour="one ConfigError naming the key through --set, papermill's overrides text and a mapping alike; never a guessed value")
+@pytest.mark.reliability(
+    fault="malformed config text (unclosed brackets, stray signs, non-ASCII digits, YAML tags, YAML 1.1 guesses such as 0x10 or yes)",
+    behaviour="one ConfigError naming the key through --set, papermill's overrides text and a mapping alike; never a guessed value",
+)
 def test_malformed_text_is_refused_naming_the_key_through_every_door(kind, text):
     assert set(_doors(KEYS[kind], text).values()) == {"error"}
 
 
-@pytest.mark.parametrize("kind, text, value", [("int", "16", 16), ("int", " +16 ", 16), ("float", "1e-3", 0.001),
-                                                ("float", ".5", 0.5), ("bool", "False", False), ("ints", "0,1", (0, 1)),
-                                                ("ints", "[0, 1]", (0, 1)), ("studies", "[]", ()), ("texts", "[l2]", ("l2",)),
-                                                ("text", "open-class", "open-class")])
+@pytest.mark.parametrize(
+    "kind, text, value",
+    [
+        ("int", "16", 16),
+        ("int", " +16 ", 16),
+        ("float", "1e-3", 0.001),
+        ("float", ".5", 0.5),
+        ("bool", "False", False),
+        ("ints", "0,1", (0, 1)),
+        ("ints", "[0, 1]", (0, 1)),
+        ("studies", "[]", ()),
+        ("texts", "[l2]", ("l2",)),
+        ("text", "open-class", "open-class"),
+    ],
+)
 def test_well_formed_text_gives_one_value_through_every_door(kind, text, value):
     assert _doors(KEYS[kind], text) == dict.fromkeys(("--set", "mapping of text", "overrides text"), value)
 
 
 @settings(max_examples=150, deadline=None)
 @given(kind=st.sampled_from(["int", "float", "ints"]), text=st.text(alphabet="0123456789+-._eExob ,[]١²!", min_size=1, max_size=8))
-@pytest.mark.reliability(fault="the same config text through different doors (command line, papermill text, papermill mapping)",
-                         behaviour="the same value and so the same result key, or the same refusal (property-based)")
+@pytest.mark.reliability(
+    fault="the same config text through different doors (command line, papermill text, papermill mapping)",
+    behaviour="the same value and so the same result key, or the same refusal (property-based)",
+)
 def test_the_same_text_gives_the_same_value_and_key_through_every_door(kind, text):
     key = KEYS[kind]
     seen = _doors(key, text)
@@ -79,7 +118,19 @@ def test_repeated_keys_and_non_mappings_are_refused():
     assert get_profile("smoke", "") == get_profile("smoke")
 
 
-@pytest.mark.parametrize("text, value", [("true", True), ("False", False), ("3", 3), ("-2", -2), ("0.5", 0.5),
-                                         ("١", "١"), ("0x10", "0x10"), ("yes", "yes"), ('{"protocol.seeds": [0]}', '{"protocol.seeds": [0]}')])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("true", True),
+        ("False", False),
+        ("3", 3),
+        ("-2", -2),
+        ("0.5", 0.5),
+        ("١", "١"),
+        ("0x10", "0x10"),
+        ("yes", "yes"),
+        ('{"protocol.seeds": [0]}', '{"protocol.seeds": [0]}'),
+    ],
+)
 def test_book_execute_parameters_read_as_papermills_p_by_the_same_grammars(text, value):
     assert read_parameter(text) == value and type(read_parameter(text)) is type(value)

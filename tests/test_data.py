@@ -203,8 +203,10 @@ def test_real_tiny_imagenet_counts(monkeypatch):
     assert list(data.class_ids) == sorted(data.class_ids)
 
 
-@pytest.mark.reliability(fault="a data cache file with changed bytes (same size: a wrong label, a changed pixel)",
-                         behaviour="detected by the sha256 in its manifest when loaded, named, and the cache prepared again")
+@pytest.mark.reliability(
+    fault="a data cache file with changed bytes (same size: a wrong label, a changed pixel)",
+    behaviour="detected by the sha256 in its manifest when loaded, named, and the cache prepared again",
+)
 def test_changed_bytes_in_the_data_cache_are_named_and_prepared_again(mirror, tmp_path):
     from compat.data import load_tiny_imagenet
 
@@ -230,8 +232,10 @@ def test_a_cache_without_digests_is_not_trusted(mirror, tmp_path):
     assert not is_complete(folder)
 
 
-@pytest.mark.reliability(fault="a data cache folder that cannot be written, with no prepared cache in it",
-                         behaviour="refused before the shards are read, naming the folder and COMPAT_DATA_DIR (it raised a raw OSError)")
+@pytest.mark.reliability(
+    fault="a data cache folder that cannot be written, with no prepared cache in it",
+    behaviour="refused before the shards are read, naming the folder and COMPAT_DATA_DIR (it raised a raw OSError)",
+)
 def test_an_unwritable_data_cache_is_refused_before_preparing(mirror, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -239,8 +243,10 @@ def test_an_unwritable_data_cache_is_refused_before_preparing(mirror, tmp_path):
         prepare(mirror=mirror, cache_root=blocker / "data")
 
 
-@pytest.mark.reliability(fault="a disk without room for the data cache",
-                         behaviour="refused before decoding, naming the folder, the space free and needed (a memory map on a full disk dies of SIGBUS); no temp folder left")
+@pytest.mark.reliability(
+    fault="a disk without room for the data cache",
+    behaviour="refused before decoding, naming the folder, the space free and needed (a memory map on a full disk dies of SIGBUS); no temp folder left",
+)
 def test_a_disk_without_room_is_refused_before_decoding(mirror, tmp_path, monkeypatch):
     cache = tmp_path / "data"
     usage = shutil.disk_usage(tmp_path)
@@ -251,8 +257,10 @@ def test_a_disk_without_room_is_refused_before_decoding(mirror, tmp_path, monkey
     assert list(cache.iterdir()) == []
 
 
-@pytest.mark.reliability(fault="a file-size limit reached while the data cache is written",
-                         behaviour="one DataError naming the file and `ulimit -f` (no raw OSError); no temp folder or partial cache left")
+@pytest.mark.reliability(
+    fault="a file-size limit reached while the data cache is written",
+    behaviour="one DataError naming the file and `ulimit -f` (no raw OSError); no temp folder or partial cache left",
+)
 def test_a_file_size_limit_while_preparing_is_one_clear_error(mirror, tmp_path):
     cache = tmp_path / "data"
     source = resolve_source(mirror, cache / "dl")

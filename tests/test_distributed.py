@@ -156,8 +156,13 @@ def test_torchrun_runs_an_experiment_to_the_same_result_files_as_one_process(tmp
     command = ["-m", "compat", "run", "bct", "--profile", "smoke", *sets]
     launchers = {"one": [sys.executable], "two": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]}
     for name, launcher in launchers.items():
-        env = {**os.environ, "COMPAT_CACHE": str(tmp_path / name / "cache"), "COMPAT_RESULTS": str(tmp_path / name / "results"),
-               "OMP_NUM_THREADS": "1", "COMPAT_TRAIN": "allow"}
+        env = {
+            **os.environ,
+            "COMPAT_CACHE": str(tmp_path / name / "cache"),
+            "COMPAT_RESULTS": str(tmp_path / name / "results"),
+            "OMP_NUM_THREADS": "1",
+            "COMPAT_TRAIN": "allow",
+        }
         done = subprocess.run([*launcher, *command], env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
     files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one" / "results").rglob("*.npz"))

@@ -230,16 +230,22 @@ def test_the_gallery_benchmark_measures_each_size_and_the_recall_of_the_approxim
 
     figures = bench_gallery(sizes=(600, 1500), queries=30, dim=16, out=tmp_path / "gallery.json")
     rows = figures["rows"]
-    assert [(r["n"], r["what"]) for r in rows[:4]] == [(600, "exact top-k search"), (600, "IVF-Flat build + search"),
-                                                       (600, "evaluator with mAP"), (600, "gallery upgrade (h)")]
+    assert [(r["n"], r["what"]) for r in rows[:4]] == [
+        (600, "exact top-k search"),
+        (600, "IVF-Flat build + search"),
+        (600, "evaluator with mAP"),
+        (600, "gallery upgrade (h)"),
+    ]
     assert len(rows) == 8 and all(r["seconds"] > 0 for r in rows)
     assert all(0 <= r["recall_at_k"] <= 1 for r in rows if r["what"].startswith("IVF"))
     assert json.loads((tmp_path / "gallery.json").read_text())["rows"] == rows
 
 
 @pytest.mark.parametrize("n", [6, 12])
-@pytest.mark.reliability(fault="the top-k-only evaluator asked for k >= N - 1 (the window holds the whole gallery)",
-                         behaviour="the exact CMC of the brute-force oracle, ties included, for every k up to N + 2 (it gave top-1 0 %)")
+@pytest.mark.reliability(
+    fault="the top-k-only evaluator asked for k >= N - 1 (the window holds the whole gallery)",
+    behaviour="the exact CMC of the brute-force oracle, ties included, for every k up to N + 2 (it gave top-1 0 %)",
+)
 def test_the_top_k_path_is_exact_when_k_reaches_the_gallery_size(n):
     rng = np.random.default_rng(n)
     x = rng.integers(0, 2, size=(n, 2)).astype(np.float32)  # many tied distances
@@ -250,8 +256,10 @@ def test_the_top_k_path_is_exact_when_k_reaches_the_gallery_size(n):
 
 
 @pytest.mark.parametrize("with_map", [True, False])
-@pytest.mark.reliability(fault="labels given as an N x 1 column (or any non-vector) to the evaluator or the verification scores",
-                         behaviour="one ConfigError naming the labels and their shape (it raised IndexError or broadcast error)")
+@pytest.mark.reliability(
+    fault="labels given as an N x 1 column (or any non-vector) to the evaluator or the verification scores",
+    behaviour="one ConfigError naming the labels and their shape (it raised IndexError or broadcast error)",
+)
 def test_labels_that_are_not_one_per_row_are_refused(with_map):
     x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
     column = np.repeat(np.arange(5), 2)[:, None]
@@ -261,10 +269,15 @@ def test_labels_that_are_not_one_per_row_are_refused(with_map):
         verification_scores(x, x, column)
 
 
-@pytest.mark.parametrize("labels", [np.array(list("aabbccddee")), np.repeat(np.arange(-5, 0), 2), np.repeat([0.5, 7.0, 1e9, -2.0, 3.0], 2)],
-                         ids=["text", "negative", "float"])
-@pytest.mark.reliability(fault="text, negative or non-integer class labels in the verification scores",
-                         behaviour="the scores of the brute-force oracle, as for labels 0..C-1 (it raised TypeError or ValueError)")
+@pytest.mark.parametrize(
+    "labels",
+    [np.array(list("aabbccddee")), np.repeat(np.arange(-5, 0), 2), np.repeat([0.5, 7.0, 1e9, -2.0, 3.0], 2)],
+    ids=["text", "negative", "float"],
+)
+@pytest.mark.reliability(
+    fault="text, negative or non-integer class labels in the verification scores",
+    behaviour="the scores of the brute-force oracle, as for labels 0..C-1 (it raised TypeError or ValueError)",
+)
 def test_verification_scores_accept_any_label_values(labels):
     rng = np.random.default_rng(3)
     q, g = rng.normal(size=(10, 4)), rng.normal(size=(10, 4))

@@ -13,9 +13,17 @@ from compat.errors import ConfigError
 from compat.store import Store
 
 TINY = {
-    "data.synthetic_classes": "6", "data.synthetic_train_per_class": "12", "data.synthetic_val_per_class": "4",
-    "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "1", "new_train.epochs": "1",
-    "old_train.batch_size": "16", "new_train.batch_size": "16", "protocol.seeds": "0", "bct.ablation": "false",
+    "data.synthetic_classes": "6",
+    "data.synthetic_train_per_class": "12",
+    "data.synthetic_val_per_class": "4",
+    "model.width": "2",
+    "model.embedding_dim": "8",
+    "old_train.epochs": "1",
+    "new_train.epochs": "1",
+    "old_train.batch_size": "16",
+    "new_train.batch_size": "16",
+    "protocol.seeds": "0",
+    "bct.ablation": "false",
 }
 
 
@@ -36,12 +44,22 @@ def example_experiment():
         def plan(self, profile, seed, ablation=False):
             common = {"data": profile.data, "model": profile.model, "seed": seed}
             old = ModelSpec(subset=SubsetSpec("extended-class", 0.5, "old"), train=profile.old_train, **common)
-            new = ModelSpec(subset=SubsetSpec("extended-class", 0.5, "new"), train=profile.new_train,
-                            method=MethodSpec("bct", profile.example.weight), parent=old, **common)
+            new = ModelSpec(
+                subset=SubsetSpec("extended-class", 0.5, "new"),
+                train=profile.new_train,
+                method=MethodSpec("bct", profile.example.weight),
+                parent=old,
+                **common,
+            )
             indep = ModelSpec(subset=SubsetSpec("extended-class", 0.5, "new"), train=profile.new_train, **common)
-            return Plan({"old": old, "independent": indep, "heavy_bct": new},
-                        [Case("old/old", "old", "old"), Case("independent new/new", "independent", "independent"),
-                         Case("heavy BCT new/old", "heavy_bct", "old")])
+            return Plan(
+                {"old": old, "independent": indep, "heavy_bct": new},
+                [
+                    Case("old/old", "old", "old"),
+                    Case("independent new/new", "independent", "independent"),
+                    Case("heavy BCT new/old", "heavy_bct", "old"),
+                ],
+            )
 
     yield EXPERIMENTS["example"]
     del EXPERIMENTS["example"]
@@ -63,8 +81,9 @@ def test_a_new_experiment_needs_only_its_own_module(example_experiment, tmp_path
     # the command line knows it too
     monkeypatch.setenv("COMPAT_CACHE", str(tmp_path / "c"))
     monkeypatch.setenv("COMPAT_RESULTS", str(tmp_path / "r"))
-    assert main(["run", "example", "--profile", "smoke", *sum((["--set", f"{k}={v}"] for k, v in TINY.items()), []),
-                 "--set", "example.weight=2"]) == 0
+    assert (
+        main(["run", "example", "--profile", "smoke", *sum((["--set", f"{k}={v}"] for k, v in TINY.items()), []), "--set", "example.weight=2"]) == 0
+    )
     assert "heavy BCT new/old" in capsys.readouterr().out
 
 
@@ -80,8 +99,25 @@ def test_the_same_override_reaches_the_same_result_key_from_every_path(tmp_path)
     assert bct.result_key(cli, 0) == expected
     # `python -m compat book execute --set`: the notebook's injected `overrides` parameter
     out = tmp_path / "bct.ipynb"
-    assert main(["book", "execute", "notebooks/bct.ipynb", "--profile", "smoke", "--set", "new_train.lr=0.05",
-                 "--set", "protocol.seeds=0,1", "--prepare-only", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "book",
+                "execute",
+                "notebooks/bct.ipynb",
+                "--profile",
+                "smoke",
+                "--set",
+                "new_train.lr=0.05",
+                "--set",
+                "protocol.seeds=0,1",
+                "--prepare-only",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     injected = next(c for c in json.loads(out.read_text())["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
     namespace = {}
     exec("".join(injected["source"]), namespace)
@@ -112,7 +148,10 @@ def test_methods_are_registered_by_name():
         MethodSpec("bct", keep_ce=False)
 
 
-@pytest.mark.reliability(fault="writing committed result files from a checkout with uncommitted changes", behaviour="refused before training, so every result records the code that made it")
+@pytest.mark.reliability(
+    fault="writing committed result files from a checkout with uncommitted changes",
+    behaviour="refused before training, so every result records the code that made it",
+)
 def test_result_files_need_a_clean_tree_under_results(tmp_path, monkeypatch):
     from compat import store as store_module
 
@@ -127,8 +166,7 @@ def test_result_files_need_a_clean_tree_under_results(tmp_path, monkeypatch):
 def test_an_executed_chapter_shows_the_parameters_that_ran_not_the_defaults(tmp_path):
     from compat.booktools import RAN_HEADER, execute
 
-    out = execute(Path("notebooks/bct.ipynb"), tmp_path / "bct.ipynb", {"profile": "smoke", "overrides": {"protocol.seeds": [1]}},
-                  prepare_only=True)
+    out = execute(Path("notebooks/bct.ipynb"), tmp_path / "bct.ipynb", {"profile": "smoke", "overrides": {"protocol.seeds": [1]}}, prepare_only=True)
     cells = json.loads(out.read_text())["cells"]
     shown = ["".join(c["source"]) for c in cells if "remove-cell" not in c["metadata"].get("tags", [])]
     assert any(s.startswith(RAN_HEADER) and 'overrides = {"protocol.seeds": [1]}' in s for s in shown)
@@ -164,8 +202,16 @@ def test_the_provenance_table_lists_each_artefact_once_and_leaves_out_empty_colu
     from compat.experiments.base import provenance_table
 
     def record(key, speed, acc, mse=None):
-        return {"key": key, "train_seconds": 120.0, "images_per_s": speed, "final_train_acc": acc, "final_mse": mse,
-                "precision": "bf16", "device": "cpu", "trained_at_revision": "0123456789abcdef"}
+        return {
+            "key": key,
+            "train_seconds": 120.0,
+            "images_per_s": speed,
+            "final_train_acc": acc,
+            "final_mse": mse,
+            "precision": "bf16",
+            "device": "cpu",
+            "trained_at_revision": "0123456789abcdef",
+        }
 
     seed0 = {"seed": 0, "models": {"old": record("a", 1501.37, 0.4), "new": record("b", 1499.5, 0.35)}}
     seed1 = {"seed": 1, "models": {"old": record("a", 1501.37, 0.4)}}  # the same model named again
@@ -183,8 +229,9 @@ def test_training_curves_read_every_image_models_log_and_leave_out_transformatio
     from compat.experiments.base import training_curves
 
     epochs = [{"epoch": 1, "loss_ce": 3.0, "loss_influence": 1.0, "train_acc": 0.1}, {"epoch": 2, "loss_ce": 2.0, "train_acc": 0.3}]
-    results = [{"kind": "main", "seed": s, "models": {"bct": {"epochs": epochs}, "h": {"epochs": [{"epoch": 1, "mse": 0.2}]}}}
-               for s in (0, 1)] + [{"kind": "ablation", "seed": 0, "models": {"other": {"epochs": epochs}}}]
+    results = [{"kind": "main", "seed": s, "models": {"bct": {"epochs": epochs}, "h": {"epochs": [{"epoch": 1, "mse": 0.2}]}}} for s in (0, 1)] + [
+        {"kind": "ablation", "seed": 0, "models": {"other": {"epochs": epochs}}}
+    ]
     curves = training_curves(results)
     assert set(curves["model"]) == {"bct"} and len(curves) == 4  # two seeds x two epochs; no h, no ablation
     first = curves[(curves["seed"] == 0) & (curves["epoch"] == 1)].iloc[0]

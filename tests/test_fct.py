@@ -176,9 +176,18 @@ def test_added_options_keep_old_keys():
 
 
 FCT_TINY = {
-    **TINY, "bct.ablation": "false", "fct.transformation.augmented_views": "2", "fct.side_dim": "4", "fct.ablation_side_dims": "2", "fct.side_train.epochs": "1",
-    "fct.side_train.batch_size": "16", "fct.transformation.inner_dim": "16", "fct.transformation.epochs": "2",
-    "fct.transformation.batch_size": "16", "fct.transformation.warmup_epochs": "1", "fct.picture_queries": "2",
+    **TINY,
+    "bct.ablation": "false",
+    "fct.transformation.augmented_views": "2",
+    "fct.side_dim": "4",
+    "fct.ablation_side_dims": "2",
+    "fct.side_train.epochs": "1",
+    "fct.side_train.batch_size": "16",
+    "fct.transformation.inner_dim": "16",
+    "fct.transformation.epochs": "2",
+    "fct.transformation.batch_size": "16",
+    "fct.transformation.warmup_epochs": "1",
+    "fct.picture_queries": "2",
 }
 
 
@@ -192,8 +201,7 @@ def test_fct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
     results = experiment.run(profile, store)
     assert [r["kind"] for r in results] == ["main", "ablation"]
     cases = {r["case"] for r in results[1]["rows"]}
-    assert {"FCT side-info 0 new/old", "FCT side-info 2 new/old", "FCT side-info 4 new/old",
-            "FCT side-info 4, BatchNorm not frozen new/old"} <= cases
+    assert {"FCT side-info 0 new/old", "FCT side-info 2 new/old", "FCT side-info 4 new/old", "FCT side-info 4, BatchNorm not frozen new/old"} <= cases
 
     # the no-side-info gallery is h(old, old): the old embedding fills the side input, as in the official code
     spec = fct.transformation_spec(profile, 0, 0)
@@ -206,8 +214,10 @@ def test_fct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
     labels = profile.data.load().val.labels
     row = next(r for r in results[0]["rows"] if r["case"] == fct.NO_SIDE and r["distance"] == "l2")
     assert retrieval_metrics(get_embeddings(spec.new, store, flip=flip), upgraded, labels)["top1"] == pytest.approx(row["top1"])
-    assert len(get_transformation(spec, store) and store.model_meta(spec.key)["log"]["epochs"][0]) and \
-        "val_mse" in store.model_meta(spec.key)["log"]["epochs"][0]
+    assert (
+        len(get_transformation(spec, store) and store.model_meta(spec.key)["log"]["epochs"][0])
+        and "val_mse" in store.model_meta(spec.key)["log"]["epochs"][0]
+    )
 
     picture = fct.examples(results)
     assert len(picture["queries"]) == 2 and set(picture["top5"]) == set(fct.PICTURE_CASES)

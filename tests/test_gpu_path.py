@@ -9,10 +9,20 @@ from compat.methods import METHODS
 from compat.store import Store
 
 TINY_GPU = {
-    "data.dataset": "synthetic", "data.image_size": "64", "data.synthetic_classes": "4",
-    "data.synthetic_train_per_class": "8", "data.synthetic_val_per_class": "3", "model.width": "2",
-    "model.embedding_dim": "8", "old_train.epochs": "1", "new_train.epochs": "1", "old_train.batch_size": "8",
-    "new_train.batch_size": "8", "old_train.warmup_epochs": "0", "new_train.warmup_epochs": "0", "protocol.seeds": "0",
+    "data.dataset": "synthetic",
+    "data.image_size": "64",
+    "data.synthetic_classes": "4",
+    "data.synthetic_train_per_class": "8",
+    "data.synthetic_val_per_class": "3",
+    "model.width": "2",
+    "model.embedding_dim": "8",
+    "old_train.epochs": "1",
+    "new_train.epochs": "1",
+    "old_train.batch_size": "8",
+    "new_train.batch_size": "8",
+    "old_train.warmup_epochs": "0",
+    "new_train.warmup_epochs": "0",
+    "protocol.seeds": "0",
 }
 
 
@@ -26,8 +36,13 @@ def test_every_method_trains_a_step_on_the_gpu_profiles_path(method, tmp_path, m
     store = Store(tmp_path / "c", tmp_path / "r")
     common = {"data": profile.data, "model": profile.model, "seed": 0}
     old = ModelSpec(subset=SubsetSpec("extended-class", 0.5, "old"), train=profile.old_train, **common)
-    spec = ModelSpec(subset=SubsetSpec("extended-class", 0.5, "new"), train=profile.new_train,
-                     method=MethodSpec(method), parent=old if METHODS[method].needs_parent else None, **common)
+    spec = ModelSpec(
+        subset=SubsetSpec("extended-class", 0.5, "new"),
+        train=profile.new_train,
+        method=MethodSpec(method),
+        parent=old if METHODS[method].needs_parent else None,
+        **common,
+    )
     moved, checked = [], []  # (term, device) of every Module.to call; term tensors found on the model's device
     real_to, real_fit = torch.nn.Module.to, artefacts.fit
 

@@ -89,8 +89,13 @@ def test_bct_verdict_rules_on_constructed_results(tmp_path):
     from compat.experiments import get_experiment
 
     bct = get_experiment("bct")
-    base = {"old/old": [0.10, 0.10], "independent new/new": [0.20, 0.20], "independent new/old": [0.005, 0.005],
-            "L2 new/old": [0.09, 0.09], "L2 new/new": [0.15, 0.15]}
+    base = {
+        "old/old": [0.10, 0.10],
+        "independent new/new": [0.20, 0.20],
+        "independent new/old": [0.005, 0.005],
+        "L2 new/old": [0.09, 0.09],
+        "L2 new/new": [0.15, 0.15],
+    }
     good, store = _fake_results(tmp_path / "a", {**base, "BCT new/old": [0.14, 0.14], "BCT new/new": [0.19, 0.19]})
     assert bct.check_claims(good, "l2", store)["holds"].all()
     assert "l2 distance: reproduced" in bct.verdict(good, "l2", store)
@@ -137,8 +142,12 @@ def test_unibct_verdict_rules_on_constructed_results(tmp_path):
     def results(where, bct, uni):
         values = {}
         for s in SCENARIOS:
-            values |= {f"{s}: old/old": [0.10, 0.10], f"{s}: BCT new/old": [bct[s]] * 2,
-                       f"{s}: UniBCT new/old": [uni[s]] * 2, f"{s}: UniBCT (no refinement) new/old": [0.11, 0.11]}
+            values |= {
+                f"{s}: old/old": [0.10, 0.10],
+                f"{s}: BCT new/old": [bct[s]] * 2,
+                f"{s}: UniBCT new/old": [uni[s]] * 2,
+                f"{s}: UniBCT (no refinement) new/old": [0.11, 0.11],
+            }
         return _fake_results(tmp_path / where, values, n=2000, experiment="unibct", paired=True)
 
     closed_only = {s: 0.14 if s == "extended-class" else 0.07 for s in SCENARIOS}
@@ -164,8 +173,10 @@ def test_unibct_verdict_rules_on_constructed_results(tmp_path):
 def test_cost_cells_name_units_and_compute_the_ratio_from_the_rows():
     from compat.tables import cost_cells
 
-    rows = [{"method": m, "n": n, "seconds": s, "rows_per_s": n / s, "input_mb": 1.5, "peak_extra_mb": None}
-            for m, n, s in (("upgrade", 100, 0.01), ("re-embed", 100, 2.0), ("upgrade", 1000, 0.05), ("re-embed", 1000, 20.0))]
+    rows = [
+        {"method": m, "n": n, "seconds": s, "rows_per_s": n / s, "input_mb": 1.5, "peak_extra_mb": None}
+        for m, n, s in (("upgrade", 100, 0.01), ("re-embed", 100, 2.0), ("upgrade", 1000, 0.05), ("re-embed", 1000, 20.0))
+    ]
     table, text = cost_cells({"rows": rows, "environment": {"device": "cpu (test)", "git_revision": "abcdef1234567890"}})
     assert list(table.index) == [100, 1000] and ("time (s)", "re-embed") in table.columns
     assert table.loc[1000, ("rows per s", "upgrade")] == "20,000" and table.loc[100, ("peak extra memory (MB)", "upgrade")] == ""

@@ -59,7 +59,9 @@ def test_same_seed_same_weights_on_cpu():
     assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
 
 
-@pytest.mark.reliability(fault="training killed between epochs", behaviour="the rerun resumes from the last checkpoint to the same weights as an uninterrupted run")
+@pytest.mark.reliability(
+    fault="training killed between epochs", behaviour="the rerun resumes from the last checkpoint to the same weights as an uninterrupted run"
+)
 def test_resume_from_checkpoint_gives_the_uninterrupted_result(tmp_path):
     full, log = _tiny_run(epochs=3)
     with pytest.raises(KeyboardInterrupt):
@@ -98,9 +100,16 @@ def test_concurrent_writers_never_leave_a_corrupt_file(tmp_path):
 
 
 TINY = {
-    "data.synthetic_classes": "6", "data.synthetic_train_per_class": "12", "data.synthetic_val_per_class": "4",
-    "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "1", "new_train.epochs": "1",
-    "old_train.batch_size": "16", "new_train.batch_size": "16", "protocol.seeds": "0",
+    "data.synthetic_classes": "6",
+    "data.synthetic_train_per_class": "12",
+    "data.synthetic_val_per_class": "4",
+    "model.width": "2",
+    "model.embedding_dim": "8",
+    "old_train.epochs": "1",
+    "new_train.epochs": "1",
+    "old_train.batch_size": "16",
+    "new_train.batch_size": "16",
+    "protocol.seeds": "0",
 }
 
 
@@ -134,7 +143,9 @@ def test_rerun_reuses_and_a_changed_parameter_retrains_only_its_dependents(tmp_p
     assert first[0]["environment"]["git_revision"] and first[0]["models"]["old"]["precision"] in ("bf16", "fp32")
 
 
-@pytest.mark.reliability(fault="a missing artefact under COMPAT_TRAIN=never (CI)", behaviour="one error naming the artefact and the command that makes it; nothing trains")
+@pytest.mark.reliability(
+    fault="a missing artefact under COMPAT_TRAIN=never (CI)", behaviour="one error naming the artefact and the command that makes it; nothing trains"
+)
 def test_training_can_be_forbidden_with_a_clear_error(tmp_path, monkeypatch):
     from compat.experiments import get_experiment
 

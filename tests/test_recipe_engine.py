@@ -97,9 +97,13 @@ def test_collapsed_embeddings_are_detected_and_never_tabulated():
     good = rng.normal(size=(40, 8)).astype(np.float32)
     constant = np.ones((40, 8), np.float32)
     assert collapsed(good) is None and "constant embeddings" in collapsed(constant)
-    rows, per_query = evaluate_cases({"old": good, "new": constant}, labels,
-                                     [("old/old", "old", "old"), ("new/new", "new", "new"), ("new/old", "new", "old")],
-                                     ["l2"], lambda case: ("old/old", "new/new"))
+    rows, per_query = evaluate_cases(
+        {"old": good, "new": constant},
+        labels,
+        [("old/old", "old", "old"), ("new/new", "new", "new"), ("new/old", "new", "old")],
+        ["l2"],
+        lambda case: ("old/old", "new/new"),
+    )
     by_case = {r["case"]: r for r in rows}
     assert by_case["new/old"]["top1"] is None and "constant embeddings" in by_case["new/old"]["diverged"]
     assert by_case["new/old"]["gain_top1"] is None and "l2|new/old|rank" not in per_query
@@ -126,8 +130,14 @@ def test_a_run_at_chance_whose_loss_rose_is_marked_diverged():
     stuck = EmbeddingModel(ModelConfig("resnet20", width=2, embedding_dim=8), 4)
     log = fit(stuck, images, labels, TrainConfig(epochs=3, batch_size=32, lr=1e-9, warmup_epochs=0), [CrossEntropy(), Rising()], seed=0)
     assert "chance level" in log["diverged"] and "loss rose" in log["diverged"]
-    learned = fit(EmbeddingModel(ModelConfig("resnet20", width=4, embedding_dim=8), 4), images, labels,
-                  TrainConfig(epochs=6, batch_size=32, lr=0.1, warmup_epochs=0), [CrossEntropy(), Rising()], seed=0)
+    learned = fit(
+        EmbeddingModel(ModelConfig("resnet20", width=4, embedding_dim=8), 4),
+        images,
+        labels,
+        TrainConfig(epochs=6, batch_size=32, lr=0.1, warmup_epochs=0),
+        [CrossEntropy(), Rising()],
+        seed=0,
+    )
     assert learned["epochs"][-1]["train_acc"] > 0.5 and learned["diverged"] is None  # the loss rose, but it learned
 
 

@@ -92,8 +92,11 @@ def test_one_pixel_test_time_shifts_are_airbenchs_weighted_mean_of_shifted_flip_
     model = _model().eval()
     padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
     down_right, up_left = padded[:, :16, :16], padded[:, 2:, 2:]
-    oracle = 0.5 * embed(model, images, precision="fp32", flip=True) + 0.25 * embed(model, down_right, precision="fp32", flip=True) \
+    oracle = (
+        0.5 * embed(model, images, precision="fp32", flip=True)
+        + 0.25 * embed(model, down_right, precision="fp32", flip=True)
         + 0.25 * embed(model, up_left, precision="fp32", flip=True)
+    )
     np.testing.assert_allclose(embed(model, images, precision="fp32", flip=True, translate=True), oracle, rtol=1e-4, atol=1e-5)
     with pytest.raises(ConfigError, match="flip=True"):
         embed(model, images, translate=True)
@@ -104,6 +107,14 @@ def test_the_probe_sees_raw_weights_only_where_an_average_is_kept():
     seen = []
     for extra in ({}, {"ema_decay": 0.9}, {"lookahead_every": 2}):
         config = TrainConfig(epochs=1, batch_size=32, lr=0.05, warmup_epochs=0, **extra)
-        fit(_model(), images, labels, config, [CrossEntropy()], seed=0, progress=False,
-            on_epoch=lambda model, epoch, raw: seen.append(raw is not None and raw is not model) or {})
+        fit(
+            _model(),
+            images,
+            labels,
+            config,
+            [CrossEntropy()],
+            seed=0,
+            progress=False,
+            on_epoch=lambda model, epoch, raw: seen.append(raw is not None and raw is not model) or {},
+        )
     assert seen == [False, True, True]

@@ -12,7 +12,9 @@ from compat.evaluate import retrieval_metrics
 
 
 @pytest.mark.parametrize("value", ["NEVER", "no", "", "0"])
-@pytest.mark.reliability(fault="COMPAT_TRAIN set to an undocumented value", behaviour="refused with the allowed values (the guard cannot be turned off by a typo)")
+@pytest.mark.reliability(
+    fault="COMPAT_TRAIN set to an undocumented value", behaviour="refused with the allowed values (the guard cannot be turned off by a typo)"
+)
 def test_compat_train_accepts_only_its_documented_values(value, monkeypatch):
     from compat.artefacts import training_policy
 
@@ -22,7 +24,9 @@ def test_compat_train_accepts_only_its_documented_values(value, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["COMPAT_CACHE", "COMPAT_RESULTS", "COMPAT_DATA_DIR"])
-@pytest.mark.reliability(fault="COMPAT_CACHE, COMPAT_RESULTS or COMPAT_DATA_DIR set but empty", behaviour="refused; nothing is written into the current folder")
+@pytest.mark.reliability(
+    fault="COMPAT_CACHE, COMPAT_RESULTS or COMPAT_DATA_DIR set but empty", behaviour="refused; nothing is written into the current folder"
+)
 def test_an_empty_path_variable_is_an_error_not_the_current_directory(name, monkeypatch):
     from compat import paths
 
@@ -32,8 +36,10 @@ def test_an_empty_path_variable_is_an_error_not_the_current_directory(name, monk
         getter()
 
 
-@pytest.mark.reliability(fault="the mirror (--mirror, COMPAT_TINY_IMAGENET_MIRROR) or COMPAT_HOME set but empty",
-                         behaviour="refused by name before any work: never the shared mirror, a download or the current folder in its place")
+@pytest.mark.reliability(
+    fault="the mirror (--mirror, COMPAT_TINY_IMAGENET_MIRROR) or COMPAT_HOME set but empty",
+    behaviour="refused by name before any work: never the shared mirror, a download or the current folder in its place",
+)
 def test_an_empty_mirror_or_home_is_an_error(tmp_path, monkeypatch):
     from compat import paths
     from compat.cli import main
@@ -57,15 +63,21 @@ def test_the_evaluator_refuses_a_single_item():
         retrieval_metrics(np.ones((1, 4)), np.ones((1, 4)), np.array([0]))
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["bench", "evaluate", "--repeats", "0"], "--repeats=0 is out of range"),
-    (["bench", "evaluate", "--n", "1"], "--n=1 is out of range"),
-    (["bench", "evaluate", "--n", "399"], "--n=399 is out of range; allowed: [400, 30000]"),  # a class without a pair
-    (["bench", "evaluate", "--n", "100000"], "--n=100000 is out of range"),  # the n x n ranking would not fit
-    (["bench", "train", "--steps", "0"], "--steps=0 is out of range"),
-    (["bench", "gallery", "--sizes", "1000", "0"], "--sizes item=0 is out of range"),
-])
-@pytest.mark.reliability(fault="benchmark arguments that measure nothing or cannot run (0 repeats, 0 steps, an evaluator size with a class of one or a ranking beyond memory)", behaviour="refused before any work")
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "evaluate", "--repeats", "0"], "--repeats=0 is out of range"),
+        (["bench", "evaluate", "--n", "1"], "--n=1 is out of range"),
+        (["bench", "evaluate", "--n", "399"], "--n=399 is out of range; allowed: [400, 30000]"),  # a class without a pair
+        (["bench", "evaluate", "--n", "100000"], "--n=100000 is out of range"),  # the n x n ranking would not fit
+        (["bench", "train", "--steps", "0"], "--steps=0 is out of range"),
+        (["bench", "gallery", "--sizes", "1000", "0"], "--sizes item=0 is out of range"),
+    ],
+)
+@pytest.mark.reliability(
+    fault="benchmark arguments that measure nothing or cannot run (0 repeats, 0 steps, an evaluator size with a class of one or a ranking beyond memory)",
+    behaviour="refused before any work",
+)
 def test_benchmarks_refuse_arguments_that_measure_nothing(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
@@ -81,13 +93,25 @@ def _tiny_spec():
     from compat.artefacts import ModelSpec, SubsetSpec
     from compat.config import get_profile
 
-    profile = get_profile("smoke", {"data.synthetic_classes": "4", "data.synthetic_train_per_class": "8",
-                                    "data.synthetic_val_per_class": "3", "model.width": "2", "model.embedding_dim": "8",
-                                    "old_train.epochs": "2", "old_train.batch_size": "8", "old_train.warmup_epochs": "0"})
+    profile = get_profile(
+        "smoke",
+        {
+            "data.synthetic_classes": "4",
+            "data.synthetic_train_per_class": "8",
+            "data.synthetic_val_per_class": "3",
+            "model.width": "2",
+            "model.embedding_dim": "8",
+            "old_train.epochs": "2",
+            "old_train.batch_size": "8",
+            "old_train.warmup_epochs": "0",
+        },
+    )
     return ModelSpec(profile.data, SubsetSpec("extended-class", 0.5, "old"), profile.model, profile.old_train, 0)
 
 
-@pytest.mark.reliability(fault="a stored model with changed bytes", behaviour="detected by its sha256, named, rebuilt (refused under COMPAT_TRAIN=never)")
+@pytest.mark.reliability(
+    fault="a stored model with changed bytes", behaviour="detected by its sha256, named, rebuilt (refused under COMPAT_TRAIN=never)"
+)
 def test_a_damaged_model_is_named_and_rebuilt_or_refused(tmp_path, monkeypatch):
     import torch
 
@@ -154,8 +178,10 @@ def test_the_reliability_page_is_generated_from_these_tests():
     assert "tests/test_reliability.py::test_the_evaluator_refuses_a_single_item" in set(table["test"])
 
 
-@pytest.mark.reliability(fault="the same configuration run with another CPU thread count (a CPU run's numbers depend on it)",
-                         behaviour="training pins the thread count of its config; another count is another key")
+@pytest.mark.reliability(
+    fault="the same configuration run with another CPU thread count (a CPU run's numbers depend on it)",
+    behaviour="training pins the thread count of its config; another count is another key",
+)
 def test_the_thread_count_is_pinned_by_the_config_and_part_of_the_key(tmp_path):
     import dataclasses
 
@@ -189,13 +215,23 @@ def _written_result(tmp_path):
     return store
 
 
-RESULT = {"experiment": "bct", "profile": "smoke", "key": "k", "kind": "main", "rows": [{"case": "old/old", "top1": 12.5}],
-          "config": {}, "wall_seconds": {}, "environment": {}}
+RESULT = {
+    "experiment": "bct",
+    "profile": "smoke",
+    "key": "k",
+    "kind": "main",
+    "rows": [{"case": "old/old", "top1": 12.5}],
+    "config": {},
+    "wall_seconds": {},
+    "environment": {},
+}
 
 
 @pytest.mark.parametrize("damage", ["result bytes", "per-query bytes", "no digest"])
-@pytest.mark.reliability(fault="a result file or its per-query file with changed bytes, or without its recorded sha256",
-                         behaviour="named; the run makes it again (refused under COMPAT_TRAIN=never, with the path and how to restore a committed file)")
+@pytest.mark.reliability(
+    fault="a result file or its per-query file with changed bytes, or without its recorded sha256",
+    behaviour="named; the run makes it again (refused under COMPAT_TRAIN=never, with the path and how to restore a committed file)",
+)
 def test_a_damaged_result_file_is_named_and_made_again_or_refused(damage, tmp_path, monkeypatch):
     from compat.artefacts import read_intact_result
     from compat.store import DamagedArtefact
@@ -220,8 +256,10 @@ def test_a_damaged_result_file_is_named_and_made_again_or_refused(damage, tmp_pa
         assert read_intact_result(store, "bct", "smoke", "k") is None
 
 
-@pytest.mark.reliability(fault="the disk fills up while a result file is written",
-                         behaviour="one StorageError naming the file and what to do (no raw OSError); the previous file and its digest stay intact, no temporary file is left")
+@pytest.mark.reliability(
+    fault="the disk fills up while a result file is written",
+    behaviour="one StorageError naming the file and what to do (no raw OSError); the previous file and its digest stay intact, no temporary file is left",
+)
 def test_a_failed_write_leaves_the_previous_result_intact(tmp_path, monkeypatch):
     import errno
     from pathlib import Path
@@ -242,8 +280,10 @@ def test_a_failed_write_leaves_the_previous_result_intact(tmp_path, monkeypatch)
     assert sorted(p.name for p in store.result_path("bct", "smoke", "k").parent.iterdir()) == ["k.json", "k.json.sha256", "k.npz", "k.npz.sha256"]
 
 
-@pytest.mark.reliability(fault="a chapter's own display parameter out of range (classes in the data chapter's grid)",
-                         behaviour="one error naming the parameter and its allowed range, from our check, not from matplotlib")
+@pytest.mark.reliability(
+    fault="a chapter's own display parameter out of range (classes in the data chapter's grid)",
+    behaviour="one error naming the parameter and its allowed range, from our check, not from matplotlib",
+)
 def test_the_data_chapter_checks_its_own_parameters(tmp_path):
     import papermill
 
@@ -253,8 +293,10 @@ def test_the_data_chapter_checks_its_own_parameters(tmp_path):
         execute(Path("notebooks/data_and_protocol.ipynb"), tmp_path / "data.ipynb", {"profile": "smoke", "classes_shown": 0})
 
 
-@pytest.mark.reliability(fault="a copied checkout (cp -r) whose .venv still imports the original's src (editable install)",
-                         behaviour="its commands refuse to run the other checkout's code, and `make venv` rebuilds .venv for the copy")
+@pytest.mark.reliability(
+    fault="a copied checkout (cp -r) whose .venv still imports the original's src (editable install)",
+    behaviour="its commands refuse to run the other checkout's code, and `make venv` rebuilds .venv for the copy",
+)
 def test_a_copied_checkout_runs_its_own_code_or_says_it_does_not(tmp_path, monkeypatch):
     import shutil
     import subprocess
@@ -282,14 +324,19 @@ def test_a_copied_checkout_runs_its_own_code_or_says_it_does_not(tmp_path, monke
     assert "Nothing to be done" in plan(str(copy))  # made for this checkout: kept
 
 
-@pytest.mark.reliability(fault="synthetic sizes too large for memory; an image size the chosen backbone cannot take",
-                         behaviour="one ConfigError naming the settings and the limit, before any work (no MemoryError, no RuntimeError mid-run)")
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"data.synthetic_classes": 100_000}, "synthetic_classes=100000 is out of range"),
-    ({"data.synthetic_train_per_class": 1_000_000}, "synthetic_train_per_class=1000000 is out of range"),
-    ({"data.synthetic_classes": 5000, "data.synthetic_train_per_class": 20_000, "data.image_size": 64}, r"GiB in memory \(at most 4 GiB\)"),
-    ({"data.image_size": 8}, "data.image_size=8 is too small for backbone 'airnet': it takes images of at least 9 pixels"),
-])
+@pytest.mark.reliability(
+    fault="synthetic sizes too large for memory; an image size the chosen backbone cannot take",
+    behaviour="one ConfigError naming the settings and the limit, before any work (no MemoryError, no RuntimeError mid-run)",
+)
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"data.synthetic_classes": 100_000}, "synthetic_classes=100000 is out of range"),
+        ({"data.synthetic_train_per_class": 1_000_000}, "synthetic_train_per_class=1000000 is out of range"),
+        ({"data.synthetic_classes": 5000, "data.synthetic_train_per_class": 20_000, "data.image_size": 64}, r"GiB in memory \(at most 4 GiB\)"),
+        ({"data.image_size": 8}, "data.image_size=8 is too small for backbone 'airnet': it takes images of at least 9 pixels"),
+    ],
+)
 def test_sizes_out_of_reach_are_refused_before_any_work(overrides, message):
     from compat.config import get_profile
 
@@ -313,14 +360,19 @@ def test_every_backbone_takes_its_smallest_stated_image_size_and_no_smaller():
     assert MIN_IMAGE_SIZES["airnet"] == 9  # the case the check exists for: 8 px is inside data.image_size's range
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("missing.ipynb", None, "missing.ipynb is not a notebook file (.ipynb): it does not exist"),
-    ("chapter.txt", "hello", "chapter.txt is not a notebook file (.ipynb)"),
-    ("not-json.ipynb", "hello", "not-json.ipynb is not a valid notebook (Notebook does not appear to be JSON"),
-    ("no-cells.ipynb", "{}", "no-cells.ipynb is not a valid notebook"),
-])
-@pytest.mark.reliability(fault="book execute on a missing, non-notebook or damaged path",
-                         behaviour="one error naming the path and what a chapter is (it raised FileNotFoundError, NotJSONError or ValidationError)")
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("missing.ipynb", None, "missing.ipynb is not a notebook file (.ipynb): it does not exist"),
+        ("chapter.txt", "hello", "chapter.txt is not a notebook file (.ipynb)"),
+        ("not-json.ipynb", "hello", "not-json.ipynb is not a valid notebook (Notebook does not appear to be JSON"),
+        ("no-cells.ipynb", "{}", "no-cells.ipynb is not a valid notebook"),
+    ],
+)
+@pytest.mark.reliability(
+    fault="book execute on a missing, non-notebook or damaged path",
+    behaviour="one error naming the path and what a chapter is (it raised FileNotFoundError, NotJSONError or ValidationError)",
+)
 def test_book_execute_refuses_what_is_not_a_notebook(tmp_path, name, content, message, capsys):
     path = tmp_path / name
     if content is not None:
@@ -330,8 +382,10 @@ def test_book_execute_refuses_what_is_not_a_notebook(tmp_path, name, content, me
     assert not (tmp_path / "out.ipynb").exists()
 
 
-@pytest.mark.reliability(fault="book execute into an output folder that cannot be written",
-                         behaviour="refused naming the folder before a kernel starts; nothing is left behind")
+@pytest.mark.reliability(
+    fault="book execute into an output folder that cannot be written",
+    behaviour="refused naming the folder before a kernel starts; nothing is left behind",
+)
 def test_book_execute_refuses_an_output_folder_it_cannot_write(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -341,8 +395,10 @@ def test_book_execute_refuses_an_output_folder_it_cannot_write(tmp_path, capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
-@pytest.mark.reliability(fault="a full disk met by a writer outside the store (papermill writing a chapter)",
-                         behaviour="one error naming the file and what to do, exit status 2 (no traceback); other OS errors still raise")
+@pytest.mark.reliability(
+    fault="a full disk met by a writer outside the store (papermill writing a chapter)",
+    behaviour="one error naming the file and what to do, exit status 2 (no traceback); other OS errors still raise",
+)
 def test_the_command_line_names_a_full_disk_met_anywhere(monkeypatch, capsys):
     import errno
     import os

@@ -19,8 +19,18 @@ from compat.store import DamagedArtefact, Store, read_verified
 
 
 def _payload(key, n=0):
-    return {"experiment": "bct", "profile": "cpu", "key": key, "seed": 0, "kind": "main", "rows": [], "config": {},
-            "wall_seconds": {}, "environment": {}, "filler": "x" * (50_000 + n)}
+    return {
+        "experiment": "bct",
+        "profile": "cpu",
+        "key": key,
+        "seed": 0,
+        "kind": "main",
+        "rows": [],
+        "config": {},
+        "wall_seconds": {},
+        "environment": {},
+        "filler": "x" * (50_000 + n),
+    }
 
 
 def _writer(root, n, rounds):
@@ -29,8 +39,10 @@ def _writer(root, n, rounds):
         store.write_result("bct", "cpu", "0123456789abcdef", _payload("0123456789abcdef", 1000 * n + i))
 
 
-@pytest.mark.reliability(fault="several processes write the same result file at once",
-                         behaviour="the file and its sha256 sidecar always come from one writer: every read afterwards is intact")
+@pytest.mark.reliability(
+    fault="several processes write the same result file at once",
+    behaviour="the file and its sha256 sidecar always come from one writer: every read afterwards is intact",
+)
 def test_concurrent_writers_never_cross_their_digests(tmp_path):
     ctx = multiprocessing.get_context("fork")
     for _ in range(3):  # repeated: a race shows in some tries only
@@ -44,8 +56,10 @@ def test_concurrent_writers_never_cross_their_digests(tmp_path):
         assert store.read_result("bct", "cpu", "0123456789abcdef")["key"] == "0123456789abcdef"
 
 
-@pytest.mark.reliability(fault="a result file copied under another key's name, with fresh sidecars",
-                         behaviour="refused as belonging to another key (its recorded key, experiment and profile are checked)")
+@pytest.mark.reliability(
+    fault="a result file copied under another key's name, with fresh sidecars",
+    behaviour="refused as belonging to another key (its recorded key, experiment and profile are checked)",
+)
 def test_a_result_copied_under_another_key_is_refused(tmp_path):
     store = Store(tmp_path / "cache", tmp_path / "results")
     store.write_result("bct", "cpu", "aaaaaaaaaaaaaaaa", _payload("aaaaaaaaaaaaaaaa"))
@@ -56,8 +70,10 @@ def test_a_result_copied_under_another_key_is_refused(tmp_path):
     assert store.read_result("bct", "cpu", "aaaaaaaaaaaaaaaa")["key"] == "aaaaaaaaaaaaaaaa"
 
 
-@pytest.mark.reliability(fault="a stored model or embeddings file whose sha256 sidecar was deleted (and the file zeroed)",
-                         behaviour="never used: the model is refused as damaged, the embeddings are made again")
+@pytest.mark.reliability(
+    fault="a stored model or embeddings file whose sha256 sidecar was deleted (and the file zeroed)",
+    behaviour="never used: the model is refused as damaged, the embeddings are made again",
+)
 def test_a_file_without_its_digest_is_never_used(tmp_path):
     store = Store(tmp_path / "cache", tmp_path / "results")
     model = torch.nn.Linear(3, 2)
@@ -91,8 +107,10 @@ def _oracle_top1(z, labels):
 
 
 @pytest.mark.parametrize("scale", [1e-30, 1e-25, 1e-12, 1e-3, 1.0, 1e3, 1e12, 5e18, 1e20])
-@pytest.mark.reliability(fault="embeddings scaled over many orders of magnitude (float32 distances overflow or underflow)",
-                         behaviour="the evaluator matches a float64 brute-force oracle, or refuses the input naming the scale")
+@pytest.mark.reliability(
+    fault="embeddings scaled over many orders of magnitude (float32 distances overflow or underflow)",
+    behaviour="the evaluator matches a float64 brute-force oracle, or refuses the input naming the scale",
+)
 def test_the_evaluator_matches_a_float64_oracle_or_refuses(scale):
     rng = np.random.default_rng(0)
     labels = np.arange(40) % 5
@@ -112,8 +130,10 @@ def test_embeddings_without_dimensions_are_refused():
         retrieval_metrics(np.ones((5, 0), np.float32), np.ones((5, 0), np.float32), np.arange(5))
 
 
-@pytest.mark.reliability(fault="a results or cache folder that is a file, or cannot take a new file (read-only)",
-                         behaviour="refused before any model trains, naming the folder and the variable that moves it")
+@pytest.mark.reliability(
+    fault="a results or cache folder that is a file, or cannot take a new file (read-only)",
+    behaviour="refused before any model trains, naming the folder and the variable that moves it",
+)
 @pytest.mark.parametrize("role", ["results", "cache"])
 def test_an_unwritable_folder_is_refused_before_training(role, tmp_path, monkeypatch):
     from compat.config import get_profile
@@ -134,8 +154,10 @@ def test_an_unwritable_folder_is_refused_before_training(role, tmp_path, monkeyp
             Store(tmp_path / "cache", readonly).check_result_writable()
 
 
-@pytest.mark.reliability(fault="code with uncommitted changes writing into another checkout's results/ through COMPAT_RESULTS",
-                         behaviour="refused like a write into its own results/: files under any checkout's results/ come from clean code")
+@pytest.mark.reliability(
+    fault="code with uncommitted changes writing into another checkout's results/ through COMPAT_RESULTS",
+    behaviour="refused like a write into its own results/: files under any checkout's results/ come from clean code",
+)
 def test_dirty_code_cannot_write_into_another_checkouts_results(tmp_path, monkeypatch):
     from compat import store as store_module
 
@@ -151,17 +173,24 @@ def test_dirty_code_cannot_write_into_another_checkouts_results(tmp_path, monkey
     Store(tmp_path / "c", other / "results").check_result_writable()  # clean code may (a queue's worktree)
 
 
-@pytest.mark.parametrize("change, defect", [
-    ("rows", "no rows"), ("environment", "no environment"), ("rows-a-dict", "rows is a dict, not a list"),
-    ("rows-of-numbers", "rows holds something other than records"), ("environment-a-list", "environment is a list, not a dict"),
-])
-@pytest.mark.reliability(fault="a result JSON missing fields, or holding them in the wrong type, with a valid sidecar",
-                         behaviour="refused as incomplete, naming the file, the defect and the command that rebuilds it (no KeyError in a table)")
+@pytest.mark.parametrize(
+    "change, defect",
+    [
+        ("rows", "no rows"),
+        ("environment", "no environment"),
+        ("rows-a-dict", "rows is a dict, not a list"),
+        ("rows-of-numbers", "rows holds something other than records"),
+        ("environment-a-list", "environment is a list, not a dict"),
+    ],
+)
+@pytest.mark.reliability(
+    fault="a result JSON missing fields, or holding them in the wrong type, with a valid sidecar",
+    behaviour="refused as incomplete, naming the file, the defect and the command that rebuilds it (no KeyError in a table)",
+)
 def test_a_result_missing_fields_is_refused_as_incomplete(tmp_path, change, defect):
     store = Store(tmp_path / "cache", tmp_path / "results")
     payload = _payload("aaaaaaaaaaaaaaaa")
-    changed = {"rows-a-dict": ("rows", {"top1": 1.0}), "rows-of-numbers": ("rows", [1.0]),
-               "environment-a-list": ("environment", [])}
+    changed = {"rows-a-dict": ("rows", {"top1": 1.0}), "rows-of-numbers": ("rows", [1.0]), "environment-a-list": ("environment", [])}
     if change in changed:
         payload[changed[change][0]] = changed[change][1]
     else:
@@ -194,21 +223,29 @@ def _full_disk(monkeypatch, when=lambda path: True):
     monkeypatch.setattr(Path, "write_bytes", refuse)
 
 
-@pytest.mark.reliability(fault="a file-size limit (`ulimit -f`) reached while a result, model or embedding file is written",
-                         behaviour="one error naming the file and `ulimit -f` (no raw OSError); the previous file is kept whole, no partial file is left")
+@pytest.mark.reliability(
+    fault="a file-size limit (`ulimit -f`) reached while a result, model or embedding file is written",
+    behaviour="one error naming the file and `ulimit -f` (no raw OSError); the previous file is kept whole, no partial file is left",
+)
 def test_a_file_size_limit_is_one_clear_error_and_keeps_the_previous_file(tmp_path):
     store = Store(tmp_path / "cache", tmp_path / "results")
     key = "aaaaaaaaaaaaaaaa"
     store.write_result("bct", "cpu", key, _payload(key))
-    with _file_size_limit(80_000), pytest.raises(
-            StorageError, match=rf"cannot write .*{key}.json \(File too large\): raise the file-size limit .*previous file, if any, is kept whole"):
+    with (
+        _file_size_limit(80_000),
+        pytest.raises(
+            StorageError, match=rf"cannot write .*{key}.json \(File too large\): raise the file-size limit .*previous file, if any, is kept whole"
+        ),
+    ):
         store.write_result("bct", "cpu", key, {**_payload(key, n=100_000), "seed": 1})
     assert store.read_result("bct", "cpu", key)["seed"] == 0  # the previous file, whole and verified
     assert sorted(p.name for p in store.result_path("bct", "cpu", key).parent.iterdir()) == [f"{key}.json", f"{key}.json.sha256"]
 
 
-@pytest.mark.reliability(fault="a full disk met by a file's digest, after the file itself was written",
-                         behaviour="neither the file nor a stale digest is left (a file without its own digest is never used); one error naming the file")
+@pytest.mark.reliability(
+    fault="a full disk met by a file's digest, after the file itself was written",
+    behaviour="neither the file nor a stale digest is left (a file without its own digest is never used); one error naming the file",
+)
 def test_a_digest_that_cannot_be_written_takes_its_file_with_it(tmp_path, monkeypatch):
     store = Store(tmp_path / "cache", tmp_path / "results")
     key = "bbbbbbbbbbbbbbbb"
@@ -221,8 +258,10 @@ def test_a_digest_that_cannot_be_written_takes_its_file_with_it(tmp_path, monkey
 
 
 @pytest.mark.parametrize("entry", ["a folder named like a result", "a note", "a model without its record"])
-@pytest.mark.reliability(fault="odd entries in the results folder (a folder named *.json, a file not named by a key, a model record lacking fields)",
-                         behaviour="the inventory names the entry and what to do (it raised AttributeError, DamagedArtefact about a digest, or KeyError)")
+@pytest.mark.reliability(
+    fault="odd entries in the results folder (a folder named *.json, a file not named by a key, a model record lacking fields)",
+    behaviour="the inventory names the entry and what to do (it raised AttributeError, DamagedArtefact about a digest, or KeyError)",
+)
 def test_the_inventory_names_odd_entries_in_the_results_folder(tmp_path, entry):
     from compat.results import inventory
 
@@ -246,8 +285,10 @@ def test_the_inventory_names_odd_entries_in_the_results_folder(tmp_path, entry):
         inventory("cpu", store)
 
 
-@pytest.mark.reliability(fault="a per-query file damaged after a process has read it once",
-                         behaviour="the next read checks it again and refuses it (the decoded arrays are reused only while the file is unchanged)")
+@pytest.mark.reliability(
+    fault="a per-query file damaged after a process has read it once",
+    behaviour="the next read checks it again and refuses it (the decoded arrays are reused only while the file is unchanged)",
+)
 def test_per_query_arrays_are_decoded_once_and_a_changed_file_is_read_again(tmp_path, monkeypatch):
     store = Store(tmp_path / "cache", tmp_path / "results")
     key = "eeeeeeeeeeeeeeee"

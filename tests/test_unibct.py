@@ -140,9 +140,17 @@ def test_unibct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
     from compat.store import Store
 
     tiny = {
-        "data.synthetic_classes": "10", "data.synthetic_train_per_class": "12", "data.synthetic_val_per_class": "4",
-        "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "2", "new_train.epochs": "4",
-        "old_train.batch_size": "16", "new_train.batch_size": "16", "protocol.seeds": "0", "unibct.ablation_taus": "0.1",
+        "data.synthetic_classes": "10",
+        "data.synthetic_train_per_class": "12",
+        "data.synthetic_val_per_class": "4",
+        "model.width": "2",
+        "model.embedding_dim": "8",
+        "old_train.epochs": "2",
+        "new_train.epochs": "4",
+        "old_train.batch_size": "16",
+        "new_train.batch_size": "16",
+        "protocol.seeds": "0",
+        "unibct.ablation_taus": "0.1",
         "unibct.ablation_diffusions": "0.5",
     }
     store = Store(tmp_path / "c", tmp_path / "r")
@@ -192,8 +200,13 @@ def test_ablation_curve_puts_the_main_row_at_the_default_and_sorts_by_value():
 
     profile = get_profile("smoke", {"unibct.ablation_taus": "0.2,0.01", "unibct.tau": 0.05, "unibct.ablation_diffusions": "0.5"})
     s = profile.unibct.ablation_scenario
-    cases = [f"{s}: UniBCT new/old", f"{s}: UniBCT tau=0.2 new/old", f"{s}: UniBCT tau=0.01 new/old",
-             f"{s}: UniBCT lambda=0.5 new/old", f"{s}: old/old"]
+    cases = [
+        f"{s}: UniBCT new/old",
+        f"{s}: UniBCT tau=0.2 new/old",
+        f"{s}: UniBCT tau=0.01 new/old",
+        f"{s}: UniBCT lambda=0.5 new/old",
+        f"{s}: old/old",
+    ]
     table = pd.DataFrame({"top1": [3.0, 2.0, 1.0, 4.0, 0.5]}, index=cases)
     tau = ablation_curve(profile, table, "tau")
     assert list(tau.index) == [0.01, 0.05, 0.2] and list(tau["top1"]) == [1.0, 3.0, 2.0]
@@ -210,8 +223,14 @@ def test_prototype_losses_average_the_seeds_first_and_last_epoch_on_next_to_ln_c
         return {"epochs": [{"epoch": i + 1, "loss_ce": 1.0, "loss_prototype": v} for i, v in enumerate(losses)]}
 
     results = [
-        {"kind": "main", "models": {"open-class/UniBCT": epochs(0.0, 4.0, 3.0, 2.0), "open-class/BCT": {"epochs": [{"loss_influence": 1.0}]},
-                                    "extended-data/UniBCT": epochs(0.0, 0.0, 5.0, 4.5)}},
+        {
+            "kind": "main",
+            "models": {
+                "open-class/UniBCT": epochs(0.0, 4.0, 3.0, 2.0),
+                "open-class/BCT": {"epochs": [{"loss_influence": 1.0}]},
+                "extended-data/UniBCT": epochs(0.0, 0.0, 5.0, 4.5),
+            },
+        },
         {"kind": "main", "models": {"open-class/UniBCT": epochs(0.0, 6.0, 5.0, 4.0)}},
         {"kind": "ablation", "models": {"open-class/UniBCT tau=0.2": epochs(0.0, 1.0, 1.0, 1.0)}},
     ]
@@ -227,9 +246,11 @@ def test_prototype_losses_average_the_seeds_first_and_last_epoch_on_next_to_ln_c
 def test_verification_table_averages_the_main_seeds_and_gives_their_spread():
     from compat.experiments.unibct import verification_table
 
-    results = [{"kind": "main", "verification": {"tar": {"a": 1.0, "b": 10.0}}},
-               {"kind": "main", "verification": {"tar": {"a": 3.0, "b": 10.0}}},
-               {"kind": "ablation", "verification": {"tar": {"a": 50.0, "b": 50.0}}}]
+    results = [
+        {"kind": "main", "verification": {"tar": {"a": 1.0, "b": 10.0}}},
+        {"kind": "main", "verification": {"tar": {"a": 3.0, "b": 10.0}}},
+        {"kind": "ablation", "verification": {"tar": {"a": 50.0, "b": 50.0}}},
+    ]
     table = verification_table(results)
     assert table.loc["a", "TAR (%)"] == 2.0 and table.loc["a", "sd over seeds"] == pytest.approx(math.sqrt(2))
     assert table.loc["b", "sd over seeds"] == 0.0
@@ -300,17 +321,19 @@ def test_training_logs_the_prototype_share_every_epoch(tmp_path):
     torch.manual_seed(0)
     model = EmbeddingModel(ModelConfig("resnet20", width=2, embedding_dim=8), 4)
     term = PrototypeLoss(old, torch.from_numpy(labels), start=1, prototypes="raw")
-    log = fit(model, images, labels, TrainConfig(epochs=2, batch_size=16, lr=0.05, warmup_epochs=0, precision="fp32"),
-              [CrossEntropy(), term], seed=0)
+    log = fit(model, images, labels, TrainConfig(epochs=2, batch_size=16, lr=0.05, warmup_epochs=0, precision="fp32"), [CrossEntropy(), term], seed=0)
     shares = [e["prototype_share_of_ln_c"] for e in log["epochs"]]
     assert len(shares) == 2 and all(0 < s < 5 for s in shares)
     assert log["epochs"][0]["loss_prototype"] == 0.0  # off in epoch 1, yet its share is measured
 
 
-@pytest.mark.parametrize(("option", "value", "message"), [
-    ("prototypes", "mean", "prototypes 'mean'; allowed: 'unit', 'raw'"),
-    ("scale", 0.0, "scale=0.0 is out of range"),
-])
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("prototypes", "mean", "prototypes 'mean'; allowed: 'unit', 'raw'"),
+        ("scale", 0.0, "scale=0.0 is out of range"),
+    ],
+)
 def test_the_prototype_options_refuse_bad_values_by_name(option, value, message):
     from compat.artefacts import MethodSpec
     from compat.experiments.unibct import UniBCTConfig
@@ -330,7 +353,10 @@ def test_the_chapters_prototype_form_and_scale_reach_both_unibct_variants():
     for name in ("open-class/UniBCT", "open-class/UniBCT (no refinement)"):
         assert (specs[name].method.prototypes, specs[name].method.scale) == ("raw", 16.0)
     default = model_specs(get_profile("smoke"), seed=0)["open-class/UniBCT"]
-    assert specs["open-class/UniBCT"].key != default.key and specs["open-class/BCT"].key == model_specs(get_profile("smoke"), seed=0)["open-class/BCT"].key
+    assert (
+        specs["open-class/UniBCT"].key != default.key
+        and specs["open-class/BCT"].key == model_specs(get_profile("smoke"), seed=0)["open-class/BCT"].key
+    )
 
 
 def test_the_schedule_control_turns_the_prototype_term_on_from_epoch_0_and_changes_nothing_else():
@@ -349,8 +375,9 @@ def test_the_schedule_control_turns_the_prototype_term_on_from_epoch_0_and_chang
         starts = []
         for spec in (reference, control):
             labels = np.arange(12) % 3
-            ctx = TrainingContext(spec, classes=np.arange(3), labels=labels,
-                                  parent_embeddings=lambda: np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32))
+            ctx = TrainingContext(
+                spec, classes=np.arange(3), labels=labels, parent_embeddings=lambda: np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
+            )
             starts.append(terms(ctx)[1].start)
         assert starts == [schedule(spec.train.epochs)[0], 0] and starts[0] > 0
     assert not any("from epoch 0" in name for name in model_specs(get_profile("cpu"), seed=0))  # off until the retrain
@@ -379,9 +406,17 @@ def test_a_unibct_model_branches_from_its_plain_twin_and_trains_bitwise_the_same
     from compat.experiments.unibct import model_specs
     from compat.store import Store
 
-    tiny = {"data.synthetic_classes": "6", "data.synthetic_train_per_class": "12", "data.synthetic_val_per_class": "4",
-            "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "1", "new_train.epochs": "3",
-            "old_train.batch_size": "16", "new_train.batch_size": "16"}
+    tiny = {
+        "data.synthetic_classes": "6",
+        "data.synthetic_train_per_class": "12",
+        "data.synthetic_val_per_class": "4",
+        "model.width": "2",
+        "model.embedding_dim": "8",
+        "old_train.epochs": "1",
+        "new_train.epochs": "3",
+        "old_train.batch_size": "16",
+        "new_train.batch_size": "16",
+    }
     specs = model_specs(get_profile("smoke", tiny), seed=0)
     variant, twin = specs["open-class/UniBCT"], specs["open-class/independent"]
     assert schedule(3)[0] == 1 and kept_epochs(twin) == {1} and kept_epochs(variant) == set()
@@ -408,10 +443,17 @@ def test_the_pivoted_table_puts_methods_in_rows_and_scenarios_in_columns():
         out = {"top1": v, "top1 low": v - 1, "top1 high": v + 1}
         return out | ({"G top1": g, "G top1 low": g - 0.1, "G top1 high": g + 0.1} if g is not None else {"G top1": float("nan")})
 
-    table = pd.DataFrame.from_dict({
-        "open-class: old/old": row(10.0), "open-class: independent new/new": row(20.0), "open-class: BCT new/old": row(12.0, 0.2),
-        "open-class: BCT new/new": row(19.0), "open-data: old/old": row(11.0), "open-data: BCT new/old": row(9.0, -0.3),
-    }, orient="index")
+    table = pd.DataFrame.from_dict(
+        {
+            "open-class: old/old": row(10.0),
+            "open-class: independent new/new": row(20.0),
+            "open-class: BCT new/old": row(12.0, 0.2),
+            "open-class: BCT new/new": row(19.0),
+            "open-data: old/old": row(11.0),
+            "open-data: BCT new/old": row(9.0, -0.3),
+        },
+        orient="index",
+    )
     pivot = scenario_pivot(table)
     assert list(pivot.columns) == ["open-class", "open-data"]  # the scenarios in their book order
     assert list(pivot.index) == ["old/old", "independent new/new", "BCT (new/old)"]  # self-tests of the methods left out

@@ -15,13 +15,16 @@ from compat.intervals import Interval
 STUDY = get_experiment("unibct_study")
 
 
-@pytest.mark.parametrize(("interval", "word"), [
-    (Interval(1.0, 0.2, 1.8, (0.9, 1.1)), "helps"),
-    (Interval(-1.0, -1.8, -0.2, (-0.9, -1.1)), "hurts"),
-    (Interval(1.0, 0.2, 1.8, (2.0, -0.1)), "inside the noise"),  # one seed disagrees
-    (Interval(0.5, -0.1, 1.1, (0.4, 0.6)), "inside the noise"),  # the interval holds 0
-    (Interval(-0.5, -1.1, 0.1, (-0.4, -0.6)), "inside the noise"),
-])
+@pytest.mark.parametrize(
+    ("interval", "word"),
+    [
+        (Interval(1.0, 0.2, 1.8, (0.9, 1.1)), "helps"),
+        (Interval(-1.0, -1.8, -0.2, (-0.9, -1.1)), "hurts"),
+        (Interval(1.0, 0.2, 1.8, (2.0, -0.1)), "inside the noise"),  # one seed disagrees
+        (Interval(0.5, -0.1, 1.1, (0.4, 0.6)), "inside the noise"),  # the interval holds 0
+        (Interval(-0.5, -1.1, 0.1, (-0.4, -0.6)), "inside the noise"),
+    ],
+)
 def test_refinement_is_decided_by_the_interval_and_both_seeds(interval, word):
     assert refinement_word(interval) == word
 
@@ -86,9 +89,16 @@ def test_the_study_runs_end_to_end_and_tabulates_every_setting(tmp_path):
     from compat.store import Store
 
     tiny = {
-        "data.synthetic_classes": "10", "data.synthetic_train_per_class": "12", "data.synthetic_val_per_class": "4",
-        "model.width": "2", "model.embedding_dim": "8", "old_train.epochs": "2", "new_train.epochs": "3",
-        "old_train.batch_size": "16", "new_train.batch_size": "16", "unibct_study.seeds": "0",
+        "data.synthetic_classes": "10",
+        "data.synthetic_train_per_class": "12",
+        "data.synthetic_val_per_class": "4",
+        "model.width": "2",
+        "model.embedding_dim": "8",
+        "old_train.epochs": "2",
+        "new_train.epochs": "3",
+        "old_train.batch_size": "16",
+        "new_train.batch_size": "16",
+        "unibct_study.seeds": "0",
     }
     store = Store(tmp_path / "c", tmp_path / "r")
     profile = get_profile("smoke", tiny)

@@ -7,10 +7,12 @@ import pytest
 from compat.errors import ConfigError
 from compat.verdicts import LABELS, Outcome, claim_line, decide, headline, summary
 
-CHECKED = pd.DataFrame([
-    {"claim": "A above B", "holds": True, "difference (points)": 1.25, "95% CI low": 0.5, "95% CI high": 2.0, "per seed": "+1.00, +1.50"},
-    {"claim": "C above D", "holds": False, "difference (points)": -0.4, "95% CI low": -1.0, "95% CI high": 0.2, "per seed": "-0.40"},
-])
+CHECKED = pd.DataFrame(
+    [
+        {"claim": "A above B", "holds": True, "difference (points)": 1.25, "95% CI low": 0.5, "95% CI high": 2.0, "per seed": "+1.00, +1.50"},
+        {"claim": "C above D", "holds": False, "difference (points)": -0.4, "95% CI low": -1.0, "95% CI high": 0.2, "per seed": "-0.40"},
+    ]
+)
 
 
 def test_the_deciding_claim_carries_its_interval_and_an_untested_one_says_so():

@@ -316,7 +316,11 @@ def get_model(spec: ModelSpec, store: Store, *, progress: bool | None = None, on
 
 
 def get_embeddings(
-    spec: ModelSpec, store: Store, rows: SubsetSpec | None = None, view: tuple[int, int] | None = None, flip: bool = False,
+    spec: ModelSpec,
+    store: Store,
+    rows: SubsetSpec | None = None,
+    view: tuple[int, int] | None = None,
+    flip: bool = False,
     translate: bool = False,
 ) -> np.ndarray:
     """Embeddings by the model of ``spec`` of the val images, or of the training rows that ``rows`` selects.
@@ -368,8 +372,10 @@ class TransformationSpec:
     def __post_init__(self) -> None:
         for step in self.through:
             if step.old != self.old or step.side is not None:
-                raise ConfigError("every earlier transformation must start from the old model of the one trained after it, "
-                                  "without side-information (a gallery upgraded step by step)")
+                raise ConfigError(
+                    "every earlier transformation must start from the old model of the one trained after it, "
+                    "without side-information (a gallery upgraded step by step)"
+                )
         if self.through and self.side is not None:
             raise ConfigError("a transformation trained on upgraded vectors takes no side-information (the gallery holds none)")
 

@@ -109,7 +109,6 @@ def simclr_view(batch: torch.Tensor, generator: torch.Generator, min_scale: floa
     return out.view(b, 3, h, w).contiguous(memory_format=torch.channels_last)
 
 
-
 def fixed_view(images: np.ndarray, view: int, padding: int, chunk: int = 4096) -> np.ndarray:
     """Augmented view number ``view`` of uint8 N x H x W x 3 ``images``: the training crop + flip, drawn
     from a generator seeded by ``view``, so that every model embeds the very same augmented images."""

@@ -62,8 +62,10 @@ def bench_evaluate(n: int = 10_000, dim: int = 128, classes: int = EVALUATE_CLAS
         "environment": environment(),
     }
     print(f"evaluator, CMC top-1/5 + mAP ({n} x {n}, {dim}-d): {figures['evaluator_map_s']:.2f} s")
-    print(f"evaluator, CMC top-1/5 only:                     {figures['evaluator_topk_s']:.2f} s "
-          f"({figures['evaluator_topk_s'] / figures['faiss_top7_s']:.1f}x raw faiss top-7)")
+    print(
+        f"evaluator, CMC top-1/5 only:                     {figures['evaluator_topk_s']:.2f} s "
+        f"({figures['evaluator_topk_s'] / figures['faiss_top7_s']:.1f}x raw faiss top-7)"
+    )
     print(f"raw faiss IndexFlatL2 search, k=7:               {figures['faiss_top7_s']:.2f} s")
     print(f"raw faiss IndexFlatL2 search, k={n} (full rank): {figures['faiss_full_ranking_s']:.2f} s")
     if out is not None:
@@ -83,8 +85,7 @@ def clustered_gallery(n: int, dim: int = 128, classes: int = 1000, seed: int = 0
     return x, labels
 
 
-def bench_gallery(sizes=(10_000, 100_000, 1_000_000), queries: int = 1000, dim: int = 128, k: int = 10,
-                  out: Path | None = None) -> dict:
+def bench_gallery(sizes=(10_000, 100_000, 1_000_000), queries: int = 1000, dim: int = 128, k: int = 10, out: Path | None = None) -> dict:
     """Search and upgrade cost against gallery size N on synthetic clustered vectors: exact top-k search, an
     approximate IVF-Flat index (build, search, recall@k against exact), the exact evaluator with mAP over the
     full ranking, and the gallery upgrade (FCT's h, the cpu profile's width, without side-information) of all N
@@ -107,16 +108,19 @@ def bench_gallery(sizes=(10_000, 100_000, 1_000_000), queries: int = 1000, dim: 
         def evaluate():
             found["metrics"] = retrieval_metrics(query, gallery, query_labels, labels, leave_one_out=False, chunk_size=64)
 
-        for what, work in (("exact top-k search", exact), ("IVF-Flat build + search", approximate),
-                           ("evaluator with mAP", evaluate), ("gallery upgrade (h)", lambda: upgrade_gallery(h, gallery, gallery))):
+        for what, work in (
+            ("exact top-k search", exact),
+            ("IVF-Flat build + search", approximate),
+            ("evaluator with mAP", evaluate),
+            ("gallery upgrade (h)", lambda: upgrade_gallery(h, gallery, gallery)),
+        ):
             seconds, extra = peak_extra_memory(work)
             rows.append({"n": n, "what": what, "seconds": seconds, "peak_extra_mb": None if extra is None else extra / 2**20})
             print(f"N={n:>9,d}  {what:24s} {seconds:8.2f} s  peak extra {rows[-1]['peak_extra_mb'] or 0:8.1f} MB")
         recall = float(np.mean([len(set(a) & set(e)) / k for a, e in zip(found["ivf"], found["exact"])]))
         rows[-3]["recall_at_k"] = recall
         print(f"N={n:>9,d}  IVF-Flat recall@{k} against exact: {recall:.3f}; exact mAP {found['metrics']['mAP']:.1f} %")
-    figures = {"queries": queries, "dim": dim, "k": k, "gallery_mb_per_million": 1e6 * dim * 4 / 2**20, "rows": rows,
-               "environment": environment()}
+    figures = {"queries": queries, "dim": dim, "k": k, "gallery_mb_per_million": 1e6 * dim * 4 / 2**20, "rows": rows, "environment": environment()}
     if out is not None:
         write_json(out, figures)
         print(f"wrote {out}")
@@ -165,12 +169,17 @@ def _conventional_rate(model_factory, images, labels, batch_size: int, steps: in
             path = f"{tmp}/{i}.JPEG"
             Image.fromarray(images[i % len(images)]).save(path, quality=90)
             paths.append(path)
-        transform = transforms.Compose([
-            transforms.RandomCrop(images.shape[1], padding=4), transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(), transforms.Normalize(MEAN, STD),
-        ])
-        loader = DataLoader(JpegFolder(paths, labels[np.arange(n) % len(labels)], transform),
-                            batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)
+        transform = transforms.Compose(
+            [
+                transforms.RandomCrop(images.shape[1], padding=4),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                transforms.Normalize(MEAN, STD),
+            ]
+        )
+        loader = DataLoader(
+            JpegFolder(paths, labels[np.arange(n) % len(labels)], transform), batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True
+        )
         model = model_factory()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         seen, start = 0, None
@@ -189,7 +198,6 @@ def _conventional_rate(model_factory, images, labels, batch_size: int, steps: in
 def bench_train(profile_name: str = "cpu", steps: int = 40, workers: int = 2, out: Path | None = None) -> dict:
     """Training images/s of the profile's model: this engine against a conventional pipeline,
     plus FLOPs per image and the share of this machine's measured matmul peak."""
-
 
     profile = get_profile(profile_name)
     data = profile.data.load()
@@ -228,8 +236,10 @@ def bench_train(profile_name: str = "cpu", steps: int = 40, workers: int = 2, ou
     print(f"conventional (JPEG + PIL + DataLoader x{workers}, fp32):        {conventional:8.0f} img/s")
     print(f"speed-up: {figures['speedup']:.1f}x")
     print(f"training FLOPs per image: {flops / 1e9:.3f} GFLOP -> {achieved:.0f} GFLOP/s achieved")
-    print(f"matmul peak here: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
-          f"share of the {log['precision']} peak: {100 * figures['share_of_peak']:.0f}%")
+    print(
+        f"matmul peak here: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
+        f"share of the {log['precision']} peak: {100 * figures['share_of_peak']:.0f}%"
+    )
     if out is not None:
         write_json(out, figures)
         print(f"wrote {out}")

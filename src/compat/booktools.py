@@ -22,8 +22,9 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
     """The notebook at ``path``, or one error naming the path: missing, not a ``.ipynb`` file, unreadable, or not a
     valid notebook."""
     if path.suffix != ".ipynb" or not path.is_file():
-        raise ConfigError(f"{path} is not a notebook file (.ipynb){'' if path.exists() else ': it does not exist'}; "
-                          "the chapters are notebooks/*.ipynb")
+        raise ConfigError(
+            f"{path} is not a notebook file (.ipynb){'' if path.exists() else ': it does not exist'}; the chapters are notebooks/*.ipynb"
+        )
     try:
         return nbformat.read(path, as_version=4)
     except OSError as exc:
@@ -54,8 +55,10 @@ def _hide_plumbing(cell) -> None:
         tags.append("hide-input")
 
 
-SMOKE_BANNER = ("> **Smoke profile.** Synthetic images and tiny models, trained in seconds: this page tests that the code "
-                "runs end to end. Its numbers and verdicts say nothing about the papers; the book's pages use the `cpu` profile.")
+SMOKE_BANNER = (
+    "> **Smoke profile.** Synthetic images and tiny models, trained in seconds: this page tests that the code "
+    "runs end to end. Its numbers and verdicts say nothing about the papers; the book's pages use the `cpu` profile."
+)
 
 
 def _show_parameters_that_ran(path: Path, profile: object) -> None:

@@ -32,6 +32,7 @@ def book_jobs(profile, experiments: Iterable[str] | None = None) -> list[Job]:
 def _needed(job: Job) -> Iterator[ModelSpec | TransformationSpec]:
     """Everything ``job`` trains, dependencies first: each model's parent, each transformation's models and the
     transformations its inputs pass through."""
+
     def model(spec: ModelSpec | None):
         if spec is not None:
             yield from model(spec.parent)
@@ -72,17 +73,21 @@ def artefact_table(profile, store: Store, jobs: list[Job]) -> pd.DataFrame:
                 continue
             seen.add(spec.key)
             stored = store.has_model(spec.key)
-            row = {"experiment": job.experiment, "result file": job.label, "key": spec.key, "stored": stored,
-                   "to train": missing and not stored}
+            row = {"experiment": job.experiment, "result file": job.label, "key": spec.key, "stored": stored, "to train": missing and not stored}
             if isinstance(spec, ModelSpec):
                 images = len(spec.subset.select(labels).indices)
                 shared = _shared_epochs(spec, every)
                 samples = images * (spec.train.epochs - shared) * get_method(spec.method.name).num_views
-                row.update(kind="model", what=f"{spec.method.name} {spec.subset.role}, seed {spec.seed}", images=images,
-                           epochs=spec.train.epochs, **{"epochs branched from its plain twin": shared}, samples=samples)
+                row.update(
+                    kind="model",
+                    what=f"{spec.method.name} {spec.subset.role}, seed {spec.seed}",
+                    images=images,
+                    epochs=spec.train.epochs,
+                    **{"epochs branched from its plain twin": shared},
+                    samples=samples,
+                )
             else:
-                row.update(kind="transformation", what=f"h, seed {spec.seed}", images=np.nan, epochs=spec.config.epochs,
-                           samples=np.nan)
+                row.update(kind="transformation", what=f"h, seed {spec.seed}", images=np.nan, epochs=spec.config.epochs, samples=np.nan)
             rows[spec.key] = row
     return pd.DataFrame.from_records(list(rows.values()))
 
@@ -117,18 +122,23 @@ def budget_table(artefacts: pd.DataFrame, images_per_s: float | None, transforma
 
     def minutes(part: pd.DataFrame) -> pd.Series:
         models, transformations = part[part["kind"] == "model"], part[part["kind"] == "transformation"]
-        return (at(models.groupby("experiment")["samples"].sum(), images_per_s and images_per_s * 60)
-                + at(transformations.groupby("experiment").size(), transformation_seconds and 60 / transformation_seconds))
+        return at(models.groupby("experiment")["samples"].sum(), images_per_s and images_per_s * 60) + at(
+            transformations.groupby("experiment").size(), transformation_seconds and 60 / transformation_seconds
+        )
 
     def count(part: pd.DataFrame, kind: str) -> pd.Series:
         return part[part["kind"] == kind].groupby("experiment").size().reindex(order, fill_value=0)
 
     order = list(artefacts["experiment"].unique())
-    table = pd.DataFrame({
-        "models": count(artefacts, "model"), "transformations": count(artefacts, "transformation"),
-        "training minutes, whole chapter": minutes(artefacts),
-        "models to train": count(todo, "model"), "transformations to train": count(todo, "transformation"),
-        "training minutes to do": minutes(todo),
-    }).reindex(order)
+    table = pd.DataFrame(
+        {
+            "models": count(artefacts, "model"),
+            "transformations": count(artefacts, "transformation"),
+            "training minutes, whole chapter": minutes(artefacts),
+            "models to train": count(todo, "model"),
+            "transformations to train": count(todo, "transformation"),
+            "training minutes to do": minutes(todo),
+        }
+    ).reindex(order)
     table.loc["book"] = table.sum(min_count=1)
     return table.astype({c: int for c in ("models", "transformations", "models to train", "transformations to train")})

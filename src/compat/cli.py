@@ -27,8 +27,10 @@ def _data_prepare(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     folder = prepare(mirror=args.mirror)
     manifest = json.loads((folder / "manifest.json").read_text())
-    print(f"Tiny-ImageNet-200 ready in {folder} ({manifest['counts']}; prepared in {manifest['prepare_seconds']} s, "
-          f"this call {time.perf_counter() - start:.1f} s)")
+    print(
+        f"Tiny-ImageNet-200 ready in {folder} ({manifest['counts']}; prepared in {manifest['prepare_seconds']} s, "
+        f"this call {time.perf_counter() - start:.1f} s)"
+    )
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -69,16 +71,20 @@ def _plan(args: argparse.Namespace) -> None:
     artefacts = artefact_table(profile, store, jobs)
     images_per_s, transformation_s = measured_speeds(profile.name, store)
     stored = sum(store.read_result(j.experiment, profile.name, j.key) is not None for j in jobs)
-    print(f"profile {profile.name}: {len(jobs)} result files ({stored} stored); speeds measured by its committed runs: "
-          + (f"{images_per_s:.0f} img/s per image model" if images_per_s else "none for image models")
-          + (f", {transformation_s:.0f} s per transformation" if transformation_s else ", none for transformations"))
+    print(
+        f"profile {profile.name}: {len(jobs)} result files ({stored} stored); speeds measured by its committed runs: "
+        + (f"{images_per_s:.0f} img/s per image model" if images_per_s else "none for image models")
+        + (f", {transformation_s:.0f} s per transformation" if transformation_s else ", none for transformations")
+    )
     if args.models:
         print(artefacts.to_string())
     table = budget_table(artefacts, images_per_s, transformation_s)
     print(table.to_string(float_format=lambda v: f"{v:.0f}"))
     whole, todo = table.loc["book", ["training minutes, whole chapter", "training minutes to do"]] / 60
-    print(f"training, estimated: {whole:.1f} h for the whole book (the aim: {AIM_HOURS:g} h with embedding and evaluation, "
-          f"which are not counted here), {todo:.1f} h of it still to do")
+    print(
+        f"training, estimated: {whole:.1f} h for the whole book (the aim: {AIM_HOURS:g} h with embedding and evaluation, "
+        f"which are not counted here), {todo:.1f} h of it still to do"
+    )
 
 
 def _bench_train(args: argparse.Namespace) -> None:
@@ -92,8 +98,10 @@ def _bench_upgrade(args: argparse.Namespace) -> None:
     measure = {"fct": fct.upgrade_cost, "bict": bict.upgrade_cost}[args.experiment]
     print(f"{args.experiment} upgrade cost, profile {profile.name} (stored as a result file; measured once per configuration):")
     for row in measure(profile)["rows"]:
-        print(f"{row['method']:9s} N={row['n']:>8,d}: {row['seconds']:8.3f} s  {row['rows_per_s']:10,.0f} rows/s  "
-              f"inputs {row['input_mb']:7.1f} MB  peak extra {row['peak_extra_mb'] or 0:7.1f} MB")
+        print(
+            f"{row['method']:9s} N={row['n']:>8,d}: {row['seconds']:8.3f} s  {row['rows_per_s']:10,.0f} rows/s  "
+            f"inputs {row['input_mb']:7.1f} MB  peak extra {row['peak_extra_mb'] or 0:7.1f} MB"
+        )
 
 
 def _bench_evaluate(args: argparse.Namespace) -> None:
@@ -175,8 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebook", type=Path)
     p.add_argument("--profile", default="cpu")
     p.add_argument("--output", type=Path)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (as `run --set`); reaches the notebook as its `overrides` parameter")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (as `run --set`); reaches the notebook as its `overrides` parameter",
+    )
     p.add_argument("-p", "--param", action="append", default=[], help="extra papermill parameter key=value")
     p.add_argument("--prepare-only", action="store_true", help="inject parameters without executing (for nbval)")
     p.set_defaults(func=_book_execute)

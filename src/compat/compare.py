@@ -48,18 +48,42 @@ ENTRIES = [
     Entry("BCT", "bct", "BCT new/old", "d old floats", "nothing"),
     Entry("FCT, no side-information", "fct", NO_SIDE, "d old floats", "transformation"),
     Entry("FCT, side-information", "fct", SIDE, "d old + d_side floats", "transformation", side_dim=-1),
-    Entry("BCT only, every upgrade (BiCT chapter)", "bict", "gen {last}: BCT only backward", "d old floats", "nothing",
-          ceiling="gen {last}: backfill new/new"),
-    Entry("FCT alone, every upgrade (BiCT chapter)", "bict", "gen {last}: FCT alone forward", "d old floats", "transformation",
-          ceiling="gen {last}: backfill new/new", chain=True),
-    Entry("BCT, open classes (UniBCT chapter)", "unibct", "open-class: BCT new/old", "d old floats", "nothing",
-          ceiling="open-class: independent new/new"),
-    Entry("UniBCT, open classes", "unibct", "open-class: UniBCT new/old", "d old floats", "nothing",
-          ceiling="open-class: independent new/new"),
-    Entry("UniBCT, open data", "unibct", "open-data: UniBCT new/old", "d old floats", "nothing",
-          ceiling="open-data: independent new/new"),
-    Entry("BiCT, every upgrade", "bict", "gen {last}: BiCT forward", "d old floats", "transformation",
-          ceiling="gen {last}: backfill new/new", chain=True),
+    Entry(
+        "BCT only, every upgrade (BiCT chapter)",
+        "bict",
+        "gen {last}: BCT only backward",
+        "d old floats",
+        "nothing",
+        ceiling="gen {last}: backfill new/new",
+    ),
+    Entry(
+        "FCT alone, every upgrade (BiCT chapter)",
+        "bict",
+        "gen {last}: FCT alone forward",
+        "d old floats",
+        "transformation",
+        ceiling="gen {last}: backfill new/new",
+        chain=True,
+    ),
+    Entry(
+        "BCT, open classes (UniBCT chapter)",
+        "unibct",
+        "open-class: BCT new/old",
+        "d old floats",
+        "nothing",
+        ceiling="open-class: independent new/new",
+    ),
+    Entry("UniBCT, open classes", "unibct", "open-class: UniBCT new/old", "d old floats", "nothing", ceiling="open-class: independent new/new"),
+    Entry("UniBCT, open data", "unibct", "open-data: UniBCT new/old", "d old floats", "nothing", ceiling="open-data: independent new/new"),
+    Entry(
+        "BiCT, every upgrade",
+        "bict",
+        "gen {last}: BiCT forward",
+        "d old floats",
+        "transformation",
+        ceiling="gen {last}: backfill new/new",
+        chain=True,
+    ),
 ]
 
 
@@ -120,16 +144,23 @@ def comparison_table(profile, store: Store | None = None, distance: str = "l2") 
         row = table.loc[case]
         ceiling = table.loc[entry.ceiling.format(last=last), "top1"]
         kind = "transformation, side-information" if entry.side_dim else entry.upgrade
-        records.append({
-            "method": entry.method, "chapter": entry.experiment, "case": case,
-            "top1": row["top1"], "top1 low": row["top1 low"], "top1 high": row["top1 high"],
-            "mAP": row["mAP"], "mAP low": row["mAP low"], "mAP high": row["mAP high"],
-            "retained (% of backfill top-1)": 100 * row["top1"] / ceiling,
-            "stores per item": entry.stores.replace("d_side", str(profile.fct.side_dim)).replace("d old", str(profile.model.embedding_dim)),
-            "upgrade MFLOP per item": flops[kind] / 1e6 * (last - 1 if entry.chain else 1),
-        })
+        records.append(
+            {
+                "method": entry.method,
+                "chapter": entry.experiment,
+                "case": case,
+                "top1": row["top1"],
+                "top1 low": row["top1 low"],
+                "top1 high": row["top1 high"],
+                "mAP": row["mAP"],
+                "mAP low": row["mAP low"],
+                "mAP high": row["mAP high"],
+                "retained (% of backfill top-1)": 100 * row["top1"] / ceiling,
+                "stores per item": entry.stores.replace("d_side", str(profile.fct.side_dim)).replace("d old", str(profile.model.embedding_dim)),
+                "upgrade MFLOP per item": flops[kind] / 1e6 * (last - 1 if entry.chain else 1),
+            }
+        )
     return pd.DataFrame.from_records(records).set_index("method")
-
 
 
 PAPERS = ("bct", "fct", "unibct", "bict")  # the chapters that reproduce a paper, in the book's order

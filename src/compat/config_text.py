@@ -57,7 +57,7 @@ def read_overrides(text: str) -> dict:
     if mapping == "":
         return {}
     if not isinstance(mapping, dict):
-        raise ConfigError(f"overrides must be a mapping such as {{\"protocol.seeds\": [0, 1]}}, got {text!r}")
+        raise ConfigError(f'overrides must be a mapping such as {{"protocol.seeds": [0, 1]}}, got {text!r}')
     return mapping
 
 

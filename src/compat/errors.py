@@ -57,8 +57,10 @@ def check_range(
 ) -> float:
     """Return ``value`` if it lies in the given interval, else raise naming the value and the interval (NaN never does)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
-        raise ConfigError(f"{name}={value!r} is not a number; allowed: {'(' if low_open else '['}"
-                          f"{'-inf' if low is None else low}, {'inf' if high is None else high}{')' if high_open else ']'}")
+        raise ConfigError(
+            f"{name}={value!r} is not a number; allowed: {'(' if low_open else '['}"
+            f"{'-inf' if low is None else low}, {'inf' if high is None else high}{')' if high_open else ']'}"
+        )
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:

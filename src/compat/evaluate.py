@@ -46,8 +46,10 @@ def _as_embeddings(name: str, x: np.ndarray) -> np.ndarray:
     scale = float(np.abs(x).max())
     low, high = SEARCHABLE_SCALE
     if scale and not low <= scale <= high:
-        raise ConfigError(f"{name}' largest magnitude is {scale:.3g}, outside [{low:g}, {high:g}] where float32 distances "
-                          "are exact to their precision: rescale them (retrieval ranks do not depend on a common scale)")
+        raise ConfigError(
+            f"{name}' largest magnitude is {scale:.3g}, outside [{low:g}, {high:g}] where float32 distances "
+            "are exact to their precision: rescale them (retrieval ranks do not depend on a common scale)"
+        )
     return x
 
 

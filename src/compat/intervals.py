@@ -115,6 +115,7 @@ def difference_interval(better: np.ndarray, worse: np.ndarray, **kw) -> Interval
 
 def gain_interval(new_old: np.ndarray, old_old: np.ndarray, new_new: np.ndarray, **kw) -> Interval:
     """Interval of BCT's update gain (Shen et al., CVPR 2020, Eq. 9) from per-query values of its three cases."""
+
     def gain(no, oo, nn):
         with np.errstate(divide="ignore", invalid="ignore"):  # a replicate where new/new ties old/old has no gain (NaN)
             g = np.asarray((no - oo) / (nn - oo), dtype=np.float64)

@@ -225,9 +225,21 @@ class PrototypeLoss(LossTerm):
     name = "prototype"
     stateful = True  # the refined prototypes
 
-    def __init__(self, old_embeddings: torch.Tensor, labels: torch.Tensor, weight: float = 1.0, *, start: int = 0,
-                 refine: bool = False, refresh: tuple[int, ...] = (), tau: float = 0.05, diffusion: float = 0.9,
-                 affinity: str = "row", prototypes: str = "unit", scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        old_embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        weight: float = 1.0,
+        *,
+        start: int = 0,
+        refine: bool = False,
+        refresh: tuple[int, ...] = (),
+        tau: float = 0.05,
+        diffusion: float = 0.9,
+        affinity: str = "row",
+        prototypes: str = "unit",
+        scale: float = 1.0,
+    ) -> None:
         super().__init__(weight)
         check_choice("prototypes", prototypes, PROTOTYPE_FORMS)
         check_range("prototype scale", scale, 0, 1000, low_open=True)
@@ -253,10 +265,12 @@ class PrototypeLoss(LossTerm):
         self._sum, self._steps = 0.0, 0
         if self.refine and epoch in self.refresh:
             new = torch.as_tensor(current_embeddings(), device=self.old.device).float()  # N x D
-            self.prototypes = torch.stack([
-                refine_prototype(self.old[self.labels == c], new[self.labels == c], self.tau, self.diffusion, self.affinity)
-                for c in range(len(self.prototypes))
-            ])
+            self.prototypes = torch.stack(
+                [
+                    refine_prototype(self.old[self.labels == c], new[self.labels == c], self.tau, self.diffusion, self.affinity)
+                    for c in range(len(self.prototypes))
+                ]
+            )
             self.refreshed.append(epoch)
 
     def forward(self, out: StepOutputs) -> torch.Tensor:

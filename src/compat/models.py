@@ -39,8 +39,10 @@ def check_image_size(config: ModelConfig, image_size: int) -> None:
     """The backbone accepts images of ``image_size`` pixels: otherwise one ConfigError naming the smallest it takes."""
     smallest = MIN_IMAGE_SIZES[config.backbone]
     if image_size < smallest:
-        raise ConfigError(f"data.image_size={image_size} is too small for backbone {config.backbone!r}: it takes images of "
-                          f"at least {smallest} pixels (its poolings would leave none); use a larger size or another backbone")
+        raise ConfigError(
+            f"data.image_size={image_size} is too small for backbone {config.backbone!r}: it takes images of "
+            f"at least {smallest} pixels (its poolings would leave none); use a larger size or another backbone"
+        )
 
 
 class StridedPointwise(nn.Conv2d):
@@ -66,9 +68,7 @@ class SmallResNet(nn.Module):
 
     def __init__(self, stage_blocks: list[int], stage_widths: list[int]) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, stage_widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(stage_widths[0]), nn.ReLU(inplace=True)
-        )
+        self.stem = nn.Sequential(nn.Conv2d(3, stage_widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(stage_widths[0]), nn.ReLU(inplace=True))
         layers, in_ch = [], stage_widths[0]
         for i, (blocks, width) in enumerate(zip(stage_blocks, stage_widths)):
             stride = 1 if i == 0 else 2
@@ -158,8 +158,13 @@ class AirNet(nn.Module):
         layers, in_ch = [], self.whiten.out_channels
         for width in widths:
             layers += [
-                nn.Conv2d(in_ch, width, 3, padding="same", bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(width), nn.GELU(),
-                nn.Conv2d(width, width, 3, padding="same", bias=False), nn.BatchNorm2d(width), nn.GELU(),
+                nn.Conv2d(in_ch, width, 3, padding="same", bias=False),
+                nn.MaxPool2d(2),
+                nn.BatchNorm2d(width),
+                nn.GELU(),
+                nn.Conv2d(width, width, 3, padding="same", bias=False),
+                nn.BatchNorm2d(width),
+                nn.GELU(),
             ]
             in_ch = width
         self.layers = nn.Sequential(*layers)

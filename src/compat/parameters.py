@@ -101,6 +101,6 @@ def notebook_parameters(path: Path) -> pd.DataFrame:
     for node in ast.parse(cell.source).body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
             line = cell.source.splitlines()[node.lineno - 1]
-            comment = line[node.end_col_offset:].partition("#")[2].strip()
+            comment = line[node.end_col_offset :].partition("#")[2].strip()
             records.append({"parameter": node.targets[0].id, "default": ast.get_source_segment(cell.source, node.value), "meaning": comment})
     return pd.DataFrame.from_records(records)

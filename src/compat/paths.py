@@ -74,6 +74,4 @@ def check_writable_folder(role: str, folder: Path, remedy: str) -> None:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-probe-"):
             pass
     except OSError as exc:
-        raise ConfigError(
-            f"the {role} folder {folder} cannot be written ({exc.strerror or exc}): make it a writable folder, {remedy}"
-        ) from None
+        raise ConfigError(f"the {role} folder {folder} cannot be written ({exc.strerror or exc}): make it a writable folder, {remedy}") from None

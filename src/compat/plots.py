@@ -62,8 +62,13 @@ def retrieval_grid(images: np.ndarray, labels: np.ndarray, queries: Sequence[int
     (green frame: same class as the query; red: another class)."""
     cases = list(top5)
     cols = 1 + 6 * len(cases)  # query, then per case 5 results and a spacer
-    fig, axes = plt.subplots(len(queries), cols, figsize=(cols * 0.62, len(queries) * 0.72 + 0.4), squeeze=False,
-                             gridspec_kw={"width_ratios": [1] + [1, 1, 1, 1, 1, 0.25] * len(cases)})
+    fig, axes = plt.subplots(
+        len(queries),
+        cols,
+        figsize=(cols * 0.62, len(queries) * 0.72 + 0.4),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1] + [1, 1, 1, 1, 1, 0.25] * len(cases)},
+    )
     for row, q in enumerate(queries):
         axes[row, 0].imshow(images[q], interpolation="nearest")
         _bare(axes[row, 0])
@@ -111,14 +116,21 @@ def interval_bars(table: pd.DataFrame, metrics: Sequence[str], xlabel: str = "%"
     return fig
 
 
-def interval_curve(rows: pd.DataFrame, x: Sequence[float], metrics: Sequence[str], references: pd.Series | None = None,
-                   xlabel: str = "", ylabel: str = "%"):
+def interval_curve(
+    rows: pd.DataFrame, x: Sequence[float], metrics: Sequence[str], references: pd.Series | None = None, xlabel: str = "", ylabel: str = "%"
+):
     """``metrics`` of ``rows`` against ``x`` (one line per metric, 95 % intervals as error bars, symmetric-log
     axis so 0 is shown); ``references`` (one value per metric) drawn as dotted lines of the same colour."""
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     for metric, marker in zip(metrics, "osD^v"):
-        ax.errorbar(x, rows[metric], yerr=[rows[metric] - rows[f"{metric} low"], rows[f"{metric} high"] - rows[metric]],
-                    marker=marker, capsize=3, label=metric)
+        ax.errorbar(
+            x,
+            rows[metric],
+            yerr=[rows[metric] - rows[f"{metric} low"], rows[f"{metric} high"] - rows[metric]],
+            marker=marker,
+            capsize=3,
+            label=metric,
+        )
         if references is not None:
             ax.axhline(references[metric], ls=":", color=ax.lines[-1].get_color(), lw=1)
     ax.set(xscale="symlog", xlabel=xlabel, ylabel=ylabel, xticks=list(x), xticklabels=[f"{v:g}" for v in x])
@@ -131,16 +143,14 @@ def interval_curve(rows: pd.DataFrame, x: Sequence[float], metrics: Sequence[str
 def gain_heatmap(matrix: pd.DataFrame, title: str = "update gain G (top-1), cross-test"):
     """Scenario x method heatmap of update gains (0 = no better than the old model, 1 = as good as backfilling)."""
     fig, ax = plt.subplots(figsize=(1.5 * matrix.shape[1] + 2.5, 0.6 * matrix.shape[0] + 1.4))
-    sns.heatmap(matrix.astype(float), annot=True, fmt=".2f", cmap="vlag", center=0, vmin=-1, vmax=1, ax=ax,
-                cbar_kws={"label": "G"})
+    sns.heatmap(matrix.astype(float), annot=True, fmt=".2f", cmap="vlag", center=0, vmin=-1, vmax=1, ax=ax, cbar_kws={"label": "G"})
     ax.set(title=title, xlabel="", ylabel="")
     ax.tick_params(axis="x", rotation=20)
     fig.tight_layout()
     return fig
 
 
-def setting_panels(table: pd.DataFrame, panels: Sequence[str] = ("new/old", "new/new"), hue: str = "method",
-                   ylabel: str = "top-1 (%)"):
+def setting_panels(table: pd.DataFrame, panels: Sequence[str] = ("new/old", "new/new"), hue: str = "method", ylabel: str = "top-1 (%)"):
     """One panel per (scenario, measure): each ``hue`` value's mean against the studied setting (in the table's
     order), with its 95 % interval as error bars (columns ``measure``, ``measure low``, ``measure high``)."""
     scenarios = list(dict.fromkeys(table["scenario"]))
@@ -152,8 +162,16 @@ def setting_panels(table: pd.DataFrame, panels: Sequence[str] = ("new/old", "new
             ax = axes[i][j]
             for k, (name, rows) in enumerate(table[table["scenario"] == scenario].groupby(hue, sort=False)):
                 x = np.array([settings.index(s) for s in rows["setting"]]) + 0.08 * (k - 0.5)
-                ax.errorbar(x, rows[measure], yerr=[rows[measure] - rows[f"{measure} low"], rows[f"{measure} high"] - rows[measure]],
-                            marker="os^D"[k % 4], capsize=3, color=colours[k], label=name, ls="-")
+                ax.errorbar(
+                    x,
+                    rows[measure],
+                    yerr=[rows[measure] - rows[f"{measure} low"], rows[f"{measure} high"] - rows[measure]],
+                    marker="os^D"[k % 4],
+                    capsize=3,
+                    color=colours[k],
+                    label=name,
+                    ls="-",
+                )
             ax.set(title=f"{scenario}: {measure}", ylabel=ylabel, xticks=range(len(settings)), xticklabels=settings)
             ax.tick_params(axis="x", labelsize=8)
             ax.margins(x=0.1)
@@ -171,8 +189,9 @@ def interval_lines(frame: pd.DataFrame, x: str, hue: str, xlabel: str = "", ylab
     for k, (name, rows) in enumerate(groups):
         rows = rows.sort_values(x)
         position = np.array([xs.index(v) for v in rows[x]]) + 0.06 * (k - (len(groups) - 1) / 2)
-        ax.errorbar(position, rows["value"], yerr=[rows["value"] - rows["low"], rows["high"] - rows["value"]],
-                    marker="osD^v<>"[k % 7], capsize=3, label=name)
+        ax.errorbar(
+            position, rows["value"], yerr=[rows["value"] - rows["low"], rows["high"] - rows["value"]], marker="osD^v<>"[k % 7], capsize=3, label=name
+        )
     ax.set(xticks=range(len(xs)), xticklabels=[f"{v:g}" for v in xs], xlabel=xlabel, ylabel=ylabel)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.tight_layout()
@@ -192,11 +211,21 @@ def shared_heatmaps(matrices: dict[str, pd.DataFrame], label: str = "top-1 (%)",
     for k, (ax, (title, matrix)) in enumerate(zip(axes[0], panels)):
         if difference is not None and k == len(panels) - 1:
             bound = float(np.nanmax(np.abs(matrix.to_numpy(float)))) or 1.0
-            sns.heatmap(matrix, annot=True, fmt="+.1f", cmap="vlag", center=0, vmin=-bound, vmax=bound, ax=ax,
-                        cbar_kws={"label": f"difference, {label}"})
+            sns.heatmap(
+                matrix, annot=True, fmt="+.1f", cmap="vlag", center=0, vmin=-bound, vmax=bound, ax=ax, cbar_kws={"label": f"difference, {label}"}
+            )
         else:
-            sns.heatmap(matrix.astype(float), annot=True, fmt=".1f", cmap="viridis", vmin=low, vmax=high, ax=ax,
-                        cbar=k == len(matrices) - 1, cbar_kws={"label": label})
+            sns.heatmap(
+                matrix.astype(float),
+                annot=True,
+                fmt=".1f",
+                cmap="viridis",
+                vmin=low,
+                vmax=high,
+                ax=ax,
+                cbar=k == len(matrices) - 1,
+                cbar_kws={"label": label},
+            )
         ax.set(title=title, xlabel="gallery", ylabel="queries")
     fig.tight_layout()
     return fig

@@ -26,12 +26,13 @@ def git_revision() -> str:
     runs, even if the checkout moves on while a long run trains.
     """
     try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, check=True
-        ).stdout.strip()
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=project_root(), capture_output=True, text=True, check=True,
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         return rev + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

@@ -49,24 +49,52 @@ def _fct_table(source: str, dataset: str, rows: dict[str, tuple[float, float, fl
     setting = _FCT_SETTINGS[dataset].format(
         models="ResNet-50 128-d old on the first half of the classes, new on all", metrics="CMC top-1 / top-5 / mAP (%)"
     )
-    return {"source": source, "setting": setting, "new_case": "new/new",
-            "rows": {case: dict(zip(("top1", "top5", "mAP"), values)) for case, values in rows.items()}}
+    return {
+        "source": source,
+        "setting": setting,
+        "new_case": "new/new",
+        "rows": {case: dict(zip(("top1", "top5", "mAP"), values)) for case, values in rows.items()},
+    }
 
 
-FCT_CIFAR100 = _fct_table(_FCT_SOURCE, "CIFAR-100", {
-    "old/old": (32.9, 59.3, 16.1), "new/new": (56.4, 77.5, 36.5), "FCT (side-info) new/old": (50.6, 74.2, 34.2),
-})
-FCT_IMAGENET = _fct_table(_FCT_SOURCE, "ImageNet-1k", {
-    "old/old": (46.4, 65.1, 28.3), "new/new": (68.4, 84.7, 45.6), "FCT (side-info) new/old": (65.1, 82.7, 44.0),
-})
-FASTFILL_CIFAR100 = _fct_table(_FASTFILL_SOURCE.format(note="; CIFAR-100 'not averaged over multiple runs'"), "CIFAR-100", {
-    "old/old": (34.2, 60.6, 16.5), "new/new": (56.5, 77.0, 36.3),
-    "FCT (no side-info) new/old": (47.2, 72.6, 25.8), "FCT (side-info) new/old": (50.2, 73.7, 32.2),
-})
-FASTFILL_IMAGENET = _fct_table(_FASTFILL_SOURCE.format(note=""), "ImageNet-1k", {
-    "old/old": (46.4, 65.1, 28.3), "new/new": (68.4, 84.7, 45.6),
-    "FCT (no side-info) new/old": (61.8, 80.5, 39.9), "FCT (side-info) new/old": (65.1, 82.7, 44.0),
-})
+FCT_CIFAR100 = _fct_table(
+    _FCT_SOURCE,
+    "CIFAR-100",
+    {
+        "old/old": (32.9, 59.3, 16.1),
+        "new/new": (56.4, 77.5, 36.5),
+        "FCT (side-info) new/old": (50.6, 74.2, 34.2),
+    },
+)
+FCT_IMAGENET = _fct_table(
+    _FCT_SOURCE,
+    "ImageNet-1k",
+    {
+        "old/old": (46.4, 65.1, 28.3),
+        "new/new": (68.4, 84.7, 45.6),
+        "FCT (side-info) new/old": (65.1, 82.7, 44.0),
+    },
+)
+FASTFILL_CIFAR100 = _fct_table(
+    _FASTFILL_SOURCE.format(note="; CIFAR-100 'not averaged over multiple runs'"),
+    "CIFAR-100",
+    {
+        "old/old": (34.2, 60.6, 16.5),
+        "new/new": (56.5, 77.0, 36.3),
+        "FCT (no side-info) new/old": (47.2, 72.6, 25.8),
+        "FCT (side-info) new/old": (50.2, 73.7, 32.2),
+    },
+)
+FASTFILL_IMAGENET = _fct_table(
+    _FASTFILL_SOURCE.format(note=""),
+    "ImageNet-1k",
+    {
+        "old/old": (46.4, 65.1, 28.3),
+        "new/new": (68.4, 84.7, 45.6),
+        "FCT (no side-info) new/old": (61.8, 80.5, 39.9),
+        "FCT (side-info) new/old": (65.1, 82.7, 44.0),
+    },
+)
 
 
 def reference_table(table: dict) -> pd.DataFrame:
@@ -77,8 +105,6 @@ def reference_table(table: dict) -> pd.DataFrame:
     new_case = table.get("new_case", "independent new/new")
     for metric in list(frame.columns):
         old_old, new_new = rows["old/old"][metric], rows[new_case][metric]
-        frame[f"G ({metric})"] = [
-            update_gain(r[metric], old_old, new_new) if case.endswith("new/old") else None for case, r in rows.items()
-        ]
+        frame[f"G ({metric})"] = [update_gain(r[metric], old_old, new_new) if case.endswith("new/old") else None for case, r in rows.items()]
     frame.index.name = "case"
     return frame

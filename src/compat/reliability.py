@@ -27,9 +27,15 @@ class _Collector:
                 continue
             path = Path(str(item.fspath)).relative_to(project_root())
             name = getattr(item, "originalname", item.name)
-            self.rows.setdefault((str(path), name), {"fault or bad input": marker.kwargs["fault"],
-                                                    "what the program does": marker.kwargs["behaviour"],
-                                                    "test": f"{path}::{name}", "cases": 0})
+            self.rows.setdefault(
+                (str(path), name),
+                {
+                    "fault or bad input": marker.kwargs["fault"],
+                    "what the program does": marker.kwargs["behaviour"],
+                    "test": f"{path}::{name}",
+                    "cases": 0,
+                },
+            )
             self.rows[(str(path), name)]["cases"] += 1  # parametrized variants of one test
 
 

@@ -38,25 +38,40 @@ def inventory(profile_name: str, store: Store | None = None) -> tuple[pd.DataFra
     files, models, seen = [], [], set()
     for path in sorted(store.results.glob(f"*/{profile_name}/*.json")):
         if not (path.is_file() and KEY_PATTERN.fullmatch(path.stem)):
-            raise ConfigError(f"{path} is not a result file (those are files named by their 16-hex-digit key, "
-                              f"beside their .sha256): move it out of {store.results}")
+            raise ConfigError(
+                f"{path} is not a result file (those are files named by their 16-hex-digit key, beside their .sha256): move it out of {store.results}"
+            )
         res = store.read_result(path.parts[-3], profile_name, path.stem)  # digest, key and fields checked
         env = res.get("environment", {})
-        files.append({
-            "experiment": res.get("experiment", path.parts[-3]), "kind": res.get("kind", ""),
-            "seed": res.get("seed", ""), "candidate": res.get("candidate", ""),
-            "file": str(path.relative_to(store.results.parent)) if store.results.parent in path.parents else str(path),
-            "written at": env.get("git_revision", "")[:12], "device": env.get("device", ""),
-            "wall minutes": sum(res.get("wall_seconds", {}).values()) / 60,
-            "data checksum": (res.get("data") or {}).get("source_checksums_sha256", "")[:16],
-        })
+        files.append(
+            {
+                "experiment": res.get("experiment", path.parts[-3]),
+                "kind": res.get("kind", ""),
+                "seed": res.get("seed", ""),
+                "candidate": res.get("candidate", ""),
+                "file": str(path.relative_to(store.results.parent)) if store.results.parent in path.parents else str(path),
+                "written at": env.get("git_revision", "")[:12],
+                "device": env.get("device", ""),
+                "wall minutes": sum(res.get("wall_seconds", {}).values()) / 60,
+                "data checksum": (res.get("data") or {}).get("source_checksums_sha256", "")[:16],
+            }
+        )
         for name, m in _model_records(path, res):
             if m["key"] in seen:
                 continue
             seen.add(m["key"])
-            models.append({"experiment": res.get("experiment", ""), "model": name, "key": m["key"],
-                           "trained at": m["trained_at_revision"][:12], "training minutes": m["train_seconds"] / 60,
-                           "device": m["device"], "precision": m["precision"], "diverged": m.get("diverged") or "no"})
+            models.append(
+                {
+                    "experiment": res.get("experiment", ""),
+                    "model": name,
+                    "key": m["key"],
+                    "trained at": m["trained_at_revision"][:12],
+                    "training minutes": m["train_seconds"] / 60,
+                    "device": m["device"],
+                    "precision": m["precision"],
+                    "diverged": m.get("diverged") or "no",
+                }
+            )
     return pd.DataFrame.from_records(files), pd.DataFrame.from_records(models)
 
 
@@ -70,6 +85,8 @@ def _model_records(path, result: dict) -> list[tuple[str, dict]]:
     for name, record in records.items() if isinstance(records, dict) else [("models", records)]:
         if not isinstance(record, dict) or (missing := [f for f in MODEL_FIELDS if f not in record]):
             what = "is not a record" if not isinstance(record, dict) else f"lacks {', '.join(missing)}"
-            raise DamagedArtefact(f"{path}: model {name!r} {what}: the file is incomplete; delete it and rerun "
-                                  f"`python -m compat run {result['experiment']} --profile {result['profile']}`")
+            raise DamagedArtefact(
+                f"{path}: model {name!r} {what}: the file is incomplete; delete it and rerun "
+                f"`python -m compat run {result['experiment']} --profile {result['profile']}`"
+            )
     return list(records.items())

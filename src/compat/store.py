@@ -165,7 +165,8 @@ def is_checkout_results(folder: Path) -> bool:
     """Whether ``folder`` is the committed ``results/`` of a checkout of this project (a git work tree's)."""
     folder = Path(folder).resolve()
     return folder == (project_root() / "results").resolve() or (
-        folder.name == "results" and (folder.parent / ".git").exists() and (folder.parent / "pyproject.toml").is_file())
+        folder.name == "results" and (folder.parent / ".git").exists() and (folder.parent / "pyproject.toml").is_file()
+    )
 
 
 @lru_cache(maxsize=16)  # the files of a chapter's seeds and ablation, and a few more
@@ -177,15 +178,26 @@ def _decoded_per_query(path: Path, size: int, mtime_ns: int) -> Mapping[str, np.
     return MappingProxyType(arrays)
 
 
-RESULT_FIELDS = {"experiment": str, "profile": str, "kind": str, "key": str, "rows": list, "config": dict,
-                 "wall_seconds": dict, "environment": dict}  # what every kind of result file holds
+RESULT_FIELDS = {
+    "experiment": str,
+    "profile": str,
+    "kind": str,
+    "key": str,
+    "rows": list,
+    "config": dict,
+    "wall_seconds": dict,
+    "environment": dict,
+}  # what every kind of result file holds
 KEY_PATTERN = re.compile(r"[0-9a-f]{16}")  # what config_key returns: the name of every stored file
 
 
 def result_defects(payload: dict) -> list[str]:
     """What a result payload lacks or holds of the wrong type (empty when it is whole)."""
-    defects = [f"no {name}" if name not in payload else f"{name} is a {type(payload[name]).__name__}, not a {kind.__name__}"
-               for name, kind in RESULT_FIELDS.items() if not isinstance(payload.get(name), kind)]
+    defects = [
+        f"no {name}" if name not in payload else f"{name} is a {type(payload[name]).__name__}, not a {kind.__name__}"
+        for name, kind in RESULT_FIELDS.items()
+        if not isinstance(payload.get(name), kind)
+    ]
     if isinstance(payload.get("rows"), list) and not all(isinstance(row, dict) for row in payload["rows"]):
         defects.append("rows holds something other than records")
     return defects
@@ -279,8 +291,10 @@ class Store:
         if recorded != expected:
             raise DamagedArtefact(f"{path} records {recorded}, not the {expected} it is read under: it belongs to another key")
         if defects := result_defects(payload):
-            raise DamagedArtefact(f"{path} is incomplete ({'; '.join(defects)}): delete it and rerun "
-                                  f"`python -m compat run {experiment} --profile {profile}` to rebuild it")
+            raise DamagedArtefact(
+                f"{path} is incomplete ({'; '.join(defects)}): delete it and rerun "
+                f"`python -m compat run {experiment} --profile {profile}` to rebuild it"
+            )
         return payload
 
     def check_result_writable(self) -> None:

@@ -31,8 +31,7 @@ def interval_cells(frame: pd.DataFrame, metrics=("top1", "mAP"), gains=("top1",)
     for m in gains:
         if f"G {m}" in frame:
             out[f"G {LABELS[m].removesuffix(' (%)')} [95% CI]"] = [
-                _cell(r[f"G {m}"], r[f"G {m} low"], r[f"G {m} high"], 2) if pd.notna(r.get(f"G {m}")) else ""
-                for _, r in frame.iterrows()
+                _cell(r[f"G {m}"], r[f"G {m} low"], r[f"G {m} high"], 2) if pd.notna(r.get(f"G {m}")) else "" for _, r in frame.iterrows()
             ]
     out["seeds"] = frame["seeds"].astype(int)
     return out
@@ -40,12 +39,14 @@ def interval_cells(frame: pd.DataFrame, metrics=("top1", "mAP"), gains=("top1",)
 
 def claims_cells(checked: pd.DataFrame) -> pd.DataFrame:
     """A claims table as words: the difference with its interval, per-seed values, holds / does not hold."""
-    return pd.DataFrame({
-        "claim": checked["claim"],
-        "difference (points) [95% CI]": [_cell(r["difference (points)"], r["95% CI low"], r["95% CI high"], 2) for _, r in checked.iterrows()],
-        "per seed": checked["per seed"],
-        "verdict": ["holds" if h else "does not hold" for h in checked["holds"]],
-    }).set_index("claim")
+    return pd.DataFrame(
+        {
+            "claim": checked["claim"],
+            "difference (points) [95% CI]": [_cell(r["difference (points)"], r["95% CI low"], r["95% CI high"], 2) for _, r in checked.iterrows()],
+            "per seed": checked["per seed"],
+            "verdict": ["holds" if h else "does not hold" for h in checked["holds"]],
+        }
+    ).set_index("claim")
 
 
 def published_cells(frame: pd.DataFrame) -> pd.DataFrame:
@@ -64,33 +65,44 @@ def cost_cells(cost: dict) -> tuple[pd.DataFrame, str]:
     table = table.map(lambda v: "" if pd.isna(v) else f"{v:,.3f}" if v < 10 else f"{v:,.0f}")
     seconds = frame.pivot(index="n", columns="method", values="seconds")
     env = cost["environment"]
-    text = ("Re-embedding takes **" + ", ".join(f"{r:,.0f}x" for r in seconds["re-embed"] / seconds["upgrade"])
-            + f"** the upgrade's time at N = {', '.join(f'{n:,d}' for n in seconds.index)} "
-            + f"(measured on {env['device']}, revision {env['git_revision'][:12]}).")
+    text = (
+        "Re-embedding takes **"
+        + ", ".join(f"{r:,.0f}x" for r in seconds["re-embed"] / seconds["upgrade"])
+        + f"** the upgrade's time at N = {', '.join(f'{n:,d}' for n in seconds.index)} "
+        + f"(measured on {env['device']}, revision {env['git_revision'][:12]})."
+    )
     return table, text
 
 
 def study_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """The UniBCT study's table (:func:`compat.experiments.unibct_study.study_table`) as read: top-1 with 95 %
     intervals, the final prototype loss as a share of ln C, and per setting the refinement's difference and word."""
-    out = pd.DataFrame({
-        "new/old top-1 (%) [95% CI]": [_cell(r["new/old"], r["new/old low"], r["new/old high"], 1) for _, r in frame.iterrows()],
-        "new/new top-1 (%) [95% CI]": [_cell(r["new/new"], r["new/new low"], r["new/new high"], 1) for _, r in frame.iterrows()],
-        "prototype loss / ln C (last epoch)": [f"{v:.2f}" for v in frame["final share of ln C"]],
-        "refined - plain, new/old [95% CI]": [
-            _cell(r["refined - plain (new/old)"], r["refined - plain low"], r["refined - plain high"], 2) if r["method"] == "UniBCT" else ""
-            for _, r in frame.iterrows()],
-        "refinement": [r["refinement"] if r["method"] == "UniBCT" else "" for _, r in frame.iterrows()],
-        "seeds": frame["seeds"].astype(int),
-    })
+    out = pd.DataFrame(
+        {
+            "new/old top-1 (%) [95% CI]": [_cell(r["new/old"], r["new/old low"], r["new/old high"], 1) for _, r in frame.iterrows()],
+            "new/new top-1 (%) [95% CI]": [_cell(r["new/new"], r["new/new low"], r["new/new high"], 1) for _, r in frame.iterrows()],
+            "prototype loss / ln C (last epoch)": [f"{v:.2f}" for v in frame["final share of ln C"]],
+            "refined - plain, new/old [95% CI]": [
+                _cell(r["refined - plain (new/old)"], r["refined - plain low"], r["refined - plain high"], 2) if r["method"] == "UniBCT" else ""
+                for _, r in frame.iterrows()
+            ],
+            "refinement": [r["refinement"] if r["method"] == "UniBCT" else "" for _, r in frame.iterrows()],
+            "seeds": frame["seeds"].astype(int),
+        }
+    )
     out.index = pd.MultiIndex.from_frame(frame[["scenario", "setting", "method"]])
     return out
 
 
 def error_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """Upgrade errors (:func:`compat.experiments.base.upgrade_errors`) as read: the MSE with its 95 % interval."""
-    return pd.DataFrame({"MSE [95% CI]": [f"{r['MSE']:.4g} [{r['MSE low']:.4g}, {r['MSE high']:.4g}]" for _, r in frame.iterrows()],
-                         "seeds": frame["seeds"].astype(int)}, index=frame.index)
+    return pd.DataFrame(
+        {
+            "MSE [95% CI]": [f"{r['MSE']:.4g} [{r['MSE low']:.4g}, {r['MSE high']:.4g}]" for _, r in frame.iterrows()],
+            "seeds": frame["seeds"].astype(int),
+        },
+        index=frame.index,
+    )
 
 
 def outcome_markdown(outcomes: pd.DataFrame) -> str:

@@ -104,7 +104,9 @@ class TrainConfig:
         check_range("bn_batch", self.bn_batch, 0, self.batch_size)
         check_range("lookahead_every", self.lookahead_every, 0, 1000)
         if self.lookahead_every and self.ema_decay:
-            raise ConfigError(f"lookahead_every={self.lookahead_every} and ema_decay={self.ema_decay}: choose one weight average (set the other to 0)")
+            raise ConfigError(
+                f"lookahead_every={self.lookahead_every} and ema_decay={self.ema_decay}: choose one weight average (set the other to 0)"
+            )
         check_range("bn_bias_lr", self.bn_bias_lr, 0, 1000, low_open=True)
         check_choice("crop_fill", self.crop_fill, CROP_FILLS)
         check_choice("flip_mode", self.flip_mode, FLIP_MODES)
@@ -116,8 +118,9 @@ class TrainingDiverged(CompatError):
     """The loss became NaN or infinite: training stopped at once."""
 
 
-def crop_flip_view(batch: torch.Tensor, generator: torch.Generator, padding: int, fill: str = "zero",
-                   flips: torch.Tensor | None = None) -> torch.Tensor:
+def crop_flip_view(
+    batch: torch.Tensor, generator: torch.Generator, padding: int, fill: str = "zero", flips: torch.Tensor | None = None
+) -> torch.Tensor:
     """The supervised training view: random crop with ``padding`` (border ``fill``) and flip, normalized."""
     return to_input(random_crop_flip(batch, padding, generator, fill, flips))
 
@@ -162,9 +165,11 @@ def _param_groups(modules: Sequence[torch.nn.Module], config: TrainConfig) -> li
     for p in (p for m in modules for p in m.parameters()):
         if p.requires_grad:
             (biases if id(p) in norm_biases else decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay, "lr_scale": 1.0},
-              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
-              {"params": biases, "weight_decay": 0.0, "lr_scale": config.bn_bias_lr}]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay, "lr_scale": 1.0},
+        {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
+        {"params": biases, "weight_decay": 0.0, "lr_scale": config.bn_bias_lr},
+    ]
     return [g for g in groups if g["params"]]
 
 
@@ -435,8 +440,13 @@ def fit(
         start_epoch, log = state["epoch"], json.loads(state["log"])
         branched = branched or state.get("branched_at_epoch")  # a resumed branch stays one
     step_module = _Step(model, terms, num_views, group)
-    runner = (DistributedDataParallel(step_module, find_unused_parameters=not classifies, broadcast_buffers=False)  # no classifying term: the classifier is unused
-              if size > 1 else step_module)
+    runner = (
+        DistributedDataParallel(
+            step_module, find_unused_parameters=not classifies, broadcast_buffers=False
+        )  # no classifying term: the classifier is unused
+        if size > 1
+        else step_module
+    )
     show = show_progress(progress) and rank == 0
     wall_start = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
@@ -490,7 +500,7 @@ def fit(
             totals = torch.tensor([*sums.values(), *figures.values(), correct, seen], dtype=torch.float64)
             dist.all_reduce(totals)
             sums = {k: float(v) / size for k, v in zip(sums, totals)}
-            figures = {k: float(v) / size for k, v in zip(figures, totals[len(sums):])}
+            figures = {k: float(v) / size for k, v in zip(figures, totals[len(sums) :])}
             correct, seen = int(totals[-2]), int(totals[-1])
         entry = {
             "epoch": epoch + 1,
@@ -508,9 +518,14 @@ def fit(
             workdir.mkdir(parents=True, exist_ok=True)
             with open(workdir / "log.jsonl", "a") as f:
                 f.write(json.dumps(entry) + "\n")
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "log": json.dumps(log),
-                     "branched_at_epoch": branched,
-                     "terms": {str(i): t.state_dict() for i, t in enumerate(terms) if t.stateful or any(p.requires_grad for p in t.parameters())}}
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch + 1,
+                "log": json.dumps(log),
+                "branched_at_epoch": branched,
+                "terms": {str(i): t.state_dict() for i, t in enumerate(terms) if t.stateful or any(p.requires_grad for p in t.parameters())},
+            }
             if ema is not None:
                 state["ema"] = ema.state_dict()
             if lookahead is not None:
@@ -528,15 +543,17 @@ def fit(
     diverged = None
     losses = [sum(v for k, v in e.items() if k.startswith("loss_")) for e in log]
     if classifies and final_acc is not None and final_acc <= 1.5 * chance and len(losses) > 1 and losses[-1] > losses[0]:
-        diverged = (f"final training accuracy {final_acc:.4f} is at chance level ({chance:.4f}) and the loss rose "
-                    f"from {losses[0]:.4g} (epoch 1) to {losses[-1]:.4g}")
+        diverged = (
+            f"final training accuracy {final_acc:.4f} is at chance level ({chance:.4f}) and the loss rose "
+            f"from {losses[0]:.4g} (epoch 1) to {losses[-1]:.4g}"
+        )
     return {
         "epochs": log,
         "branched_at_epoch": branched,
         "precision": precision,
         "device": str(dev),
         "processes": size,
-        "train_seconds": sum(e["seconds"] for e in log[branched or 0:]),  # a branch's own epochs: its trunk counts the rest
+        "train_seconds": sum(e["seconds"] for e in log[branched or 0 :]),  # a branch's own epochs: its trunk counts the rest
         "this_call_seconds": time.perf_counter() - wall_start,
         "config": asdict(config),
         "diverged": diverged,
@@ -544,8 +561,9 @@ def fit(
 
 
 @torch.inference_mode()
-def embed(model: torch.nn.Module, images: np.ndarray, batch_size: int = 500, precision: str = "auto", flip: bool = False,
-          translate: bool = False) -> np.ndarray:
+def embed(
+    model: torch.nn.Module, images: np.ndarray, batch_size: int = 500, precision: str = "auto", flip: bool = False, translate: bool = False
+) -> np.ndarray:
     """Embeddings (float32 N x D) of uint8 N x H x W x 3 ``images``, eval mode, no augmentation.
 
     :param flip: average each image's embedding with its mirror image's (airbench's test-time augmentation).
@@ -572,7 +590,10 @@ def embed(model: torch.nn.Module, images: np.ndarray, batch_size: int = 500, pre
                 h, w = x.shape[2:]
                 padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
                 shifted = [padded[:, :, :h, :w], padded[:, :, 2:, 2:]]
-                z = 0.5 * z + 0.25 * mirrored(shifted[0].contiguous(memory_format=torch.channels_last)) \
+                z = (
+                    0.5 * z
+                    + 0.25 * mirrored(shifted[0].contiguous(memory_format=torch.channels_last))
                     + 0.25 * mirrored(shifted[1].contiguous(memory_format=torch.channels_last))
+                )
         out.append(z.float().cpu().numpy())
     return np.concatenate(out)

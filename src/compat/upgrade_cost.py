@@ -69,8 +69,14 @@ def _cost_child(kind: str, spec, n: int, cache_root: str, results_root: str) -> 
         inputs = images.nbytes
         embed(model, images[:64])  # warm-up, as for the upgrade
         seconds, extra = peak_extra_memory(lambda: embed(model, images))
-    return {"method": kind, "n": n, "seconds": seconds, "rows_per_s": n / seconds, "input_mb": inputs / 2**20,
-            "peak_extra_mb": None if extra is None else extra / 2**20}
+    return {
+        "method": kind,
+        "n": n,
+        "seconds": seconds,
+        "rows_per_s": n / seconds,
+        "input_mb": inputs / 2**20,
+        "peak_extra_mb": None if extra is None else extra / 2**20,
+    }
 
 
 def measure_upgrade_cost(spec, sizes, store) -> list[dict]:

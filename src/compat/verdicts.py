@@ -54,20 +54,33 @@ def decide(paper: str, distance: str, label: str, reason: str, checked: pd.DataF
 
 def headline(outcome: Outcome) -> str:
     """The verdict's first line: label and reason, bold label, and the rule's reading of a claim."""
-    return (f"**{outcome.distance} distance: {outcome.label}.** {outcome.reason} (top-1; a claim holds when the 95 % "
-            f"interval of the difference lies above 0 and every one of {outcome.seeds} seeds agrees)")
+    return (
+        f"**{outcome.distance} distance: {outcome.label}.** {outcome.reason} (top-1; a claim holds when the 95 % "
+        f"interval of the difference lies above 0 and every one of {outcome.seeds} seeds agrees)"
+    )
 
 
 def claim_line(claim: pd.Series) -> str:
     """One claim of a :meth:`check_claims` table as a verdict's list item."""
-    return (f"- {'holds' if claim['holds'] else 'does not hold'}: {claim['claim']} ({claim['difference (points)']:+.2f} points, "
-            f"95 % CI {claim['95% CI low']:+.2f} to {claim['95% CI high']:+.2f}; seeds {claim['per seed']})")
+    return (
+        f"- {'holds' if claim['holds'] else 'does not hold'}: {claim['claim']} ({claim['difference (points)']:+.2f} points, "
+        f"95 % CI {claim['95% CI low']:+.2f} to {claim['95% CI high']:+.2f}; seeds {claim['per seed']})"
+    )
 
 
 def summary(outcomes: list[Outcome]) -> pd.DataFrame:
     """Paper x distance: the label and the deciding claim with its difference and interval (the book's outcomes table)."""
-    return pd.DataFrame.from_records([{
-        "paper": o.paper, "distance": o.distance, "verdict": o.label, "deciding claim": o.claim,
-        "difference (points) [95% CI]": (f"{o.difference:+.2f} [{o.low:+.2f}, {o.high:+.2f}]" if np.isfinite(o.difference)
-                                         else "not tested"),
-        "seeds": o.seeds, "why": o.reason} for o in outcomes]).set_index(["paper", "distance"])
+    return pd.DataFrame.from_records(
+        [
+            {
+                "paper": o.paper,
+                "distance": o.distance,
+                "verdict": o.label,
+                "deciding claim": o.claim,
+                "difference (points) [95% CI]": (f"{o.difference:+.2f} [{o.low:+.2f}, {o.high:+.2f}]" if np.isfinite(o.difference) else "not tested"),
+                "seeds": o.seeds,
+                "why": o.reason,
+            }
+            for o in outcomes
+        ]
+    ).set_index(["paper", "distance"])

@@ -17,8 +17,15 @@ HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 # as the machine's notes advise: no background networking on a closed network, a fresh profile
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PAGES = sorted((HTML / "book").glob("*.html"))
 ARTICLE = "article.bd-article"
 WIDER_THAN_COLUMN = """sel => { const a = document.querySelector('article.bd-article'), w = a.getBoundingClientRect().width;
@@ -77,7 +84,9 @@ def test_a_page_reads_cleanly(browser, path):
     assert not [c for c in cells if re.search(r"\bNaN\b", c)], f"NaN in a table on {path.name}"
     assert not [c for c in cells if c.endswith(("...", "…"))], f"a table cell cut short on {path.name}"
     uncaptioned = page.eval_on_selector_all(
-        f"{article} img", "imgs => imgs.filter(i => !(i.closest('figure') && i.closest('figure').querySelector('figcaption'))).map(i => i.alt || i.src)")
+        f"{article} img",
+        "imgs => imgs.filter(i => !(i.closest('figure') && i.closest('figure').querySelector('figcaption'))).map(i => i.alt || i.src)",
+    )
     assert not uncaptioned, f"figures without a caption on {path.name}: {uncaptioned[:3]}"
     for href in page.eval_on_selector_all(f"{article} a[href]", "as => as.map(a => a.href)"):
         target = _local_target(href)
@@ -100,9 +109,12 @@ def test_a_page_reads_cleanly(browser, path):
 def test_the_first_page_opens_with_every_papers_outcome(browser):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto((HTML / "book" / "intro.html").as_uri(), wait_until="load")
-    tables = page.eval_on_selector_all(f"{ARTICLE} table", """ts => ts.map(t => ({
+    tables = page.eval_on_selector_all(
+        f"{ARTICLE} table",
+        """ts => ts.map(t => ({
         headers: [...t.querySelectorAll('th')].map(h => h.innerText.trim()),
-        rows: [...t.querySelectorAll('tbody tr')].map(r => [...r.cells].map(c => c.innerText.trim()))}))""")
+        rows: [...t.querySelectorAll('tbody tr')].map(r => [...r.cells].map(c => c.innerText.trim()))}))""",
+    )
     outcomes = next((t for t in tables if {"paper", "distance", "verdict", "deciding claim"} <= set(t["headers"])), None)
     assert outcomes is not None, "the intro has no outcomes table"
     column = outcomes["headers"].index("verdict")

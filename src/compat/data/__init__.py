@@ -49,8 +49,9 @@ def load_tiny_imagenet(image_size: int = 32, cache_root: Path | None = None, mir
     needed = [f"{part}_{image_size}.npy" for part in ("train", "val")] + ["train_labels.npy", "val_labels.npy", "classes.json"]
     damaged = damaged_files(folder, needed)
     if damaged:
-        warnings.warn(f"data cache files {', '.join(map(str, damaged))} do not match the sha256 of their manifest: "
-                      f"preparing the cache again", stacklevel=2)
+        warnings.warn(
+            f"data cache files {', '.join(map(str, damaged))} do not match the sha256 of their manifest: preparing the cache again", stacklevel=2
+        )
         shutil.rmtree(folder)
         folder = prepare(mirror, cache_root)
         if damaged := damaged_files(folder, needed):

@@ -136,9 +136,11 @@ def _check_free_space(cache_root: Path, images: int) -> None:
     needed = images * sum(3 * size * size for size in PREPARED_SIZES) + images * 8 + 2**20
     free = shutil.disk_usage(cache_root).free
     if free < needed:
-        raise DataError(f"the data cache folder {cache_root} has {free / 2**30:.2f} GiB free and preparing "
-                        f"{images} images needs {needed / 2**30:.2f} GiB: free space there, or set COMPAT_DATA_DIR "
-                        "to a folder with room")
+        raise DataError(
+            f"the data cache folder {cache_root} has {free / 2**30:.2f} GiB free and preparing "
+            f"{images} images needs {needed / 2**30:.2f} GiB: free space there, or set COMPAT_DATA_DIR "
+            "to a folder with room"
+        )
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

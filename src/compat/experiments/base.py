@@ -181,13 +181,20 @@ class Experiment:
         runs = [(seed, False) for seed in self.seeds(profile)]
         if self.runs_ablation(profile):
             runs.append((profile.protocol.ablation_seed, True))
-        return [self._job(profile, f"{'ablation, ' if ablation else ''}seed {seed}", self.plan(profile, seed, ablation),
-                          lambda store, seed=seed, ablation=ablation: self.run_seed(profile, seed, store, ablation))
-                for seed, ablation in runs]
+        return [
+            self._job(
+                profile,
+                f"{'ablation, ' if ablation else ''}seed {seed}",
+                self.plan(profile, seed, ablation),
+                lambda store, seed=seed, ablation=ablation: self.run_seed(profile, seed, store, ablation),
+            )
+            for seed, ablation in runs
+        ]
 
     def _job(self, profile, label: str, plan: Plan, run: Callable[[Store], dict]) -> Job:
-        return Job(self.name, label, self._key(profile, plan), tuple(plan.models.values()),
-                   (*plan.transformations.values(), *plan.artefacts.values()), run)
+        return Job(
+            self.name, label, self._key(profile, plan), tuple(plan.models.values()), (*plan.transformations.values(), *plan.artefacts.values()), run
+        )
 
     def result_keys(self, profile) -> list[str]:
         """The keys of every result file the chapter reads for ``profile`` (what must be committed for the book)."""
@@ -225,8 +232,7 @@ class Experiment:
         if errors:
             extra["upgrade_mse"] = {g: float(e.mean()) for g, e in errors.items()}
         wall = {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done}
-        return write_seed_result(store, profile, seed, ablation, key, rows, models, wall, experiment=self.name,
-                                 per_query=per_query, **extra)
+        return write_seed_result(store, profile, seed, ablation, key, rows, models, wall, experiment=self.name, per_query=per_query, **extra)
 
     def run(self, profile, store: Store | None = None) -> list[dict]:
         """Every result file of :meth:`jobs`, in its order; loaded where it exists, else made."""
@@ -241,8 +247,9 @@ class Experiment:
     def point_table(self, results: list[dict], distance: str = "l2") -> pd.DataFrame:
         """Cases x metrics of the main seeds, the mean over seeds of the stored numbers, with no resampling (what the
         command line prints after a run; the chapters add the intervals)."""
-        rows = [{"case": r["case"], **{m: r.get(m) for m in METRICS}} for res in main_results(results) for r in res["rows"]
-                if r["distance"] == distance]
+        rows = [
+            {"case": r["case"], **{m: r.get(m) for m in METRICS}} for res in main_results(results) for r in res["rows"] if r["distance"] == distance
+        ]
         return pd.DataFrame.from_records(rows).groupby("case", sort=False).mean() if rows else pd.DataFrame()
 
     def ablation_table(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> pd.DataFrame:
@@ -258,15 +265,32 @@ class Experiment:
         for claim in (c for c in self.claims(results) if {c.better, c.worse} <= present):  # claims of cases that ran
             diverged = [row(res, distance, case).get("diverged") for res in main for case in (claim.better, claim.worse)]
             if any(diverged):  # a diverged run decides nothing
-                records.append({"claim": claim.text, "metric": claim.metric, "difference (points)": np.nan,
-                                "95% CI low": np.nan, "95% CI high": np.nan, "per seed": "diverged: " + next(d for d in diverged if d),
-                                "holds": False})
+                records.append(
+                    {
+                        "claim": claim.text,
+                        "metric": claim.metric,
+                        "difference (points)": np.nan,
+                        "95% CI low": np.nan,
+                        "95% CI high": np.nan,
+                        "per seed": "diverged: " + next(d for d in diverged if d),
+                        "holds": False,
+                    }
+                )
                 continue
-            diff = difference_interval(case_values(main, claim.better, distance, claim.metric, store),
-                                       case_values(main, claim.worse, distance, claim.metric, store))
-            records.append({"claim": claim.text, "metric": claim.metric, "difference (points)": diff.value,
-                            "95% CI low": diff.low, "95% CI high": diff.high,
-                            "per seed": ", ".join(f"{v:+.2f}" for v in diff.per_seed), "holds": diff.above(claim.margin)})
+            diff = difference_interval(
+                case_values(main, claim.better, distance, claim.metric, store), case_values(main, claim.worse, distance, claim.metric, store)
+            )
+            records.append(
+                {
+                    "claim": claim.text,
+                    "metric": claim.metric,
+                    "difference (points)": diff.value,
+                    "95% CI low": diff.low,
+                    "95% CI high": diff.high,
+                    "per seed": ", ".join(f"{v:+.2f}" for v in diff.per_seed),
+                    "holds": diff.above(claim.margin),
+                }
+            )
         return pd.DataFrame.from_records(records)
 
 
@@ -280,14 +304,20 @@ def provenance_table(results: list[dict]) -> pd.DataFrame:
             if m["key"] in seen:
                 continue
             seen.add(m["key"])
-            records.append({
-                "seed": res["seed"], "artefact": name, "train min": m["train_seconds"] / 60,
-                "img/s": f"{m['images_per_s']:.0f}" if m["images_per_s"] is not None else "",
-                "final train acc (%)": 100 * m["final_train_acc"] if m["final_train_acc"] is not None else "",
-                "final MSE": m["final_mse"] if m["final_mse"] is not None else "",
-                "precision": m["precision"], "device": m["device"], "diverged": m.get("diverged") or "no",
-                "trained at": m["trained_at_revision"][:12],
-            })
+            records.append(
+                {
+                    "seed": res["seed"],
+                    "artefact": name,
+                    "train min": m["train_seconds"] / 60,
+                    "img/s": f"{m['images_per_s']:.0f}" if m["images_per_s"] is not None else "",
+                    "final train acc (%)": 100 * m["final_train_acc"] if m["final_train_acc"] is not None else "",
+                    "final MSE": m["final_mse"] if m["final_mse"] is not None else "",
+                    "precision": m["precision"],
+                    "device": m["device"],
+                    "diverged": m.get("diverged") or "no",
+                    "trained at": m["trained_at_revision"][:12],
+                }
+            )
     table = pd.DataFrame.from_records(records).set_index(["seed", "artefact"])
     return table.loc[:, [c for c in table.columns if (table[c] != "").any()]]
 
@@ -337,8 +367,14 @@ def interval_table(results: list[dict], distance: str, store: Store | None, refe
             continue
         for m in METRICS:
             iv: Interval = mean_interval(case_values(results, case, distance, m, store))
-            record.update({m: iv.value, f"{m} low": iv.low, f"{m} high": iv.high,
-                           f"{m} seed sd": float(np.std(iv.per_seed, ddof=1)) if len(iv.per_seed) > 1 else np.nan})
+            record.update(
+                {
+                    m: iv.value,
+                    f"{m} low": iv.low,
+                    f"{m} high": iv.high,
+                    f"{m} seed sd": float(np.std(iv.per_seed, ddof=1)) if len(iv.per_seed) > 1 else np.nan,
+                }
+            )
             if case.endswith("new/old"):
                 g = gain_interval(*(case_values(results, c, distance, m, store) for c in (case, *references(case))))
                 record.update({f"G {m}": g.value, f"G {m} low": g.low, f"G {m} high": g.high})
@@ -356,7 +392,13 @@ def training_curves(results: list[dict]) -> pd.DataFrame:
             for entry in model.get("epochs", []):
                 if entry.get("train_acc") is None:
                     continue
-                records.append({"model": name, "seed": res["seed"], "epoch": entry["epoch"],
-                                "loss": sum(v for k, v in entry.items() if k.startswith("loss_")),
-                                "train accuracy (%)": 100 * entry["train_acc"]})
+                records.append(
+                    {
+                        "model": name,
+                        "seed": res["seed"],
+                        "epoch": entry["epoch"],
+                        "loss": sum(v for k, v in entry.items() if k.startswith("loss_")),
+                        "train accuracy (%)": 100 * entry["train_acc"],
+                    }
+                )
     return pd.DataFrame.from_records(records)

@@ -108,9 +108,11 @@ class BCT(Experiment):
         checked = self.check_claims(results, distance, store)
         holds = checked["holds"].tolist()
         label = "reproduced" if all(holds) else ("partly reproduced" if holds[0] else "not reproduced")
-        reason = {"reproduced": "Every claim holds.",
-                  "partly reproduced": "Compatibility is learned, but not every claim holds.",
-                  "not reproduced": "The BCT model's queries do not beat the old model against the old gallery."}[label]
+        reason = {
+            "reproduced": "Every claim holds.",
+            "partly reproduced": "Compatibility is learned, but not every claim holds.",
+            "not reproduced": "The BCT model's queries do not beat the old model against the old gallery.",
+        }[label]
         return decide("BCT", distance, label, reason, checked, checked["claim"].iloc[0], len(main_results(results)))
 
     def verdict(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> str:
@@ -131,7 +133,9 @@ class BCT(Experiment):
                 lines.append(f"- ablation (seed {ablation[0]['seed']}), {case.removesuffix(' new/old')}: diverged ({why}); no number is reported")
                 continue
             d = difference_interval(case_values(ablation, case, distance, "top1", store), case_values(ablation, "old/old", distance, "top1", store))
-            lines.append(f"- ablation (seed {ablation[0]['seed']}), {case.removesuffix(' new/old')}: new/old minus old/old "
-                         f"{d.value:+.2f} points (95 % CI {d.low:+.2f} to {d.high:+.2f}): criterion "
-                         f"{'met' if d.above(0) else 'not met'}")
+            lines.append(
+                f"- ablation (seed {ablation[0]['seed']}), {case.removesuffix(' new/old')}: new/old minus old/old "
+                f"{d.value:+.2f} points (95 % CI {d.low:+.2f} to {d.high:+.2f}): criterion "
+                f"{'met' if d.above(0) else 'not met'}"
+            )
         return lines

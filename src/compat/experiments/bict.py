@@ -58,7 +58,9 @@ class BiCTConfig:
     seeds: tuple[int, ...] = ()
     generations: tuple[float, ...] = (0.25, 0.5, 1.0)
     weight: float = 1.0
-    transformation: TransformationConfig = field(default_factory=lambda: TransformationConfig(inner_dim=512, epochs=20, warmup_epochs=1.25, augmented_views=2))
+    transformation: TransformationConfig = field(
+        default_factory=lambda: TransformationConfig(inner_dim=512, epochs=20, warmup_epochs=1.25, augmented_views=2)
+    )
     transformations: tuple[str, ...] = ("stepwise",)
     anchored: bool = False
     ablation: bool = True
@@ -122,8 +124,9 @@ def _transformations(profile, seed: int, specs: dict[str, ModelSpec], chain: str
     steps: list[TransformationSpec] = []
     for g in range(2, len(profile.bict.generations) + 1):
         if variant == "chain":
-            steps.append(TransformationSpec(old=specs[f"{chain} 1"], new=specs[f"{chain} {g}"], side=None, config=config,
-                                            seed=seed, through=tuple(steps)))
+            steps.append(
+                TransformationSpec(old=specs[f"{chain} 1"], new=specs[f"{chain} {g}"], side=None, config=config, seed=seed, through=tuple(steps))
+            )
         else:
             steps.append(TransformationSpec(old=specs[f"{chain} {g - 1}"], new=specs[f"{chain} {g}"], side=None, config=config, seed=seed))
     return steps
@@ -140,9 +143,18 @@ def _chain_gallery(base: ModelSpec, steps: list[TransformationSpec]):
     return make
 
 
-def _strategy_cases(plan: Plan, specs: dict[str, ModelSpec], steps: list[TransformationSpec], n: int,
-                    chain: str, strategy: str, suffix: str = "", variant: str = "stepwise", model_cases: bool = True,
-                    marked: bool = True) -> None:
+def _strategy_cases(
+    plan: Plan,
+    specs: dict[str, ModelSpec],
+    steps: list[TransformationSpec],
+    n: int,
+    chain: str,
+    strategy: str,
+    suffix: str = "",
+    variant: str = "stepwise",
+    model_cases: bool = True,
+    marked: bool = True,
+) -> None:
     """Add one chain's models, its upgraded galleries and its cases (generations 2..n) to ``plan``.
 
     :param chain: ``bct`` (BCT-trained models: backward, BiCT forward, new/new) or ``independent``
@@ -175,18 +187,24 @@ def _main_plan(profile, seed: int) -> Plan:
     cfg = profile.bict
     n = len(cfg.generations)
     specs = generation_specs(profile, seed, cfg.weight)
-    plan = Plan({"bct 1": specs["bct 1"], "independent 1": specs["independent 1"]}, [Case(OLD_CASE, "bct 1", "bct 1")],
-                key_extra={"weight": cfg.weight, "chains": {}})
+    plan = Plan(
+        {"bct 1": specs["bct 1"], "independent 1": specs["independent 1"]},
+        [Case(OLD_CASE, "bct 1", "bct 1")],
+        key_extra={"weight": cfg.weight, "chains": {}},
+    )
     for i, variant in enumerate(cfg.transformations):
         for chain, strategy in (("bct", "bict"), ("independent", "fct")):
-            _strategy_cases(plan, specs, _transformations(profile, seed, specs, chain, variant), n, chain, strategy,
-                            variant=variant, model_cases=i == 0)
+            _strategy_cases(
+                plan, specs, _transformations(profile, seed, specs, chain, variant), n, chain, strategy, variant=variant, model_cases=i == 0
+            )
     if cfg.anchored:  # phi_g against phi_1 (generation 2 is the chained model itself)
         anchored = generation_specs(profile, seed, cfg.weight, anchored=True)
         for g in range(3, n + 1):
             plan.models[f"bct {g}{ANCHORED}"] = anchored[f"bct {g}"]
-            plan.cases += [Case(f"gen {g}: BCT only backward{ANCHORED}", f"bct {g}{ANCHORED}", "bct 1"),
-                           Case(f"gen {g}: BCT new/new{ANCHORED}", f"bct {g}{ANCHORED}", f"bct {g}{ANCHORED}")]
+            plan.cases += [
+                Case(f"gen {g}: BCT only backward{ANCHORED}", f"bct {g}{ANCHORED}", "bct 1"),
+                Case(f"gen {g}: BCT new/new{ANCHORED}", f"bct {g}{ANCHORED}", f"bct {g}{ANCHORED}"),
+            ]
     for chain in ("bct", "independent"):
         for i in range(2, n + 1):
             for j in range(1, i):
@@ -202,8 +220,9 @@ def _sweep_plan(profile, seed: int) -> Plan:
     plan = Plan({"bct 1": main["bct 1"]}, [Case(OLD_CASE, "bct 1", "bct 1")], key_extra={"sweep": list(profile.bict.sweep), "chains": {}})
     for weight in profile.bict.sweep:
         specs = generation_specs(profile, seed, weight)
-        _strategy_cases(plan, specs, _transformations(profile, seed, specs, "bct", variant), n, "bct", "bict", f" (λ={weight:g})",
-                        variant, marked=False)
+        _strategy_cases(
+            plan, specs, _transformations(profile, seed, specs, "bct", variant), n, "bct", "bict", f" (λ={weight:g})", variant, marked=False
+        )
     for g in range(2, n + 1):
         plan.models[f"independent {g}"] = main[f"independent {g}"]
         plan.cases.append(Case(f"gen {g}: backfill new/new", f"independent {g}", f"independent {g}"))
@@ -217,8 +236,14 @@ OLD_CASE = "gen 1: old/old"
 class BiCT(Experiment):
     config_class = BiCTConfig
     profile_configs = {
-        "smoke": BiCTConfig(generations=(0.5, 1.0), sweep=(0.0, 1.0), cost_sizes=(100, 400), transformations=("chain", "stepwise"), anchored=True,
-                            transformation=TransformationConfig(inner_dim=64, epochs=4, batch_size=128, warmup_epochs=1, augmented_views=2)),
+        "smoke": BiCTConfig(
+            generations=(0.5, 1.0),
+            sweep=(0.0, 1.0),
+            cost_sizes=(100, 400),
+            transformations=("chain", "stepwise"),
+            anchored=True,
+            transformation=TransformationConfig(inner_dim=64, epochs=4, batch_size=128, warmup_epochs=1, augmented_views=2),
+        ),
         # the committed results: the main table on seeds 0 and 1, the weight sweep on seed 0, the upgrade cost
         "cpu": BiCTConfig(seeds=(0, 1)),
     }
@@ -238,16 +263,34 @@ class BiCT(Experiment):
         last = _last_generation(results or [])
         h = VARIANT_SUFFIX[main_variant(results or [])]
         return [
-            *(Claim(f"gen {g}: the upgraded gallery beats the stored one (BiCT forward above BCT only backward)",
-                    f"gen {g}: BiCT forward{h}", f"gen {g}: BCT only backward") for g in range(2, last + 1)),
-            Claim(f"gen {last}: the BCT-trained model is backward compatible (BCT only backward above old/old)",
-                  f"gen {last}: BCT only backward", OLD_CASE),
-            Claim(f"gen {last}: a BCT-trained new model helps the forward upgrade (BiCT forward above FCT alone)",
-                  f"gen {last}: BiCT forward{h}", f"gen {last}: FCT alone forward{h}"),
-            Claim(f"gen {last}: the BCT half costs the forward upgrade (FCT alone above BiCT forward)",
-                  f"gen {last}: FCT alone forward{h}", f"gen {last}: BiCT forward{h}"),
-            Claim(f"gen {last}: backfilling is still the ceiling (backfill above BiCT forward)",
-                  f"gen {last}: backfill new/new", f"gen {last}: BiCT forward{h}"),
+            *(
+                Claim(
+                    f"gen {g}: the upgraded gallery beats the stored one (BiCT forward above BCT only backward)",
+                    f"gen {g}: BiCT forward{h}",
+                    f"gen {g}: BCT only backward",
+                )
+                for g in range(2, last + 1)
+            ),
+            Claim(
+                f"gen {last}: the BCT-trained model is backward compatible (BCT only backward above old/old)",
+                f"gen {last}: BCT only backward",
+                OLD_CASE,
+            ),
+            Claim(
+                f"gen {last}: a BCT-trained new model helps the forward upgrade (BiCT forward above FCT alone)",
+                f"gen {last}: BiCT forward{h}",
+                f"gen {last}: FCT alone forward{h}",
+            ),
+            Claim(
+                f"gen {last}: the BCT half costs the forward upgrade (FCT alone above BiCT forward)",
+                f"gen {last}: FCT alone forward{h}",
+                f"gen {last}: BiCT forward{h}",
+            ),
+            Claim(
+                f"gen {last}: backfilling is still the ceiling (backfill above BiCT forward)",
+                f"gen {last}: backfill new/new",
+                f"gen {last}: BiCT forward{h}",
+            ),
         ]
 
     def verdict(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> str:
@@ -262,21 +305,33 @@ class BiCT(Experiment):
         last = _last_generation(results)
         upgraded = [bool(checked.loc[c, "holds"]) for c in checked.index if "upgraded gallery beats" in c]
         lines = [headline(self.outcome(results, distance, store))]
-        lines.append(f"- (2) forward upgrade without images: {'reproduced' if upgraded[0] else 'not reproduced'} "
-                     f"(generation 2: BiCT forward against BCT only backward)")
-        lines.append(f"- (3) sequential upgrades beat BCT alone: {'reproduced' if all(upgraded) else 'not reproduced'} "
-                     f"(the upgraded gallery wins at {sum(upgraded)} of {len(upgraded)} generations)")
+        lines.append(
+            f"- (2) forward upgrade without images: {'reproduced' if upgraded[0] else 'not reproduced'} "
+            f"(generation 2: BiCT forward against BCT only backward)"
+        )
+        lines.append(
+            f"- (3) sequential upgrades beat BCT alone: {'reproduced' if all(upgraded) else 'not reproduced'} "
+            f"(the upgraded gallery wins at {sum(upgraded)} of {len(upgraded)} generations)"
+        )
         sweep = sweep_reading(self, results, distance, store)
         if sweep is None:
             lines.append("- (4) the BCT weight matters: not tested (the sweep was not run)")
         else:
             matters = [r for r in sweep if r["interval"].above(0)]
-            lines.append(f"- (4) the BCT weight matters: {'reproduced' if matters else 'not reproduced'} at generation {last} "
-                         "(best against worst weight, one seed): " + "; ".join(
-                             f"{r['retrieval']}: best λ={r['best']:g}, worst λ={r['worst']:g}, {r['interval'].value:+.2f} points "
-                             f"(95 % CI {r['interval'].low:+.2f} to {r['interval'].high:+.2f})" for r in sweep)
-                         + "".join(f"; {r['retrieval']} is best without the BCT term (λ=0), so what the weight does there "
-                                   "is cost it" for r in sweep if r["best"] == 0 and r["interval"].above(0)))
+            lines.append(
+                f"- (4) the BCT weight matters: {'reproduced' if matters else 'not reproduced'} at generation {last} "
+                "(best against worst weight, one seed): "
+                + "; ".join(
+                    f"{r['retrieval']}: best λ={r['best']:g}, worst λ={r['worst']:g}, {r['interval'].value:+.2f} points "
+                    f"(95 % CI {r['interval'].low:+.2f} to {r['interval'].high:+.2f})"
+                    for r in sweep
+                )
+                + "".join(
+                    f"; {r['retrieval']} is best without the BCT term (λ=0), so what the weight does there is cost it"
+                    for r in sweep
+                    if r["best"] == 0 and r["interval"].above(0)
+                )
+            )
         lines.extend(claim_line(c) for _, c in checked.reset_index().iterrows())
         return "\n".join(lines)
 
@@ -306,9 +361,13 @@ def thesis(upgraded: list[bool], bct_helps_forward: bool, bct_costs_forward: boo
     each generation (2, 3, ...) and whether BiCT's forward upgrade is above, or below, FCT's alone."""
     if bct_helps_forward and bct_costs_forward:
         raise ValueError("BiCT cannot be both above and below FCT alone")
-    half = ("the BCT half helps the forward upgrade" if bct_helps_forward else
-            "the BCT half costs the forward upgrade (FCT alone is above BiCT)" if bct_costs_forward else
-            "the BCT half does not help the forward upgrade measurably (BiCT and FCT alone are inside the noise)")
+    half = (
+        "the BCT half helps the forward upgrade"
+        if bct_helps_forward
+        else "the BCT half costs the forward upgrade (FCT alone is above BiCT)"
+        if bct_costs_forward
+        else "the BCT half does not help the forward upgrade measurably (BiCT and FCT alone are inside the noise)"
+    )
     if upgraded and all(upgraded):
         label = "reproduced" if bct_helps_forward else "partly reproduced"
         return label, f"The upgraded gallery beats the stored one at every generation; {half}."
@@ -328,8 +387,7 @@ def _last_generation(results: list[dict]) -> int:
     return max((int(c.split(":")[0].removeprefix("gen ")) for c in cases if c.startswith("gen ")), default=2)
 
 
-def sweep_reading(experiment: BiCT, results: list[dict], distance: str = "l2", store: Store | None = None,
-                  metric: str = "top1") -> list[dict] | None:
+def sweep_reading(experiment: BiCT, results: list[dict], distance: str = "l2", store: Store | None = None, metric: str = "top1") -> list[dict] | None:
     """Backward and forward retrieval at the last generation: the sweep's best and worst (non-diverged) BCT weight and
     the paired interval of their difference (one seed); None without a sweep."""
     sweep = sweep_table(results, distance, metric)
@@ -363,8 +421,15 @@ def strategy_intervals(table: pd.DataFrame, metric: str = "top1") -> pd.DataFram
     for case, row in table.iterrows():
         if case.startswith("gen ") and "chain" not in case and pd.notna(row.get(metric)):
             gen, what = case.split(": ", 1)
-            records.append({"generation": int(gen.removeprefix("gen ")), "strategy": what, "value": row[metric],
-                            "low": row[f"{metric} low"], "high": row[f"{metric} high"]})
+            records.append(
+                {
+                    "generation": int(gen.removeprefix("gen ")),
+                    "strategy": what,
+                    "value": row[metric],
+                    "low": row[f"{metric} low"],
+                    "high": row[f"{metric} high"],
+                }
+            )
     return pd.DataFrame.from_records(records)
 
 
@@ -377,8 +442,15 @@ def sweep_intervals(ablation: pd.DataFrame, metric: str = "top1") -> pd.DataFram
         if case.startswith(f"gen {last}:") and pd.notna(ablation.loc[case].get(metric)):
             what, weight = case.split(": ", 1)[1].rsplit(" (λ=", 1)
             row = ablation.loc[case]
-            records.append({"BCT weight": float(weight.rstrip(")")), "retrieval": what, "value": row[metric],
-                            "low": row[f"{metric} low"], "high": row[f"{metric} high"]})
+            records.append(
+                {
+                    "BCT weight": float(weight.rstrip(")")),
+                    "retrieval": what,
+                    "value": row[metric],
+                    "low": row[f"{metric} low"],
+                    "high": row[f"{metric} high"],
+                }
+            )
     return pd.DataFrame.from_records(records)
 
 
@@ -405,4 +477,3 @@ def sweep_table(results: list[dict], distance: str = "l2", metric: str = "top1")
         what, weight = r["case"].split(": ", 1)[1].rsplit(" (λ=", 1)
         records.append({"BCT weight": float(weight.rstrip(")")), "retrieval": what, metric: r.get(metric), "diverged": r.get("diverged")})
     return pd.DataFrame.from_records(records)
-

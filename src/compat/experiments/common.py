@@ -22,8 +22,9 @@ METRICS = ("top1", "top5", "mAP")
 def old_model(profile, seed: int) -> ModelSpec:
     """The profile's old model of ``seed``: its architecture and old recipe on the protocol's old data."""
     protocol = profile.protocol
-    return ModelSpec(data=profile.data, subset=SubsetSpec(protocol.scenario, protocol.old_fraction, "old"),
-                     model=profile.model, train=profile.old_train, seed=seed)
+    return ModelSpec(
+        data=profile.data, subset=SubsetSpec(protocol.scenario, protocol.old_fraction, "old"), model=profile.model, train=profile.old_train, seed=seed
+    )
 
 
 def collapsed(z: np.ndarray) -> str | None:
@@ -106,8 +107,19 @@ def model_record(store: Store, key: str) -> dict:
     }
 
 
-def write_seed_result(store: Store, profile, seed: int, ablation: bool, key: str, rows: list[dict], models: dict,
-                      wall_seconds: dict, experiment: str, per_query: dict[str, np.ndarray] | None = None, **extra) -> dict:
+def write_seed_result(
+    store: Store,
+    profile,
+    seed: int,
+    ablation: bool,
+    key: str,
+    rows: list[dict],
+    models: dict,
+    wall_seconds: dict,
+    experiment: str,
+    per_query: dict[str, np.ndarray] | None = None,
+    **extra,
+) -> dict:
     """Write (atomically) and return one seed's result file: metrics, models' provenance, full config, wall times,
     environment and data checksum; the per-query results go beside it (``KEY.npz``), written first."""
     if per_query:

@@ -135,8 +135,9 @@ class FCT(Experiment):
             side_train=TrainConfig(epochs=6, batch_size=256, lr=0.3, warmup_epochs=0.5),
             transformation=TransformationConfig(inner_dim=512, epochs=20, warmup_epochs=1.25, augmented_views=2),
         ),
-        "gpu": FCTConfig(side_train=TrainConfig(epochs=200, batch_size=512, lr=0.6, warmup_epochs=10),
-                         transformation=TransformationConfig(augmented_views=16)),
+        "gpu": FCTConfig(
+            side_train=TrainConfig(epochs=200, batch_size=512, lr=0.6, warmup_epochs=10), transformation=TransformationConfig(augmented_views=16)
+        ),
     }
 
     def plan(self, profile, seed: int, ablation: bool = False) -> Plan:
@@ -155,8 +156,9 @@ class FCT(Experiment):
     def extra(self, profile, seed, ablation, plan, embeddings, labels) -> dict:
         cases = [(c.label, c.query, c.gallery) for c in plan.cases]
         return {
-            "transformations": {n: {"side_dim": t.side_dim() if t.side else 0, "freeze_bn": t.config.freeze_bn}
-                                for n, t in plan.transformations.items()},
+            "transformations": {
+                n: {"side_dim": t.side_dim() if t.side else 0, "freeze_bn": t.config.freeze_bn} for n, t in plan.transformations.items()
+            },
             "picture": None if ablation else _picture(embeddings, labels, cases, profile.fct.picture_queries, seed),
         }
 
@@ -183,9 +185,14 @@ class FCT(Experiment):
             reason = "Every claim holds and both update gains reach the published range."
         elif label == "partly reproduced":
             failed = [c for c, h in zip(checked["claim"], holds) if not h]
-            reason = "The transformed gallery beats the old one; " + "; ".join(
-                ([f"{len(failed)} of {len(holds)} claims do not hold"] if failed else [])
-                + ([f"the update gain of {' and '.join(short)} lies below the published range"] if short else [])) + "."
+            reason = (
+                "The transformed gallery beats the old one; "
+                + "; ".join(
+                    ([f"{len(failed)} of {len(holds)} claims do not hold"] if failed else [])
+                    + ([f"the update gain of {' and '.join(short)} lies below the published range"] if short else [])
+                )
+                + "."
+            )
         else:
             reason = "The transformed gallery does not beat the old one."
         return decide("FCT", distance, label, reason, checked, checked["claim"].iloc[0], len(main_results(results)))
@@ -199,10 +206,12 @@ class FCT(Experiment):
         for case in (NO_SIDE, SIDE):
             low, high = published.loc[case].min(), published.loc[case].max()
             g = table.loc[case]
-            where = ("below" if g["G top1 high"] < low else "above" if g["G top1 low"] > high else "overlapping")
-            lines.append(f"- update gain of {case.removesuffix(' new/old')} (top-1): {g['G top1']:.2f} "
-                         f"(95 % CI {g['G top1 low']:.2f} to {g['G top1 high']:.2f}); {low:.2f}-{high:.2f} in the published "
-                         f"tables: our interval lies {where} that range")
+            where = "below" if g["G top1 high"] < low else "above" if g["G top1 low"] > high else "overlapping"
+            lines.append(
+                f"- update gain of {case.removesuffix(' new/old')} (top-1): {g['G top1']:.2f} "
+                f"(95 % CI {g['G top1 low']:.2f} to {g['G top1 high']:.2f}); {low:.2f}-{high:.2f} in the published "
+                f"tables: our interval lies {where} that range"
+            )
         return "\n".join(lines)
 
 
@@ -213,15 +222,15 @@ def examples(results: list[dict]) -> dict:
 
 def published_gains(metric: str = "top1") -> pd.DataFrame:
     """Update gains of the FCT rows in the published tables that report both variants (FastFill README)."""
-    return pd.DataFrame({
-        name: reference_table(ref)[f"G ({metric})"][[NO_SIDE, SIDE]]
-        for name, ref in (("CIFAR-100", FASTFILL_CIFAR100), ("ImageNet-1k", FASTFILL_IMAGENET))
-    })
+    return pd.DataFrame(
+        {
+            name: reference_table(ref)[f"G ({metric})"][[NO_SIDE, SIDE]]
+            for name, ref in (("CIFAR-100", FASTFILL_CIFAR100), ("ImageNet-1k", FASTFILL_IMAGENET))
+        }
+    )
 
 
 def upgrade_cost(profile, store: Store | None = None) -> dict:
     """The upgrade cost of the main table's h (side-information ``side_dim``) at the profile's ``cost_sizes``."""
     spec = transformation_spec(profile, profile.protocol.ablation_seed, profile.fct.side_dim)
     return common.upgrade_cost("fct", "fct-cost", profile, spec, profile.fct.cost_sizes, store or Store())
-
-

@@ -41,17 +41,32 @@ _EMA = {"ema_decay": 0.999}
 CANDIDATES: dict[str, dict] = {
     INCUMBENT: {"model": _W32, "train": _EMA, "idea": "the cpu profile's old model: airnet w32, EMA 0.999", "probe_raw": True},
     "label smoothing 0.2": {"model": _W32, "train": {**_EMA, "label_smoothing": 0.2}, "idea": "airbench's label smoothing (ours: 0.1)"},
-    "lookahead": {"model": _W32, "train": {"lookahead_every": 5},
-                  "idea": "airbench's lookahead every 5 steps, written back into the weights (replaces the EMA)", "probe_raw": True},
-    "BatchNorm: fixed scales, 64x bias lr": {"model": _W32, "train": {**_EMA, "bn_frozen_scale": True, "bn_bias_lr": 64.0},
-                                             "idea": "airbench's BatchNorm: scales fixed at 1, biases at 64 times the lr"},
-    "whitening bias + GELU": {"model": {**_W32, "whiten_bias": True}, "train": _EMA,
-                              "idea": "a trained bias and GELU after the frozen whitening filters"},
+    "lookahead": {
+        "model": _W32,
+        "train": {"lookahead_every": 5},
+        "idea": "airbench's lookahead every 5 steps, written back into the weights (replaces the EMA)",
+        "probe_raw": True,
+    },
+    "BatchNorm: fixed scales, 64x bias lr": {
+        "model": _W32,
+        "train": {**_EMA, "bn_frozen_scale": True, "bn_bias_lr": 64.0},
+        "idea": "airbench's BatchNorm: scales fixed at 1, biases at 64 times the lr",
+    },
+    "whitening bias + GELU": {
+        "model": {**_W32, "whiten_bias": True},
+        "train": _EMA,
+        "idea": "a trained bias and GELU after the frozen whitening filters",
+    },
     "translate 2 (reflect), alternating flips": {
-        "model": _W32, "train": {**_EMA, "crop_padding": 2, "crop_fill": "reflect", "flip_mode": "alternating"},
-        "idea": "airbench's augmentation: shifts of up to 2 px with reflected borders, each image flipped every other epoch"},
-    "batch 512, lr 0.4": {"model": _W32, "train": {**_EMA, "batch_size": 512, "lr": 0.4},
-                          "idea": "twice the batch at twice the lr (per-epoch weight decay unchanged)"},
+        "model": _W32,
+        "train": {**_EMA, "crop_padding": 2, "crop_fill": "reflect", "flip_mode": "alternating"},
+        "idea": "airbench's augmentation: shifts of up to 2 px with reflected borders, each image flipped every other epoch",
+    },
+    "batch 512, lr 0.4": {
+        "model": _W32,
+        "train": {**_EMA, "batch_size": 512, "lr": 0.4},
+        "idea": "twice the batch at twice the lr (per-epoch weight decay unchanged)",
+    },
     "8 epochs": {"model": _W32, "train": {**_EMA, "epochs": 8}, "idea": "a third more training (over the 6-epoch budget)"},
 }
 # test-time embeddings of every final model: name -> options of get_embeddings
@@ -184,8 +199,9 @@ def run_candidate(profile, name: str, seed: int, store: Store) -> dict:
         with_raw = CANDIDATES.get(name, {}).get("probe_raw", False)
         get_model(spec, store, on_epoch=_val_probe(data.val.images, data.val.labels, spec.train.epochs, raw, with_raw))
     except TrainingDiverged as exc:  # a finding of the study, reported as such
-        return write_seed_result(store, profile, seed, False, key, [], {}, {"train": time.perf_counter() - started},
-                                 curve=[], diverged=str(exc), **extra)
+        return write_seed_result(
+            store, profile, seed, False, key, [], {}, {"train": time.perf_counter() - started}, curve=[], diverged=str(exc), **extra
+        )
     train_done = time.perf_counter()
     embeddings = {case: get_embeddings(spec, store, **options) for case, options in TEST_TIME.items()}
     embeddings.update(raw)  # empty when the model was loaded rather than trained here, or keeps no average
@@ -195,8 +211,19 @@ def run_candidate(profile, name: str, seed: int, store: Store) -> dict:
         rows.append({"distance": "l2", "case": case, "query": "old", "gallery": "old", **{m: metrics[m] for m in ("top1", "top5", "mAP")}})
         per_query[f"l2|{case}|rank"], per_query[f"l2|{case}|ap"] = pq["rank"].astype(np.int32), pq["ap"].astype(np.float32)
     wall = {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done}
-    return write_seed_result(store, profile, seed, False, key, rows, {"old": model_record(store, spec.key)}, wall,
-                             per_query=per_query, curve=store.model_meta(spec.key)["log"]["epochs"], **extra)
+    return write_seed_result(
+        store,
+        profile,
+        seed,
+        False,
+        key,
+        rows,
+        {"old": model_record(store, spec.key)},
+        wall,
+        per_query=per_query,
+        curve=store.model_meta(spec.key)["log"]["epochs"],
+        **extra,
+    )
 
 
 @register_experiment("recipe")
@@ -206,15 +233,26 @@ class Recipe(Experiment):
     profile_configs = {
         # every candidate at 2 seeds; the second stage combines the first stage's winners by decide()'s rule 2
         "cpu": RecipeConfig(combine=("whitening bias + GELU", "translate 2 (reflect), alternating flips"), seeds=(0, 1)),
-        "smoke": RecipeConfig(candidates=(INCUMBENT, "lookahead", "translate 2 (reflect), alternating flips"),
-                              base_train=TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=1)),
+        "smoke": RecipeConfig(
+            candidates=(INCUMBENT, "lookahead", "translate 2 (reflect), alternating flips"),
+            base_train=TrainConfig(epochs=2, batch_size=64, lr=0.1, warmup_epochs=1),
+        ),
     }
 
     def jobs(self, profile) -> list[Job]:
         """Every candidate of the profile's study at every study seed: one model and one result file each."""
-        return [Job(self.name, f"{name}, seed {seed}", result_key(profile, name, seed), (candidate_spec(profile, name, seed),), (),
-                    lambda store, name=name, seed=seed: run_candidate(profile, name, seed, store))
-                for name in profile.recipe.names for seed in profile.recipe.seeds]
+        return [
+            Job(
+                self.name,
+                f"{name}, seed {seed}",
+                result_key(profile, name, seed),
+                (candidate_spec(profile, name, seed),),
+                (),
+                lambda store, name=name, seed=seed: run_candidate(profile, name, seed, store),
+            )
+            for name in profile.recipe.names
+            for seed in profile.recipe.seeds
+        ]
 
     def summary_table(self, results: list[dict], distance: str = "l2", store=None) -> pd.DataFrame:
         return final_table(results)
@@ -236,9 +274,17 @@ def curves(results: list[dict]) -> pd.DataFrame:
                     value = e.get(f"{prefix}_top1_flip" if flip else f"{prefix}_top1")
                     if value is None:
                         continue
-                    records.append({"candidate": res["candidate"], "seed": res["seed"], "epoch": e["epoch"],
-                                    "train minutes": minutes, "weights": weights,
-                                    "embedding": "flip-averaged" if flip else "plain", "top-1 (%)": value})
+                    records.append(
+                        {
+                            "candidate": res["candidate"],
+                            "seed": res["seed"],
+                            "epoch": e["epoch"],
+                            "train minutes": minutes,
+                            "weights": weights,
+                            "embedding": "flip-averaged" if flip else "plain",
+                            "top-1 (%)": value,
+                        }
+                    )
     return pd.DataFrame.from_records(records)
 
 
@@ -251,9 +297,18 @@ def final_table(results: list[dict]) -> pd.DataFrame:
             continue
         m = res["models"]["old"]
         for row in res["rows"]:
-            records.append({"candidate": res["candidate"], "seed": res["seed"], "embedding": row["case"],
-                            "train min": m["train_seconds"] / 60, "img/s": round(m["images_per_s"]),
-                            "top-1 (%)": row["top1"], "top-5 (%)": row["top5"], "mAP (%)": row["mAP"]})
+            records.append(
+                {
+                    "candidate": res["candidate"],
+                    "seed": res["seed"],
+                    "embedding": row["case"],
+                    "train min": m["train_seconds"] / 60,
+                    "img/s": round(m["images_per_s"]),
+                    "top-1 (%)": row["top1"],
+                    "top-5 (%)": row["top5"],
+                    "mAP (%)": row["mAP"],
+                }
+            )
     return pd.DataFrame.from_records(records).set_index(["candidate", "seed", "embedding"])
 
 
@@ -297,8 +352,10 @@ def decide(results: list[dict], config: RecipeConfig, store: Store | None = None
         raise ConfigError("the recipe study needs the incumbent's results (it did not run or diverged)")
     precision = {r["models"]["old"].get("precision") for r in results if not r.get("diverged")}
     if len(precision) > 1:  # precision "auto" is bf16 on one machine and fp32 on another: not equal terms
-        raise ConfigError(f"the study's runs trained at different precisions ({', '.join(sorted(map(str, precision)))}): "
-                          "rerun them on one kind of machine (or pin recipe.base_train.precision)")
+        raise ConfigError(
+            f"the study's runs trained at different precisions ({', '.join(sorted(map(str, precision)))}): "
+            "rerun them on one kind of machine (or pin recipe.base_train.precision)"
+        )
     budget = samples_seen(by_name[INCUMBENT])
     base = _values(results, INCUMBENT, DECIDING, seeds, store)
     records, intervals = [], {}
@@ -312,9 +369,17 @@ def decide(results: list[dict], config: RecipeConfig, store: Store | None = None
         over = samples_seen(by_name[name]) > 1.01 * budget
         intervals[name] = iv
         verdict = "over the budget" if over else "wins" if iv.above(0) else "below" if iv.high < 0 else "inside the noise"
-        records.append({"candidate": name, "difference": iv.value, "low": iv.low, "high": iv.high,
-                        "per seed": ", ".join(f"{v:+.2f}" for v in iv.per_seed),
-                        "samples seen / budget": samples_seen(by_name[name]) / budget, "verdict": verdict})
+        records.append(
+            {
+                "candidate": name,
+                "difference": iv.value,
+                "low": iv.low,
+                "high": iv.high,
+                "per seed": ", ".join(f"{v:+.2f}" for v in iv.per_seed),
+                "samples seen / budget": samples_seen(by_name[name]) / budget,
+                "verdict": verdict,
+            }
+        )
     table = pd.DataFrame.from_records(records).set_index("candidate") if records else pd.DataFrame()
     winners = [n for n in intervals if n in CANDIDATES and table.loc[n, "verdict"] == "wins"]
     compare = lambda a, b: _pair(results, a, b, seeds, store)  # noqa: E731
@@ -346,14 +411,16 @@ def choose(winners: list[str], intervals: dict[str, Interval], combine: tuple[st
 def test_time_choice(results: list[dict], config: RecipeConfig, store: Store | None = None) -> Interval:
     """Does airbench's fuller test-time augmentation (one-pixel shifts) beat flip averaging? Paired interval of
     its top-1 minus the flip-averaged top-1, on the incumbent's models (the same weights both sides)."""
-    return difference_interval(_values(results, INCUMBENT, "flip + 1-px shifts", config.seeds, store),
-                               _values(results, INCUMBENT, DECIDING, config.seeds, store))
+    return difference_interval(
+        _values(results, INCUMBENT, "flip + 1-px shifts", config.seeds, store), _values(results, INCUMBENT, DECIDING, config.seeds, store)
+    )
 
 
 def averaging_effect(results: list[dict], config: RecipeConfig, store: Store | None = None) -> Interval:
     """Do the incumbent's EMA weights beat its raw weights? Paired interval (flip-averaged top-1) from one run."""
-    return difference_interval(_values(results, INCUMBENT, DECIDING, config.seeds, store),
-                               _values(results, INCUMBENT, "raw weights, flip-averaged", config.seeds, store))
+    return difference_interval(
+        _values(results, INCUMBENT, DECIDING, config.seeds, store), _values(results, INCUMBENT, "raw weights, flip-averaged", config.seeds, store)
+    )
 
 
 def chosen_candidate(profile, results: list[dict]) -> str | None:

@@ -30,8 +30,12 @@ from .base import Case, Claim, Experiment, Plan, main_results, register_experime
 
 METHODS = ("independent", "L2", "BCT", "UniBCT (no refinement)", "UniBCT")
 FROM_START = " from epoch 0"  # the schedule control's rows: "UniBCT (no refinement) from epoch 0", "UniBCT from epoch 0"
-SHARED_OLD = {"extended-class": "extended-class", "open-class": "extended-class",
-              "extended-data": "extended-data", "open-data": "extended-data"}  # the same old data, one old model
+SHARED_OLD = {
+    "extended-class": "extended-class",
+    "open-class": "extended-class",
+    "extended-data": "extended-data",
+    "open-data": "extended-data",
+}  # the same old data, one old model
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,14 @@ def model_specs(profile, seed: int, ablation: bool = False) -> dict[str, ModelSp
         specs[_name(scenario, "old")] = old
         extended = scenario.startswith("extended")
         specs[_name(scenario, "independent")] = bct.model_specs(profile, seed)["independent"] if extended else ModelSpec(**new)
-        methods = {"L2": MethodSpec("l2", cfg.l2_weight), "BCT": MethodSpec("bct", cfg.weight),
-                   "UniBCT (no refinement)": MethodSpec("unibct", **form), "UniBCT": MethodSpec("unibct", refine=True, **uni)}
+        methods = {
+            "L2": MethodSpec("l2", cfg.l2_weight),
+            "BCT": MethodSpec("bct", cfg.weight),
+            "UniBCT (no refinement)": MethodSpec("unibct", **form),
+            "UniBCT": MethodSpec("unibct", refine=True, **uni),
+        }
         # the ablation varies the refinement; its baselines are the two UniBCT variants
-        for method in (("UniBCT (no refinement)", "UniBCT") if ablation else cfg.methods):
+        for method in ("UniBCT (no refinement)", "UniBCT") if ablation else cfg.methods:
             specs[_name(scenario, method)] = ModelSpec(**new, method=methods[method], parent=old)
         if scenario in cfg.schedule_control and not ablation:
             for method in ("UniBCT (no refinement)", "UniBCT"):
@@ -137,9 +145,13 @@ def model_specs(profile, seed: int, ablation: bool = False) -> dict[str, ModelSp
                 specs[_name(scenario, method + FROM_START)] = ModelSpec(**new, method=early, parent=old)
         if ablation:  # the main table's models above are shared; each variant changes one of tau, lambda
             for tau in (t for t in cfg.ablation_taus if t != cfg.tau):
-                specs[_name(scenario, f"UniBCT tau={tau:g}")] = ModelSpec(**new, method=MethodSpec("unibct", refine=True, **{**uni, "tau": tau}), parent=old)
+                specs[_name(scenario, f"UniBCT tau={tau:g}")] = ModelSpec(
+                    **new, method=MethodSpec("unibct", refine=True, **{**uni, "tau": tau}), parent=old
+                )
             for lam in (d for d in cfg.ablation_diffusions if d != cfg.diffusion):
-                specs[_name(scenario, f"UniBCT lambda={lam:g}")] = ModelSpec(**new, method=MethodSpec("unibct", refine=True, **{**uni, "diffusion": lam}), parent=old)
+                specs[_name(scenario, f"UniBCT lambda={lam:g}")] = ModelSpec(
+                    **new, method=MethodSpec("unibct", refine=True, **{**uni, "diffusion": lam}), parent=old
+                )
     return specs
 
 
@@ -177,16 +189,25 @@ class UniBCT(Experiment):
         return {"verification": {"far": far, "tar": out}}
 
     def claims(self, results: list[dict] | None = None) -> list[Claim]:
-        return [claim for scenario in SCENARIOS for claim in (
-            Claim(f"{scenario}: UniBCT new/old above BCT new/old", f"{scenario}: UniBCT new/old", f"{scenario}: BCT new/old"),
-            Claim(f"{scenario}: UniBCT new/old above old/old (compatible)", f"{scenario}: UniBCT new/old", f"{scenario}: old/old"),
-            Claim(f"{scenario}: BCT new/old above old/old (compatible)", f"{scenario}: BCT new/old", f"{scenario}: old/old"),
-            Claim(f"{scenario}: refinement helps: UniBCT above UniBCT without refinement (new/old)",
-                  f"{scenario}: UniBCT new/old", f"{scenario}: UniBCT (no refinement) new/old"),
-            Claim(f"{scenario}: refinement helps with the term on from epoch 0 (schedule control, new/old)",
-                  f"{scenario}: UniBCT{FROM_START} new/old", f"{scenario}: UniBCT (no refinement){FROM_START} new/old"),
-        )]
-
+        return [
+            claim
+            for scenario in SCENARIOS
+            for claim in (
+                Claim(f"{scenario}: UniBCT new/old above BCT new/old", f"{scenario}: UniBCT new/old", f"{scenario}: BCT new/old"),
+                Claim(f"{scenario}: UniBCT new/old above old/old (compatible)", f"{scenario}: UniBCT new/old", f"{scenario}: old/old"),
+                Claim(f"{scenario}: BCT new/old above old/old (compatible)", f"{scenario}: BCT new/old", f"{scenario}: old/old"),
+                Claim(
+                    f"{scenario}: refinement helps: UniBCT above UniBCT without refinement (new/old)",
+                    f"{scenario}: UniBCT new/old",
+                    f"{scenario}: UniBCT (no refinement) new/old",
+                ),
+                Claim(
+                    f"{scenario}: refinement helps with the term on from epoch 0 (schedule control, new/old)",
+                    f"{scenario}: UniBCT{FROM_START} new/old",
+                    f"{scenario}: UniBCT (no refinement){FROM_START} new/old",
+                ),
+            )
+        ]
 
     def _readings(self, results, distance, store):
         table = self.check_claims(results, distance, store)
@@ -207,7 +228,10 @@ class UniBCT(Experiment):
         if bct_breaks and all(uni_ok.values()):
             label, reason = "reproduced", f"BCT breaks in {_listed(bct_breaks)} and UniBCT stays compatible in every scenario."
         elif any(uni_wins.values()):
-            label, reason = "partly reproduced", f"UniBCT beats BCT on new/old in {_listed([s for s in scenarios if uni_wins[s]])}, not everything else holds."
+            label, reason = (
+                "partly reproduced",
+                f"UniBCT beats BCT on new/old in {_listed([s for s in scenarios if uni_wins[s]])}, not everything else holds.",
+            )
         else:
             label, reason = "not reproduced", "UniBCT does not beat BCT on new/old in any scenario."
         wins = table[table["claim"].str.endswith("UniBCT new/old above BCT new/old")]
@@ -219,19 +243,25 @@ class UniBCT(Experiment):
         _, checked, scenarios, bct_ok, uni_ok, uni_wins = self._readings(results, distance, store)
         bct_breaks = [s for s in scenarios if s != "extended-class" and not bct_ok[s]]
         refined = [s for s in scenarios if checked[f"{s}: refinement helps: UniBCT above UniBCT without refinement (new/old)"]]
-        lines = [headline(self.outcome(results, distance, store)),
-                 "- claim 1, BCT's compatibility breaks outside the closed set: "
-                 + (f"yes, in {_listed(bct_breaks)}" if bct_breaks else "no, not in any scenario but extended-class"),
-                 f"- claim 2, UniBCT compatible in every scenario: {'yes' if all(uni_ok.values()) else 'no'} "
-                 f"(compatible in {_listed([s for s in scenarios if uni_ok[s]])}; above BCT in {_listed([s for s in scenarios if uni_wins[s]])}; "
-                 f"refined prototypes above plain class means in {_listed(refined)})",
-                 "", "Scenario by scenario:", ""]
+        lines = [
+            headline(self.outcome(results, distance, store)),
+            "- claim 1, BCT's compatibility breaks outside the closed set: "
+            + (f"yes, in {_listed(bct_breaks)}" if bct_breaks else "no, not in any scenario but extended-class"),
+            f"- claim 2, UniBCT compatible in every scenario: {'yes' if all(uni_ok.values()) else 'no'} "
+            f"(compatible in {_listed([s for s in scenarios if uni_ok[s]])}; above BCT in {_listed([s for s in scenarios if uni_wins[s]])}; "
+            f"refined prototypes above plain class means in {_listed(refined)})",
+            "",
+            "Scenario by scenario:",
+            "",
+        ]
         for s in scenarios:
             control = checked.get(f"{s}: refinement helps with the term on from epoch 0 (schedule control, new/old)")
-            lines.append(f"- {s}: BCT compatible: {'yes' if bct_ok[s] else 'no'}; UniBCT compatible: {'yes' if uni_ok[s] else 'no'}; "
-                         f"UniBCT above BCT: {'yes' if uni_wins[s] else 'no'}; refinement helps: "
-                         f"{'yes' if checked[f'{s}: refinement helps: UniBCT above UniBCT without refinement (new/old)'] else 'no'}"
-                         + ("" if control is None else f"; with the term on from epoch 0: {'yes' if control else 'no'}"))
+            lines.append(
+                f"- {s}: BCT compatible: {'yes' if bct_ok[s] else 'no'}; UniBCT compatible: {'yes' if uni_ok[s] else 'no'}; "
+                f"UniBCT above BCT: {'yes' if uni_wins[s] else 'no'}; refinement helps: "
+                f"{'yes' if checked[f'{s}: refinement helps: UniBCT above UniBCT without refinement (new/old)'] else 'no'}"
+                + ("" if control is None else f"; with the term on from epoch 0: {'yes' if control else 'no'}")
+            )
         return "\n".join(lines)
 
 
@@ -257,8 +287,9 @@ def ablation_curve(profile, ablation: pd.DataFrame, parameter: str, case: str = 
     default = cfg.tau if parameter == "tau" else cfg.diffusion
     values = cfg.ablation_taus if parameter == "tau" else cfg.ablation_diffusions
     scenario = cfg.ablation_scenario
-    names = {v: (f"{scenario}: UniBCT {case}" if v == default else f"{scenario}: UniBCT {parameter}={v:g} {case}")
-             for v in sorted({*values, default})}
+    names = {
+        v: (f"{scenario}: UniBCT {case}" if v == default else f"{scenario}: UniBCT {parameter}={v:g} {case}") for v in sorted({*values, default})
+    }
     return ablation.loc[list(names.values())].set_axis(list(names), axis=0).rename_axis(parameter)
 
 
@@ -287,8 +318,13 @@ def prototype_losses(results: list[dict], num_classes: int, old_fraction: float)
         scenario, method = name.split("/", 1)
         classes = new_class_count(scenario, num_classes, old_fraction)
         first, last = np.mean(pairs, axis=0)
-        rows[(scenario, method)] = {"classes C": classes, "ln C (uniform)": np.log(classes),
-                                    "first epoch on": first, "last epoch": last, "seeds": len(pairs)}
+        rows[(scenario, method)] = {
+            "classes C": classes,
+            "ln C (uniform)": np.log(classes),
+            "first epoch on": first,
+            "last epoch": last,
+            "seeds": len(pairs),
+        }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["scenario", "method"])
 
 
@@ -321,4 +357,3 @@ def gain_matrix(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
         scenario, method = case.split(": ", 1)
         records.setdefault(scenario, {})[method.removesuffix(" new/old")] = row[f"G {metric}"]
     return pd.DataFrame(records).T
-

@@ -95,18 +95,22 @@ class UniBCTStudy(Experiment):
         specs, cases = {}, []
         for scenario in cfg.scenarios:
             old, independent = f"{scenario}/old", f"{scenario}/independent"
-            cases += [Case(f"{scenario}: old/old", old, old), Case(f"{scenario}: independent new/new", independent, independent),
-                      Case(f"{scenario}: independent new/old", independent, old)]
+            cases += [
+                Case(f"{scenario}: old/old", old, old),
+                Case(f"{scenario}: independent new/new", independent, independent),
+                Case(f"{scenario}: independent new/old", independent, old),
+            ]
             for form, scale in cfg.settings:
-                section = dataclasses.replace(profile.unibct, scenarios=(scenario,), methods=VARIANTS, ablation=False,
-                                              prototypes=form, scale=scale)
+                section = dataclasses.replace(profile.unibct, scenarios=(scenario,), methods=VARIANTS, ablation=False, prototypes=form, scale=scale)
                 chapter = unibct.model_specs(_with_sections(profile, unibct=section), seed)
                 specs[old], specs[independent] = chapter[old], chapter[independent]
                 for method in VARIANTS:
                     name = f"{scenario}/{method} | {setting_label(form, scale)}"
                     specs[name] = chapter[f"{scenario}/{method}"]
-                    cases += [Case(_case(scenario, method, form, scale, "new/new"), name, name),
-                              Case(_case(scenario, method, form, scale, "new/old"), name, old)]
+                    cases += [
+                        Case(_case(scenario, method, form, scale, "new/new"), name, name),
+                        Case(_case(scenario, method, form, scale, "new/old"), name, old),
+                    ]
         return Plan(specs, cases)
 
     def references(self, case: str) -> tuple[str, str]:
@@ -121,8 +125,12 @@ class UniBCTStudy(Experiment):
         """One result file per (scenario, seed), every seed of a scenario before the next scenario, so that a
         scenario the rules can decide (all its seeds) lands first."""
         cfg = profile.unibct_study
-        return [self._job(one, f"{scenario}, seed {seed}", self.plan(one, seed), lambda store, one=one, seed=seed: self.run_seed(one, seed, store))
-                for scenario in cfg.scenarios for one in (self.one_scenario(profile, scenario),) for seed in cfg.seeds]
+        return [
+            self._job(one, f"{scenario}, seed {seed}", self.plan(one, seed), lambda store, one=one, seed=seed: self.run_seed(one, seed, store))
+            for scenario in cfg.scenarios
+            for one in (self.one_scenario(profile, scenario),)
+            for seed in cfg.seeds
+        ]
 
 
 def scenario_results(results: list[dict], scenario: str) -> list[dict]:
@@ -166,8 +174,10 @@ def main_setting(shares: dict[tuple[str, float], list[float]]) -> tuple[tuple[st
         return raw, f"the reference's raw prototypes leave the floor: every final share of ln C is below {FLOOR_SHARE:g}"
     units = sorted((s for s in shares if s[0] == "unit" and leaves(s)), key=lambda s: s[1])
     if units:
-        return units[0], (f"the raw prototypes' loss stays at its floor; s={units[0][1]:g} is the smallest unit scale whose "
-                          f"final shares of ln C are all below {FLOOR_SHARE:g}")
+        return units[0], (
+            f"the raw prototypes' loss stays at its floor; s={units[0][1]:g} is the smallest unit scale whose "
+            f"final shares of ln C are all below {FLOOR_SHARE:g}"
+        )
     fallback = raw or min(shares, key=lambda s: s[1])
     return fallback, f"no studied setting's loss leaves its floor, a final share of ln C below {FLOOR_SHARE:g}: the reference's form is kept"
 
@@ -184,26 +194,38 @@ def study_table(results: list[dict], profile, distance: str = "l2", store: Store
             continue
         old = mean_interval(case_values(res, f"{scenario}: old/old", distance, "top1", store))
         for form, scale in cfg.settings:
-            values = {m: {p: case_values(res, _case(scenario, m, form, scale, p), distance, "top1", store) for p in ("new/old", "new/new")}
-                      for m in VARIANTS}
+            values = {
+                m: {p: case_values(res, _case(scenario, m, form, scale, p), distance, "top1", store) for p in ("new/old", "new/new")}
+                for m in VARIANTS
+            }
             diff = difference_interval(values["UniBCT"]["new/old"], values["UniBCT (no refinement)"]["new/old"])
             for method in VARIANTS:
                 cross, own = (mean_interval(values[method][p]) for p in ("new/old", "new/new"))
-                records.append({
-                    "scenario": scenario, "setting": setting_label(form, scale), "method": method,
-                    "new/old": cross.value, "new/old low": cross.low, "new/old high": cross.high,
-                    "new/new": own.value, "new/new low": own.low, "new/new high": own.high,
-                    "new/old - old/old": cross.value - old.value,
-                    "final share of ln C": float(np.nanmean(final_shares(results, scenario, method, form, scale))),
-                    "refined - plain (new/old)": diff.value, "refined - plain low": diff.low, "refined - plain high": diff.high,
-                    "refinement": refinement_word(diff, len(cfg.seeds)), "seeds": len(res),
-                })
+                records.append(
+                    {
+                        "scenario": scenario,
+                        "setting": setting_label(form, scale),
+                        "method": method,
+                        "new/old": cross.value,
+                        "new/old low": cross.low,
+                        "new/old high": cross.high,
+                        "new/new": own.value,
+                        "new/new low": own.low,
+                        "new/new high": own.high,
+                        "new/old - old/old": cross.value - old.value,
+                        "final share of ln C": float(np.nanmean(final_shares(results, scenario, method, form, scale))),
+                        "refined - plain (new/old)": diff.value,
+                        "refined - plain low": diff.low,
+                        "refined - plain high": diff.high,
+                        "refinement": refinement_word(diff, len(cfg.seeds)),
+                        "seeds": len(res),
+                    }
+                )
     return pd.DataFrame.from_records(records)
 
 
 def chosen_setting(results: list[dict], profile) -> tuple[tuple[str, float], str]:
     """:func:`main_setting` over the study's result files."""
     cfg = profile.unibct_study
-    shares = {setting: [v for s in cfg.scenarios for m in VARIANTS for v in final_shares(results, s, m, *setting)]
-              for setting in cfg.settings}
+    shares = {setting: [v for s in cfg.scenarios for m in VARIANTS for v in final_shares(results, s, m, *setting)] for setting in cfg.settings}
     return main_setting(shares)

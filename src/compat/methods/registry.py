@@ -56,8 +56,9 @@ class Method:
 METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, *, needs_parent: bool, views: Callable | None = None, num_views: int = 1,
-                    plain_until: Callable[[object, int], int] | None = None):
+def register_method(
+    name: str, *, needs_parent: bool, views: Callable | None = None, num_views: int = 1, plain_until: Callable[[object, int], int] | None = None
+):
     """Decorator: register ``terms(context) -> list[LossTerm]`` as method ``name``."""
 
     def wrap(terms):

@@ -33,7 +33,17 @@ def terms(ctx: TrainingContext):
     local = torch.tensor([position[int(c)] for c in ctx.labels])
     start, refresh = schedule(ctx.spec.train.epochs)
     start = 0 if m.from_start else start
-    prototypes = PrototypeLoss(torch.from_numpy(ctx.parent_embeddings()), local, m.weight, start=start,
-                               refine=m.refine, refresh=refresh, tau=m.tau, diffusion=m.diffusion, affinity=m.affinity,
-                               prototypes=m.prototypes, scale=m.scale)
+    prototypes = PrototypeLoss(
+        torch.from_numpy(ctx.parent_embeddings()),
+        local,
+        m.weight,
+        start=start,
+        refine=m.refine,
+        refresh=refresh,
+        tau=m.tau,
+        diffusion=m.diffusion,
+        affinity=m.affinity,
+        prototypes=m.prototypes,
+        scale=m.scale,
+    )
     return [CrossEntropy(ctx.spec.train.label_smoothing), prototypes]
