@@ -2,13 +2,13 @@
 
 import hashlib
 import io
-import resource
 import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import file_size_limit
 from PIL import Image
 
 from compat.data import load_dataset, make_synthetic, prepare
@@ -264,12 +264,12 @@ def test_a_disk_without_room_is_refused_before_decoding(mirror, tmp_path, monkey
 def test_a_file_size_limit_while_preparing_is_one_clear_error(mirror, tmp_path):
     cache = tmp_path / "data"
     source = resolve_source(mirror, cache / "dl")
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, hard))  # the 12 train images at 64 px take 147 kB
-    try:
-        with pytest.raises(DataError, match=r"cannot write .* \(File too large\): raise the file-size limit .*no partial data cache"):
-            prepare_tiny_imagenet(source, cache)
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    with (
+        file_size_limit(50_000),
+        pytest.raises(  # the 12 train images at 64 px take 147 kB
+            DataError, match=r"cannot write .* \(File too large\): raise the file-size limit .*no partial data cache"
+        ),
+    ):
+        prepare_tiny_imagenet(source, cache)
     assert [p.name for p in cache.iterdir() if p.name != "dl"] == []
     assert is_complete(prepare_tiny_imagenet(source, cache))  # and with the limit lifted it prepares

@@ -6,25 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import TINY
 
 from compat.cli import main
 from compat.config import get_profile
 from compat.errors import ConfigError
 from compat.store import Store
 
-TINY = {
-    "data.synthetic_classes": "6",
-    "data.synthetic_train_per_class": "12",
-    "data.synthetic_val_per_class": "4",
-    "model.width": "2",
-    "model.embedding_dim": "8",
-    "old_train.epochs": "1",
-    "new_train.epochs": "1",
-    "old_train.batch_size": "16",
-    "new_train.batch_size": "16",
-    "protocol.seeds": "0",
-    "bct.ablation": "false",
-}
+TINY = {**TINY, "bct.ablation": "false"}
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import multiprocessing as mp
 
 import pytest
 import torch
+from helpers import TINY
 
 from compat.config import get_profile
 from compat.data import make_synthetic
@@ -97,20 +98,6 @@ def test_concurrent_writers_never_leave_a_corrupt_file(tmp_path):
         p.join()
     assert json.loads(path.read_text())["value"] in (1, 2)
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
-
-
-TINY = {
-    "data.synthetic_classes": "6",
-    "data.synthetic_train_per_class": "12",
-    "data.synthetic_val_per_class": "4",
-    "model.width": "2",
-    "model.embedding_dim": "8",
-    "old_train.epochs": "1",
-    "new_train.epochs": "1",
-    "old_train.batch_size": "16",
-    "new_train.batch_size": "16",
-    "protocol.seeds": "0",
-}
 
 
 def test_rerun_reuses_and_a_changed_parameter_retrains_only_its_dependents(tmp_path, monkeypatch):

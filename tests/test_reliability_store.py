@@ -5,13 +5,12 @@ import errno
 import json
 import multiprocessing
 import os
-import resource
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import file_size_limit
 
 from compat.errors import ConfigError, StorageError
 from compat.evaluate import retrieval_metrics
@@ -200,17 +199,6 @@ def test_a_result_missing_fields_is_refused_as_incomplete(tmp_path, change, defe
         store.read_result("bct", "cpu", "aaaaaaaaaaaaaaaa")
 
 
-@contextmanager
-def _file_size_limit(limit: int):
-    """This process may write no file beyond ``limit`` bytes (Python ignores SIGXFSZ, so a write raises EFBIG)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-
-
 def _full_disk(monkeypatch, when=lambda path: True):
     """Every write of a file for which ``when(path)`` holds fails as on a full disk."""
     write_bytes = Path.write_bytes
@@ -232,7 +220,7 @@ def test_a_file_size_limit_is_one_clear_error_and_keeps_the_previous_file(tmp_pa
     key = "aaaaaaaaaaaaaaaa"
     store.write_result("bct", "cpu", key, _payload(key))
     with (
-        _file_size_limit(80_000),
+        file_size_limit(80_000),
         pytest.raises(
             StorageError, match=rf"cannot write .*{key}.json \(File too large\): raise the file-size limit .*previous file, if any, is kept whole"
         ),

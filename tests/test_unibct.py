@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import TINY
 
 from compat.errors import ConfigError
 from compat.losses import CrossEntropy, PrototypeLoss, StepOutputs, refine_prototype, structural_affinity
@@ -406,17 +407,7 @@ def test_a_unibct_model_branches_from_its_plain_twin_and_trains_bitwise_the_same
     from compat.experiments.unibct import model_specs
     from compat.store import Store
 
-    tiny = {
-        "data.synthetic_classes": "6",
-        "data.synthetic_train_per_class": "12",
-        "data.synthetic_val_per_class": "4",
-        "model.width": "2",
-        "model.embedding_dim": "8",
-        "old_train.epochs": "1",
-        "new_train.epochs": "3",
-        "old_train.batch_size": "16",
-        "new_train.batch_size": "16",
-    }
+    tiny = {**TINY, "new_train.epochs": "3"}
     specs = model_specs(get_profile("smoke", tiny), seed=0)
     variant, twin = specs["open-class/UniBCT"], specs["open-class/independent"]
     assert schedule(3)[0] == 1 and kept_epochs(twin) == {1} and kept_epochs(variant) == set()

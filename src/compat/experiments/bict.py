@@ -414,6 +414,11 @@ def upgrade_cost(profile, store: Store | None = None) -> dict:
 CHAIN_NAMES = {"bct": "BCT-trained models", "independent": "independently trained models"}  # what a reader sees
 
 
+def _interval(row: pd.Series, metric: str) -> dict[str, float]:
+    """A row of an interval table as the value, low, high a figure of :func:`compat.plots.interval_lines` reads."""
+    return {"value": row[metric], "low": row[f"{metric} low"], "high": row[f"{metric} high"]}
+
+
 def strategy_intervals(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     """Generation x strategy ``metric`` of the main seeds from an interval table, with its 95 % interval, in long form:
     generation (1, 2, ...), strategy, value, low, high."""
@@ -421,15 +426,7 @@ def strategy_intervals(table: pd.DataFrame, metric: str = "top1") -> pd.DataFram
     for case, row in table.iterrows():
         if case.startswith("gen ") and "chain" not in case and pd.notna(row.get(metric)):
             gen, what = case.split(": ", 1)
-            records.append(
-                {
-                    "generation": int(gen.removeprefix("gen ")),
-                    "strategy": what,
-                    "value": row[metric],
-                    "low": row[f"{metric} low"],
-                    "high": row[f"{metric} high"],
-                }
-            )
+            records.append({"generation": int(gen.removeprefix("gen ")), "strategy": what, **_interval(row, metric)})
     return pd.DataFrame.from_records(records)
 
 
@@ -442,15 +439,7 @@ def sweep_intervals(ablation: pd.DataFrame, metric: str = "top1") -> pd.DataFram
         if case.startswith(f"gen {last}:") and pd.notna(ablation.loc[case].get(metric)):
             what, weight = case.split(": ", 1)[1].rsplit(" (λ=", 1)
             row = ablation.loc[case]
-            records.append(
-                {
-                    "BCT weight": float(weight.rstrip(")")),
-                    "retrieval": what,
-                    "value": row[metric],
-                    "low": row[f"{metric} low"],
-                    "high": row[f"{metric} high"],
-                }
-            )
+            records.append({"BCT weight": float(weight.rstrip(")")), "retrieval": what, **_interval(row, metric)})
     return pd.DataFrame.from_records(records)
 
 
