@@ -2,6 +2,7 @@
 
 import json
 import multiprocessing as mp
+import time
 
 import pytest
 import torch
@@ -154,3 +155,32 @@ def test_the_strided_pointwise_convolution_equals_a_strided_1x1_convolution_and_
     reference = torch.nn.functional.conv2d(x.detach().contiguous(), layer.weight.detach(), stride=2)
     assert torch.allclose(layer(x.detach()), reference, atol=1e-6)
     assert list(layer.state_dict()) == ["weight"] and layer.weight.shape == (4, 2, 1, 1)
+
+
+def _spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_each_epoch_records_its_share_of_the_cores_and_a_competing_job_lowers_it():
+    """The budget tells quiet epochs from contested ones by ``cpu_share`` (process CPU time over wall time and
+    threads); two busy processes beside a one-thread training take a third or more of its share."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        quiet = [e["cpu_share"] for e in _tiny_run(epochs=6)[1]["epochs"]]
+        spinners = [mp.get_context("spawn").Process(target=_spin, args=(60,)) for _ in range(2)]
+        for p in spinners:
+            p.start()
+        time.sleep(1.0)  # the spinners are running
+        try:
+            contested = [e["cpu_share"] for e in _tiny_run(epochs=6)[1]["epochs"]]
+        finally:
+            for p in spinners:
+                p.terminate()
+                p.join()
+    finally:
+        torch.set_num_threads(threads)
+    assert all(0 < s <= 1.05 for s in quiet + contested)
+    assert sum(contested) / len(contested) < sum(quiet) / len(quiet) - 0.1

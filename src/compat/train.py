@@ -460,7 +460,7 @@ def fit(
         model.train()
         sums: dict[str, float] = {}
         correct = seen = 0
-        epoch_start = time.perf_counter()
+        epoch_start, epoch_cpu = time.perf_counter(), time.process_time()
         bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{config.epochs}", disable=not show, leave=False)
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
@@ -495,6 +495,7 @@ def fit(
                 rate = seen / (time.perf_counter() - epoch_start)
                 bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{correct / seen:.3f}" if classifies else "-", img_s=f"{rate:.0f}")
         seconds = time.perf_counter() - epoch_start
+        cpu_share = (time.process_time() - epoch_cpu) / (seconds * torch.get_num_threads())
         figures = {k: v for t in terms if hasattr(t, "epoch_figures") for k, v in t.epoch_figures().items()}
         if size > 1:  # the epoch's figures over every rank: mean of the ranks' losses and terms' figures, all images
             totals = torch.tensor([*sums.values(), *figures.values(), correct, seen], dtype=torch.float64)
@@ -509,6 +510,9 @@ def fit(
             "train_acc": correct / seen if classifies else None,
             "images_per_s": seen / seconds,  # every view counts: the model's throughput
             "seconds": seconds,
+            # this process's CPU time over the cores it may use: near 1 on a quiet machine, about half when another
+            # job shares the cores (the budget marks such epochs as contested)
+            "cpu_share": cpu_share,
         }
         if on_epoch is not None:
             averaged = ema is not None or lookahead is not None
