@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_curve
 
 from compat.errors import ConfigError
-from compat.evaluate import retrieval_metrics, tar_at_far, update_gain, verification_scores
+from compat.evaluate import far_threshold, per_query_tar, retrieval_metrics, tar_at_far, update_gain, verification_scores
 
 
 def brute_force(query, gallery, labels, topk=(1, 5), cosine=False):
@@ -154,6 +154,26 @@ def test_verification_scores_match_brute_force():
     _, sampled = verification_scores(q, g, labels, max_impostors=50, seed=0)
     assert len(sampled) == 50
     assert np.abs(sampled[:, None] - s[~same][None]).min(axis=1).max() < 1e-5  # each one is an impostor score
+
+
+@pytest.mark.parametrize("far", [0.0, 0.05, 0.3, 1.0])
+def test_per_query_tar_averages_to_the_tar_at_far(far):
+    """Oracle: with equal class sizes the per-query shares average to tar_at_far's TAR; with unequal sizes their mean
+    weighted by each query's genuine pairs does; a brute-force count per query gives each share."""
+    rng = np.random.default_rng(6)
+    equal = np.repeat(np.arange(5), 6)
+    for labels in (equal, rng.integers(0, 4, size=30)):
+        q, g = rng.normal(size=(30, 6)), rng.normal(size=(30, 6))
+        genuine, impostor = verification_scores(q, g, labels, max_impostors=None)
+        threshold = far_threshold(impostor, far)
+        shares = per_query_tar(q, g, labels, threshold)
+        pairs = np.array([(labels == c).sum() - 1 for c in labels])
+        assert np.nansum(shares * pairs) / pairs.sum() == pytest.approx(100 * tar_at_far(genuine, impostor, far))
+        s = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (g / np.linalg.norm(g, axis=1, keepdims=True)).T
+        mates = (labels[:, None] == labels[None]) & ~np.eye(30, dtype=bool)
+        brute = [100 * (s[i][mates[i]] > threshold).mean() if mates[i].any() else np.nan for i in range(30)]
+        np.testing.assert_allclose(shares, brute, atol=1e-9)
+    assert per_query_tar(q, g, np.arange(30), 0.0).tolist() == [pytest.approx(np.nan, nan_ok=True)] * 30  # no mates
 
 
 def test_chance_metrics_match_simulated_random_rankings():

@@ -176,6 +176,9 @@ def test_unibct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
     tar = verification_table(results)
     assert ((tar["TAR (%)"] >= 0) & (tar["TAR (%)"] <= 100)).all() and len(tar) == len(results[0]["rows"]) // 2
     assert list(tar.columns) == ["TAR (%)"]  # one seed: no spread column (the book refuses NaN cells)
+    per_query = store.read_per_query("unibct", profile.name, results[0]["key"])  # each query's share of accepted mates
+    for case, value in results[0]["verification"]["tar"].items():  # equal class sizes: the shares average to the TAR
+        assert float(np.mean(per_query[f"tar|{case}"])) == pytest.approx(value, abs=1e-4)
     claims = unibct.check_claims(results, "l2", store)["claim"].tolist()
     assert len(claims) == 17 and claims.count("open-class: refinement helps with the term on from epoch 0 (schedule control, new/old)") == 1
     assert "with the term on from epoch 0: " in unibct.verdict(results, "l2", store)  # four claims a scenario, the control's in open-class

@@ -314,11 +314,34 @@ def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> float:
     genuine, impostor = np.asarray(genuine, dtype=np.float64), np.asarray(impostor, dtype=np.float64)
     if len(genuine) == 0 or len(impostor) == 0:
         raise ConfigError(f"need genuine and impostor scores, got {len(genuine)} and {len(impostor)}")
+    return float((genuine > far_threshold(impostor, far)).mean())
+
+
+def far_threshold(impostor: np.ndarray, far: float) -> float:
+    """The lowest score threshold that accepts (score strictly above it) at most ``far`` of the ``impostor`` scores;
+    -inf when ``far`` allows every impostor."""
+    check_range("far", far, 0, 1, high_open=False)
+    impostor = np.asarray(impostor, dtype=np.float64)
     allowed = int(np.floor(far * len(impostor)))
     if allowed >= len(impostor):
-        return 1.0
-    threshold = np.sort(impostor)[::-1][allowed]  # accepting anything at or below it exceeds the budget
-    return float((genuine > threshold).mean())
+        return -np.inf
+    return float(np.sort(impostor)[::-1][allowed])  # accepting anything at or below it exceeds the budget
+
+
+def per_query_tar(query: np.ndarray, gallery: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """Per query i, the share (%) of its genuine pairs (i, j), j != i of its class, accepted at ``threshold``
+    (cosine scores as :func:`verification_scores`); NaN for a query alone in its class. With equal class sizes their
+    mean is :func:`tar_at_far`'s TAR at the same threshold, so the retrieval bootstrap over queries gives it an interval."""
+    query, gallery = _check_pair(query, gallery)
+    labels = _as_labels("labels", labels)
+    query, gallery = _normalize(query), _normalize(gallery)
+    out = np.full(len(labels), np.nan)
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        if len(rows) > 1:
+            s = query[rows] @ gallery[rows].T
+            out[rows] = 100.0 * ((s > threshold).sum(axis=1) - (np.diag(s) > threshold)) / (len(rows) - 1)
+    return out
 
 
 def verification_scores(

@@ -142,7 +142,8 @@ class Experiment:
         raise NotImplementedError
 
     def extra(self, profile, seed: int, ablation: bool, plan: Plan, embeddings: dict, labels: np.ndarray) -> dict:
-        """Anything else a result file holds (e.g. a retrieval picture); nothing by default."""
+        """Anything else a result file holds (e.g. a retrieval picture); nothing by default. Arrays of one value
+        per query under ``"per_query"`` (name -> array) go to the per-query file, not the JSON."""
         return {}
 
     def claims(self, results: list[dict] | None = None) -> list[Claim]:
@@ -229,6 +230,7 @@ class Experiment:
             models[name] = model_record(store, t.key)
         models.update({name: model_record(store, t.key) for name, t in plan.artefacts.items()})
         extra = self.extra(profile, seed, ablation, plan, embeddings, labels)
+        per_query.update(extra.pop("per_query", {}))  # an experiment's own per-query figures, stored beside the ranks
         if errors:
             extra["upgrade_mse"] = {g: float(e.mean()) for g, e in errors.items()}
         wall = {"train_and_embed": train_done - started, "evaluate": time.perf_counter() - train_done}

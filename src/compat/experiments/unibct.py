@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..artefacts import MethodSpec, ModelSpec, SubsetSpec
 from ..errors import ConfigError, check_choice, check_range, check_seeds
-from ..evaluate import tar_at_far, verification_scores
+from ..evaluate import far_threshold, per_query_tar, tar_at_far, verification_scores
 from ..losses import PROTOTYPE_FORMS
 from ..splits import SCENARIOS, make_split
 from ..store import Store
@@ -182,11 +182,13 @@ class UniBCT(Experiment):
 
     def extra(self, profile, seed, ablation, plan, embeddings, labels) -> dict:
         """1:1 verification TAR at the configured FAR of every case (cosine scores of val pairs)."""
-        far, out = profile.unibct.far, {}
+        far, out, per_query = profile.unibct.far, {}, {}
         for case in plan.cases:
-            genuine, impostor = verification_scores(embeddings[case.query], embeddings[case.gallery], labels, seed=seed)
+            query, gallery = embeddings[case.query], embeddings[case.gallery]
+            genuine, impostor = verification_scores(query, gallery, labels, seed=seed)
             out[case.label] = 100.0 * tar_at_far(genuine, impostor, far)
-        return {"verification": {"far": far, "tar": out}}
+            per_query[f"tar|{case.label}"] = per_query_tar(query, gallery, labels, far_threshold(impostor, far)).astype(np.float32)
+        return {"verification": {"far": far, "tar": out}, "per_query": per_query}
 
     def claims(self, results: list[dict] | None = None) -> list[Claim]:
         return [
