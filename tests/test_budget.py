@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from helpers import TINY
 
-from compat.budget import artefact_table, book_jobs, budget_table, measured_speeds
+from compat.budget import artefact_table, book_jobs, budget_table, measured_budget, measured_speeds
 from compat.config import get_profile
 from compat.experiments import EXPERIMENTS
 from compat.store import Store
@@ -90,3 +90,40 @@ def test_the_plan_command_prints_the_count_and_refuses_an_unknown_chapter(capsys
     assert "training, estimated: nan h for the whole book" in out  # no committed smoke run measured a speed
     assert main(["plan", "bcx", "--profile", "smoke"]) == 2
     assert "unknown experiment 'bcx'" in capsys.readouterr().err
+
+
+def test_the_measured_budget_counts_each_model_once_where_its_file_trained_it_and_scales_contested_epochs(tmp_path):
+    """Hand-computed: a model is counted in the first chapter of the book's order that names it, only if trained at
+    that file's revision; a branch counts its own epochs; a contested epoch is scaled to the quiet epochs' share."""
+    store = Store(tmp_path / "cache", tmp_path / "results")
+
+    def epochs(*pairs):
+        return [{"epoch": i + 1, "seconds": s, "cpu_share": c} for i, (s, c) in enumerate(pairs)]
+
+    def record(key, log, revision="r1"):
+        return {"key": key, "train_seconds": sum(e["seconds"] for e in log), "final_mse": None, "trained_at_revision": revision, "epochs": log}
+
+    quiet = record("m1", epochs((60.0, 0.9), (60.0, 1.0)))  # quiet share: median of 0.9, 1.0 and the others below
+    contested = record("m2", epochs((50.0, 0.95), (100.0, 0.475)))  # the second epoch would take 100 x 0.5 = 50 s quiet
+    trunk = epochs((10.0, 0.95), (10.0, 0.95))
+    branch = {**record("m3", [*trunk, *epochs((30.0, 0.95))]), "train_seconds": 30.0}  # branched after 2 epochs
+    reused = record("m4", epochs((500.0, 0.5)), revision="r0")  # trained by an earlier run: not in this file's wall time
+    base = {"profile": "cpu", "kind": "main", "rows": [], "config": {}, "environment": {"git_revision": "r1"}}
+    files = {
+        ("bict", "a"): {"models": {"old": quiet, "new": branch}, "wall_seconds": {"train_and_embed": 300.0, "evaluate": 6.0}},
+        ("bct", "b"): {"models": {"old": quiet, "new": contested, "kept": reused}, "wall_seconds": {"train_and_embed": 330.0, "evaluate": 12.0}},
+    }
+    for (experiment, letter), payload in files.items():
+        store.write_result(experiment, "cpu", letter * 16, {**base, **payload, "experiment": experiment, "key": letter * 16})
+    table = measured_budget("cpu", store)
+    assert list(table.index) == ["bct", "bict", "book"]  # the book's order: BCT first, so m1 is BCT's
+    assert table.loc["bct", "trained here"] == 2 and table.loc["bict", "trained here"] == 1
+    assert table.loc["bct", "training (min)"] == pytest.approx(270 / 60)  # m1 120 s + m2 150 s; m4 reused
+    assert table.loc["bct", "training, quiet estimate (min)"] == pytest.approx((120 + 50 + 100 * 0.475 / 0.95) / 60)
+    assert table.loc["bct", "contested"] == 1 and table.loc["bict", "contested"] == 0 and table.loc["book", "share recorded"] == 3
+    assert table.loc["bict", "training (min)"] == pytest.approx(0.5)  # the branch's own epoch only
+    assert table.loc["bct", "embedding and other (min)"] == pytest.approx(60 / 60) and table.loc[
+        "bict", "embedding and other (min)"
+    ] == pytest.approx(4.5)
+    assert table.loc["book", "total (min)"] == pytest.approx((330 + 12 + 300 + 6) / 60)
+    assert measured_budget("gpu", store).empty

@@ -142,3 +142,76 @@ def budget_table(artefacts: pd.DataFrame, images_per_s: float | None, transforma
     ).reindex(order)
     table.loc["book"] = table.sum(min_count=1)
     return table.astype({c: int for c in ("models", "transformations", "models to train", "transformations to train")})
+
+
+CONTESTED_SHARE = 0.8  # an epoch whose process had less of its cores than this shared them with other work
+
+
+def _own_epochs(record: dict) -> list[dict]:
+    """The epochs a model trained itself: a branch's log starts with its plain twin's epochs, which its
+    ``train_seconds`` leaves out (train.fit), so they are the shortest suffix whose seconds add up to it."""
+    epochs = record.get("epochs") or []
+    if not all("seconds" in e for e in epochs):  # a transformation's log times only the whole fit
+        return []
+    for start in range(len(epochs) + 1):
+        if np.isclose(sum(e["seconds"] for e in epochs[start:]), record["train_seconds"], rtol=1e-9, atol=1e-6):
+            return epochs[start:]
+    return epochs
+
+
+def _quiet_seconds(epochs: list[dict], quiet_share: float) -> float:
+    """The epochs' seconds on a quiet machine: a contested epoch's seconds scaled by its share of the cores over
+    a quiet epoch's (``quiet_share``); a quiet one, or one that did not record its share, as recorded."""
+    return sum(e["seconds"] * min(1.0, e["cpu_share"] / quiet_share) if e.get("cpu_share", 1.0) < CONTESTED_SHARE else e["seconds"] for e in epochs)
+
+
+def measured_budget(profile_name: str, store: Store | None = None) -> pd.DataFrame:
+    """What the committed result files of a profile cost, per chapter and for the book, in minutes.
+
+    Each model and transformation is counted once, in the first chapter (in the book's order) whose file names it,
+    and only where it was trained at the revision that wrote that file (one reused from an earlier run is not
+    in that file's wall time). *training*: its recorded seconds; *training, quiet estimate*: contested epochs
+    (``cpu_share`` below :data:`CONTESTED_SHARE`) scaled to the median share of the quiet ones; *embedding and
+    other*: each file's recorded train-and-embed wall time less the training counted for it; *evaluation*: its
+    recorded evaluation time. Transformations record no share of the cores: their time is as recorded.
+    """
+    store = store or Store()
+    results = [store.read_result(path.parts[-3], profile_name, path.stem) for path in sorted(store.results.glob(f"*/{profile_name}/*.json"))]
+    results.sort(key=lambda r: list(EXPERIMENTS).index(r["experiment"]) if r["experiment"] in EXPERIMENTS else len(EXPERIMENTS))
+    firsts, seen = [], set()
+    for res in results:
+        for record in res.get("models", {}).values():
+            if record["key"] not in seen and record["trained_at_revision"] == res["environment"].get("git_revision"):
+                firsts.append((res["experiment"], record))
+            seen.add(record["key"])
+    shares = [e["cpu_share"] for _, r in firsts for e in _own_epochs(r) if e.get("cpu_share", 0) >= CONTESTED_SHARE]
+    quiet_share = float(np.median(shares)) if shares else 1.0
+    rows = {}
+    for res in results:
+        row = rows.setdefault(
+            res["experiment"],
+            dict.fromkeys(
+                ("result files", "trained here", "contested", "share recorded", "training", "training, quiet estimate", "wall", "evaluation"), 0.0
+            ),
+        )
+        row["result files"] += 1
+        row["wall"] += res["wall_seconds"].get("train_and_embed", 0.0) / 60
+        row["evaluation"] += res["wall_seconds"].get("evaluate", 0.0) / 60
+    for experiment, record in firsts:
+        row, epochs = rows[experiment], _own_epochs(record)
+        row["trained here"] += 1
+        row["training"] += record["train_seconds"] / 60
+        row["training, quiet estimate"] += _quiet_seconds(epochs, quiet_share) / 60 if epochs else record["train_seconds"] / 60
+        recorded = [e["cpu_share"] for e in epochs if "cpu_share" in e]
+        row["contested"] += bool(recorded) and float(np.mean(recorded)) < CONTESTED_SHARE
+        row["share recorded"] += bool(recorded)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    if table.empty:
+        return table
+    embedding = (table.pop("wall") - table["training"]).clip(lower=0)
+    table.insert(table.columns.get_loc("evaluation"), "embedding and other", embedding)
+    table["total"] = table["training"] + table["embedding and other"] + table["evaluation"]
+    table["total, quiet estimate"] = table["training, quiet estimate"] + table["embedding and other"] + table["evaluation"]
+    table.loc["book"] = table.sum()
+    counts = ["result files", "trained here", "contested", "share recorded"]
+    return table.astype({c: int for c in counts}).rename(columns={c: f"{c} (min)" for c in table.columns if c not in counts})
