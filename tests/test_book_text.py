@@ -87,3 +87,30 @@ def test_no_chapter_types_a_number_that_neither_the_config_nor_a_named_source_ho
 
 def test_the_check_finds_a_typed_result():
     assert _numbers("BCT reaches 16.9 top-1 against $M = 3.2$ and `0.5`") == ["16.9"]
+
+
+def test_the_bibliography_is_labelled_as_the_text_cites_it():
+    """book/_ext/author_year_labels.py on the book's own references.bib and on constructed entries: one, two and
+    more authors, and two entries that would read the same."""
+    import sys
+
+    from pybtex.database import parse_file, parse_string
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from author_year_labels import AuthorYearStyle
+
+    def labels(bib):
+        return [entry.label for entry in AuthorYearStyle().format_bibliography(bib).entries]
+
+    made = parse_string(
+        """@article{a, author = {Ng, Andrew}, title = {One}, journal = {J}, year = {2001}}
+        @article{b, author = {Shen, Yantao and Xiong, Yuanjun}, title = {Two}, journal = {J}, year = {2020}}
+        @article{c, author = {Shen, Yantao and Xiong, Yuanjun}, title = {Three}, journal = {J}, year = {2020}}
+        @article{d, author = {Le, Ya and Yang, Xuan and Ng, Andrew}, title = {Four}, journal = {J}, year = {2015}}
+        @article{e, author = {Zhou, Li and others}, title = {Five}, journal = {J}, year = {2023}}
+        @misc{f, author = {{TencentARC}}, title = {Six}, year = {2022}}""",
+        "bibtex",
+    )
+    assert labels(made) == ["Le et al., 2015", "Ng, 2001", "Shen and Xiong, 2020a", "Shen and Xiong, 2020b", "TencentARC, 2022", "Zhou et al., 2023"]
+    book = labels(parse_file(ROOT / "book" / "references.bib"))
+    assert len(book) == len(set(book)) and all(re.fullmatch(r"[^\[\]]+, (\d{4}[a-z]?|n\.d\.)", label) for label in book)
