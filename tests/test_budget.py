@@ -115,7 +115,7 @@ def test_the_measured_budget_counts_each_model_once_where_its_file_trained_it_an
     }
     for (experiment, letter), payload in files.items():
         store.write_result(experiment, "cpu", letter * 16, {**base, **payload, "experiment": experiment, "key": letter * 16})
-    table = measured_budget("cpu", store)
+    table = measured_budget([store.read_result(experiment, "cpu", letter * 16) for experiment, letter in files])
     assert list(table.index) == ["bct", "bict", "book"]  # the book's order: BCT first, so m1 is BCT's
     assert table.loc["bct", "trained here"] == 2 and table.loc["bict", "trained here"] == 1
     assert table.loc["bct", "training (min)"] == pytest.approx(270 / 60)  # m1 120 s + m2 150 s; m4 reused
@@ -126,4 +126,21 @@ def test_the_measured_budget_counts_each_model_once_where_its_file_trained_it_an
         "bict", "embedding and other (min)"
     ] == pytest.approx(4.5)
     assert table.loc["book", "total (min)"] == pytest.approx((330 + 12 + 300 + 6) / 60)
-    assert measured_budget("gpu", store).empty
+    assert measured_budget([]).empty
+
+
+def test_the_shown_revisions_count_the_books_files_by_the_revision_that_wrote_them(tmp_path):
+    from compat.budget import shown_results, shown_revisions
+
+    store = Store(tmp_path / "cache", tmp_path / "results")
+    profile = get_profile("smoke", TINY)
+    jobs = book_jobs(profile)
+    base = {"profile": profile.name, "kind": "main", "rows": [], "config": {}, "wall_seconds": {}, "models": {}}
+    for job, revision in zip(jobs[:3], ("r1", "r2", "r1")):
+        store.write_result(
+            job.experiment, profile.name, job.key, {**base, "experiment": job.experiment, "key": job.key, "environment": {"git_revision": revision}}
+        )
+    store.write_result(
+        "bct", profile.name, "f" * 16, {**base, "experiment": "bct", "key": "f" * 16, "environment": {"git_revision": "stale"}}
+    )  # not shown
+    assert shown_revisions(shown_results(profile, store)).to_dict() == {"r1": 2, "r2": 1, "missing": len(jobs) - 3}

@@ -165,8 +165,8 @@ def _quiet_seconds(epochs: list[dict], quiet_share: float) -> float:
     return sum(e["seconds"] * min(1.0, e["cpu_share"] / quiet_share) if e.get("cpu_share", 1.0) < CONTESTED_SHARE else e["seconds"] for e in epochs)
 
 
-def measured_budget(profile_name: str, store: Store | None = None) -> pd.DataFrame:
-    """What the committed result files of a profile cost, per chapter and for the book, in minutes.
+def measured_budget(results: list[dict]) -> pd.DataFrame:
+    """What result files (:func:`shown_results`, those made) cost, per chapter and for the book, in minutes.
 
     Each model and transformation is counted once, in the first chapter (in the book's order) whose file names it,
     and only where it was trained at the revision that wrote that file (one reused from an earlier run is not
@@ -175,9 +175,7 @@ def measured_budget(profile_name: str, store: Store | None = None) -> pd.DataFra
     other*: each file's recorded train-and-embed wall time less the training counted for it; *evaluation*: its
     recorded evaluation time. Transformations record no share of the cores: their time is as recorded.
     """
-    store = store or Store()
-    results = [store.read_result(path.parts[-3], profile_name, path.stem) for path in sorted(store.results.glob(f"*/{profile_name}/*.json"))]
-    results.sort(key=lambda r: list(EXPERIMENTS).index(r["experiment"]) if r["experiment"] in EXPERIMENTS else len(EXPERIMENTS))
+    results = sorted(results, key=lambda r: list(EXPERIMENTS).index(r["experiment"]) if r["experiment"] in EXPERIMENTS else len(EXPERIMENTS))
     firsts, seen = [], set()
     for res in results:
         for record in res.get("models", {}).values():
@@ -215,3 +213,16 @@ def measured_budget(profile_name: str, store: Store | None = None) -> pd.DataFra
     table.loc["book"] = table.sum()
     counts = ["result files", "trained here", "contested", "share recorded"]
     return table.astype({c: int for c in counts}).rename(columns={c: f"{c} (min)" for c in table.columns if c not in counts})
+
+
+def shown_results(profile, store: Store | None = None) -> list[dict | None]:
+    """The result files the book of ``profile`` shows (every chapter's jobs, in order; stale files of other keys
+    left aside), None for one not yet made."""
+    store = store or Store()
+    return [store.read_result(job.experiment, profile.name, job.key) for job in book_jobs(profile)]
+
+
+def shown_revisions(results: list[dict | None]) -> pd.Series:
+    """How many of ``results`` (:func:`shown_results`) each revision wrote; a file not yet made counts under "missing"."""
+    written = ["missing" if res is None else res["environment"].get("git_revision", "unrecorded") for res in results]
+    return pd.Series(written, dtype=object).value_counts().rename("result files").rename_axis("written at revision")
