@@ -249,3 +249,22 @@ def test_the_comparison_reads_result_files_and_never_trains(tmp_path, monkeypatc
     monkeypatch.setattr(artefacts, "fit", lambda *a, **k: pytest.fail("the comparison trained a model"))
     with pytest.raises(ConfigError, match=r"no result file bct/smoke/[0-9a-f]{16}\.json .*python -m compat run bct --profile smoke"):
         comparison_table(get_profile("smoke"), Store(tmp_path / "c", tmp_path / "r"))
+
+
+@pytest.mark.parametrize("profile_name", ["smoke", "cpu"])
+def test_every_compared_method_names_cases_its_chapter_measures_as_its_own_baselines(profile_name):
+    """Each comparison entry's case, backfill (ceiling) and old-model floor are cases of its chapter's main plan, the
+    floor an old/old and the ceiling a new/new of the same protocol (scenario or generation)."""
+    from compat.compare import ENTRIES
+    from compat.config import get_profile
+    from compat.experiments import get_experiment
+
+    profile = get_profile(profile_name)
+    last = len(profile.bict.generations)
+    for entry in ENTRIES:
+        experiment = get_experiment(entry.experiment)
+        cases = {c.label for c in experiment.plan(profile, experiment.seeds(profile)[0]).cases}
+        case, ceiling, floor = (c.format(last=last) for c in (entry.case, entry.ceiling, entry.floor))
+        assert {case, ceiling, floor} <= cases, entry.method
+        assert floor.endswith("old/old") and ceiling.endswith("new/new")
+        assert floor.split(":")[0] == case.split(":")[0] or ":" not in case or entry.experiment == "bict", entry.method
