@@ -78,6 +78,10 @@ def test_the_speeds_are_the_medians_of_the_committed_records_each_model_once(tmp
         {**base, "key": "b" * 16, "models": {"old": record("m1", 100.0), "other": record("m3", 1000.0), "h": record("t2", seconds=30.0, mse=0.2)}},
     )
     assert measured_speeds("cpu", store) == (300.0, 20.0)  # m1 counted once: median of 100, 300, 1000
+    shared = {**record("m5", 10.0, seconds=100.0), "epochs": [{"seconds": 100.0, "cpu_share": 0.5}]}  # it shared the cores
+    quiet = {**record("m6", 2000.0, seconds=100.0), "epochs": [{"seconds": 100.0, "cpu_share": 0.97}]}
+    store.write_result("bct", "cpu", "c" * 16, {**base, "key": "c" * 16, "models": {"a": shared, "b": quiet}})
+    assert measured_speeds("cpu", store) == (650.0, 20.0)  # median of 100, 300, 1000, 2000: m5 left out
     assert measured_speeds("gpu", store) == (None, None)
 
 

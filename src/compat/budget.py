@@ -21,6 +21,7 @@ from .methods import get_method
 from .store import Store
 
 AIM_HOURS = 6.0  # the brief: the whole cpu book on these 2 cores
+CONTESTED_SHARE = 0.8  # an epoch whose process had less of its cores than this shared them with other work
 
 
 def book_jobs(profile, experiments: Iterable[str] | None = None) -> list[Job]:
@@ -94,7 +95,8 @@ def artefact_table(profile, store: Store, jobs: list[Job]) -> pd.DataFrame:
 
 def measured_speeds(profile_name: str, store: Store) -> tuple[float | None, float | None]:
     """(median images/s of the committed image models, median training seconds of the committed transformations)
-    of a profile's result files; None where it has none."""
+    of a profile's result files; None where it has none. A model whose epochs had on average less than
+    :data:`CONTESTED_SHARE` of their cores (it shared them) is left out: the plan counts a quiet machine."""
     speeds, seconds, seen = [], [], set()
     for path in sorted(store.results.glob(f"*/{profile_name}/*.json")):
         res = store.read_result(path.parts[-3], profile_name, path.stem)
@@ -104,7 +106,7 @@ def measured_speeds(profile_name: str, store: Store) -> tuple[float | None, floa
             seen.add(record["key"])
             if record.get("final_mse") is not None:
                 seconds.append(record["train_seconds"])
-            elif record.get("images_per_s"):
+            elif record.get("images_per_s") and not _contested(record):
                 speeds.append(record["images_per_s"])
     return (float(np.median(speeds)) if speeds else None, float(np.median(seconds)) if seconds else None)
 
@@ -144,9 +146,6 @@ def budget_table(artefacts: pd.DataFrame, images_per_s: float | None, transforma
     return table.astype({c: int for c in ("models", "transformations", "models to train", "transformations to train")})
 
 
-CONTESTED_SHARE = 0.8  # an epoch whose process had less of its cores than this shared them with other work
-
-
 def _own_epochs(record: dict) -> list[dict]:
     """The epochs a model trained itself: a branch's log starts with its plain twin's epochs, which its
     ``train_seconds`` leaves out (train.fit), so they are the shortest suffix whose seconds add up to it."""
@@ -157,6 +156,12 @@ def _own_epochs(record: dict) -> list[dict]:
         if np.isclose(sum(e["seconds"] for e in epochs[start:]), record["train_seconds"], rtol=1e-9, atol=1e-6):
             return epochs[start:]
     return epochs
+
+
+def _contested(record: dict) -> bool:
+    """The model's own epochs had on average less than :data:`CONTESTED_SHARE` of their cores (False where unrecorded)."""
+    shares = [e["cpu_share"] for e in _own_epochs(record) if "cpu_share" in e]
+    return bool(shares) and float(np.mean(shares)) < CONTESTED_SHARE
 
 
 def _quiet_seconds(epochs: list[dict], quiet_share: float) -> float:
@@ -200,9 +205,8 @@ def measured_budget(results: list[dict]) -> pd.DataFrame:
         row["trained here"] += 1
         row["training"] += record["train_seconds"] / 60
         row["training, quiet estimate"] += _quiet_seconds(epochs, quiet_share) / 60 if epochs else record["train_seconds"] / 60
-        recorded = [e["cpu_share"] for e in epochs if "cpu_share" in e]
-        row["contested"] += bool(recorded) and float(np.mean(recorded)) < CONTESTED_SHARE
-        row["share recorded"] += bool(recorded)
+        row["contested"] += _contested(record)
+        row["share recorded"] += any("cpu_share" in e for e in epochs)
     table = pd.DataFrame.from_dict(rows, orient="index")
     if table.empty:
         return table
