@@ -88,6 +88,7 @@ bench: $(STAMP) data
 	$(BIN)/python -m compat bench evaluate --out results/bench/evaluate.json
 	$(BIN)/python -m compat bench gallery --out results/bench/gallery.json
 	$(BIN)/python -m compat bench train --out results/bench/train.json
+	$(BIN)/python -m compat bench profile --out results/bench/profile.json
 	$(BIN)/python -m compat bench upgrade fct --profile $(PROFILE)
 	$(BIN)/python -m compat bench upgrade bict --profile $(PROFILE)
 

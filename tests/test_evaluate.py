@@ -306,3 +306,19 @@ def test_verification_scores_accept_any_label_values(labels):
         np.testing.assert_array_equal(np.sort(got), np.sort(want))
     assert len(verification_scores(q, g, labels, max_impostors=7)[1]) == 7
     assert_matches(retrieval_metrics(q, q, labels), brute_force(q, q, codes))
+
+
+def test_the_step_profile_ranks_operators_by_their_own_time_within_the_steps_wall_time(tmp_path):
+    import json
+
+    from compat.bench import bench_step_profile
+
+    figures = bench_step_profile("smoke", steps=2, top=5, out=tmp_path / "profile.json")
+    rows = figures["rows"]
+    assert len(rows) == 6 and rows[-1]["operator"] == "all other operators" and all(r["operator"].startswith("aten::") for r in rows[:5])
+    shares = [r["share_of_step"] for r in rows]
+    assert shares[:5] == sorted(shares[:5], reverse=True) and all(s >= 0 for s in shares)
+    assert 0.3 < sum(shares) <= 1.0  # operators on the calling thread fit inside the wall time; most of a step is in them
+    assert any("convolution" in r["operator"] for r in rows[:5])  # a convolutional network's step
+    assert rows[0]["ms_per_step"] == pytest.approx(shares[0] * figures["ms_per_step"])
+    assert json.loads((tmp_path / "profile.json").read_text())["rows"] == rows

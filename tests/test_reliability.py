@@ -71,6 +71,8 @@ def test_the_evaluator_refuses_a_single_item():
         (["bench", "evaluate", "--n", "399"], "--n=399 is out of range; allowed: [400, 30000]"),  # a class without a pair
         (["bench", "evaluate", "--n", "100000"], "--n=100000 is out of range"),  # the n x n ranking would not fit
         (["bench", "train", "--steps", "0"], "--steps=0 is out of range"),
+        (["bench", "profile", "--steps", "0"], "--steps=0 is out of range"),
+        (["bench", "profile", "--top", "0"], "--top=0 is out of range"),
         (["bench", "gallery", "--sizes", "1000", "0"], "--sizes item=0 is out of range"),
     ],
 )

@@ -4,6 +4,7 @@ against re-embedding images is :mod:`compat.upgrade_cost`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import faiss
 import numpy as np
 import torch
 from PIL import Image
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
@@ -240,6 +242,70 @@ def bench_train(profile_name: str = "cpu", steps: int = 40, workers: int = 2, ou
         f"matmul peak here: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
         f"share of the {log['precision']} peak: {100 * figures['share_of_peak']:.0f}%"
     )
+    if out is not None:
+        write_json(out, figures)
+        print(f"wrote {out}")
+    return figures
+
+
+def bench_step_profile(profile_name: str = "cpu", steps: int = 20, top: int = 15, out: Path | None = None) -> dict:
+    """Where a training step of the profile's old model spends its time: ``torch.profiler`` over the second of two
+    epochs of ``steps`` batches (the first warms up), operators ranked by their own time on the calling thread
+    (children excluded; an operator's intra-op threads run inside it), each as a share of the profiled epoch's
+    wall time, milliseconds and calls per step; the operators below the top as one row, and the time no
+    operator accounts for (Python, the loop) as the remainder of 100 %."""
+    prof = get_profile(profile_name)
+    data = prof.data.load()
+    n = prof.old_train.batch_size * steps
+    every = max(1, len(data.train) // n)
+    images, labels = np.asarray(data.train.images[::every][:n]), np.unique(data.train.labels[::every][:n], return_inverse=True)[1]
+    torch.manual_seed(0)
+    model = EmbeddingModel(prof.model, int(labels.max()) + 1)
+    recipe = dataclasses.replace(prof.old_train, epochs=2, warmup_epochs=0)
+    profiler = profile(activities=[ProfilerActivity.CPU])
+    clock = {}
+
+    def second_epoch(model, epoch, raw):  # the hook after each epoch: profile the second one only
+        if epoch == 1:
+            profiler.start()
+            clock["start"] = time.perf_counter()
+        return {}
+
+    fit(model, images, labels, recipe, [CrossEntropy()], seed=0, progress=False, on_epoch=second_epoch)
+    wall = time.perf_counter() - clock["start"]
+    profiler.stop()
+    ops = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    rows = [
+        {
+            "operator": e.key,
+            "share_of_step": e.self_cpu_time_total / 1e6 / wall,
+            "ms_per_step": e.self_cpu_time_total / 1e3 / steps,
+            "calls_per_step": e.count / steps,
+        }
+        for e in ops[:top]
+    ]
+    rest = sum(e.self_cpu_time_total for e in ops[top:])
+    rows.append(
+        {
+            "operator": "all other operators",
+            "share_of_step": rest / 1e6 / wall,
+            "ms_per_step": rest / 1e3 / steps,
+            "calls_per_step": None,
+        }
+    )
+    figures = {
+        "profile": profile_name,
+        "model": f"{prof.model.backbone} width {prof.model.width}, {data.image_size}x{data.image_size}",
+        "batch_size": recipe.batch_size,
+        "steps": steps,
+        "ms_per_step": wall / steps * 1e3,
+        "threads": torch.get_num_threads(),
+        "rows": rows,
+        "environment": environment(),
+    }
+    print(f"model: {figures['model']}, batch {recipe.batch_size}: {figures['ms_per_step']:.1f} ms a step over {steps} steps")
+    for r in rows:
+        print(f"{r['operator'][:40]:40s} {100 * r['share_of_step']:5.1f} %  {r['ms_per_step']:7.2f} ms/step")
     if out is not None:
         write_json(out, figures)
         print(f"wrote {out}")

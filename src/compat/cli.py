@@ -1,5 +1,5 @@
 """Command line: ``python -m compat run EXPERIMENT --profile cpu --set key=value``, ``data prepare``,
-``bench evaluate``, ``bench gallery``, ``bench train``, ``bench upgrade``, ``book execute``."""
+``bench evaluate``, ``bench gallery``, ``bench train``, ``bench profile``, ``bench upgrade``, ``book execute``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import distributed
 from .artefacts import help_train
-from .bench import EVALUATE_SIZES, bench_evaluate, bench_gallery, bench_train
+from .bench import EVALUATE_SIZES, bench_evaluate, bench_gallery, bench_step_profile, bench_train
 from .booktools import execute
 from .budget import AIM_HOURS, artefact_table, book_jobs, budget_table, measured_speeds
 from .config import get_profile, value_at
@@ -93,6 +93,12 @@ def _bench_train(args: argparse.Namespace) -> None:
     bench_train(args.profile, steps=args.steps, workers=args.workers, out=args.out)
 
 
+def _bench_profile(args: argparse.Namespace) -> None:
+    check_range("--steps", args.steps, 1, 100_000)
+    check_range("--top", args.top, 1, 1000)
+    bench_step_profile(args.profile, steps=args.steps, top=args.top, out=args.out)
+
+
 def _bench_upgrade(args: argparse.Namespace) -> None:
     profile = get_profile(args.profile, _parse_sets(args.set))
     measure = {"fct": fct.upgrade_cost, "bict": bict.upgrade_cost}[args.experiment]
@@ -172,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     p.set_defaults(func=_bench_train)
+    p = bench.add_parser("profile", help="torch.profiler's table of a training step: the top operators and their share")
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--top", type=int, default=15)
+    p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
+    p.set_defaults(func=_bench_profile)
     p = bench.add_parser("upgrade", help="upgrading N stored gallery rows with h against re-embedding N images")
     p.add_argument("experiment", nargs="?", default="fct", choices=("fct", "bict"), help="whose transformation h (default fct)")
     p.add_argument("--profile", default="cpu")
