@@ -140,20 +140,8 @@ def test_unibct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
     from compat.experiments.unibct import gain_matrix, verification_table
     from compat.store import Store
 
-    tiny = {
-        "data.synthetic_classes": "10",
-        "data.synthetic_train_per_class": "12",
-        "data.synthetic_val_per_class": "4",
-        "model.width": "2",
-        "model.embedding_dim": "8",
-        "old_train.epochs": "2",
-        "new_train.epochs": "4",
-        "old_train.batch_size": "16",
-        "new_train.batch_size": "16",
-        "protocol.seeds": "0",
-        "unibct.ablation_taus": "0.1",
-        "unibct.ablation_diffusions": "0.5",
-    }
+    tiny = {**TINY, "data.synthetic_classes": "10", "old_train.epochs": "2", "new_train.epochs": "4"}
+    tiny.update({"unibct.ablation_taus": "0.1", "unibct.ablation_diffusions": "0.5"})
     store = Store(tmp_path / "c", tmp_path / "r")
     profile = get_profile("smoke", tiny)
     unibct = get_experiment("unibct")

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import TINY
 
 from compat.config import get_profile
 from compat.errors import ConfigError
@@ -88,18 +89,7 @@ def test_bad_study_settings_are_refused_by_name():
 def test_the_study_runs_end_to_end_and_tabulates_every_setting(tmp_path):
     from compat.store import Store
 
-    tiny = {
-        "data.synthetic_classes": "10",
-        "data.synthetic_train_per_class": "12",
-        "data.synthetic_val_per_class": "4",
-        "model.width": "2",
-        "model.embedding_dim": "8",
-        "old_train.epochs": "2",
-        "new_train.epochs": "3",
-        "old_train.batch_size": "16",
-        "new_train.batch_size": "16",
-        "unibct_study.seeds": "0",
-    }
+    tiny = {**TINY, "data.synthetic_classes": "10", "old_train.epochs": "2", "new_train.epochs": "3", "unibct_study.seeds": "0"}
     store = Store(tmp_path / "c", tmp_path / "r")
     profile = get_profile("smoke", tiny)
     results = STUDY.run(profile, store)

@@ -197,15 +197,21 @@ def _conventional_rate(model_factory, images, labels, batch_size: int, steps: in
         return seen / (time.perf_counter() - start)
 
 
+def _training_sample(profile, steps: int):
+    """The profile's data and ``steps`` batches of its training images, evenly strided over the set (so every
+    class is drawn), with labels renumbered 0..C-1."""
+    data = profile.data.load()
+    n = profile.old_train.batch_size * steps
+    every = max(1, len(data.train) // n)
+    return data, np.asarray(data.train.images[::every][:n]), np.unique(data.train.labels[::every][:n], return_inverse=True)[1]
+
+
 def bench_train(profile_name: str = "cpu", steps: int = 40, workers: int = 2, out: Path | None = None) -> dict:
     """Training images/s of the profile's model: this engine against a conventional pipeline,
     plus FLOPs per image and the share of this machine's measured matmul peak."""
 
     profile = get_profile(profile_name)
-    data = profile.data.load()
-    n = profile.old_train.batch_size * steps
-    images, labels = np.asarray(data.train.images[:: max(1, len(data.train) // n)][:n]), data.train.labels[:: max(1, len(data.train) // n)][:n]
-    labels = np.unique(labels, return_inverse=True)[1]
+    data, images, labels = _training_sample(profile, steps)
     classes = int(labels.max()) + 1
 
     def factory():
@@ -255,10 +261,7 @@ def bench_step_profile(profile_name: str = "cpu", steps: int = 20, top: int = 15
     wall time, milliseconds and calls per step; the operators below the top as one row, and the time no
     operator accounts for (Python, the loop) as the remainder of 100 %."""
     prof = get_profile(profile_name)
-    data = prof.data.load()
-    n = prof.old_train.batch_size * steps
-    every = max(1, len(data.train) // n)
-    images, labels = np.asarray(data.train.images[::every][:n]), np.unique(data.train.labels[::every][:n], return_inverse=True)[1]
+    data, images, labels = _training_sample(prof, steps)
     torch.manual_seed(0)
     model = EmbeddingModel(prof.model, int(labels.max()) + 1)
     recipe = dataclasses.replace(prof.old_train, epochs=2, warmup_epochs=0)
