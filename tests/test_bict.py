@@ -271,19 +271,3 @@ def test_the_heatmaps_share_one_colour_scale_and_the_difference_is_centred():
     low, high = meshes[2].get_clim()
     assert low == -high == -1.5  # the difference, centred on zero
     plt.close(fig)
-
-
-def test_a_weight_of_zero_trains_no_model_twice():
-    """At lambda = 0 the BCT term is off, so the sweep's 'bct g (λ=0)' is the independent model of generation g, and
-    its h's are the independent chain's (one key each): the deduplication of issue 29 item 1."""
-    from compat.experiments.bict import _sweep_plan, _transformations, generation_specs
-
-    profile = get_profile("cpu")
-    zero, main = generation_specs(profile, 0, 0.0), generation_specs(profile, 0, profile.bict.weight)
-    for g in range(1, len(profile.bict.generations) + 1):
-        assert zero[f"bct {g}"].key == zero[f"independent {g}"].key == main[f"independent {g}"].key
-    assert main["bct 2"].key != main["independent 2"].key  # a weight above zero does train its own model
-    h_zero = [t.key for t in _transformations(profile, 0, zero, "bct", "chain")]
-    assert h_zero == [t.key for t in _transformations(profile, 0, main, "independent", "chain")]
-    sweep = _sweep_plan(profile, 0)
-    assert sweep.models["bct 3 (λ=0)"].key == main["independent 3"].key

@@ -120,17 +120,3 @@ def test_the_table_shows_rule_3s_test_on_the_combinations_row(store):
     assert abs(float(value) - oracle) <= 0.005 + 1e-9 and rest.endswith("] (lookahead)")
     assert (table["minus the best single winner"].drop(combo) == "").all()  # empty cells, never NaN on the page
     assert chosen in (combo, "lookahead")
-
-
-def test_the_chapters_old_model_is_the_recipe_studys_chosen_candidate():
-    """The cpu profile's old recipe is the candidate recipe.decide chose (translate 2 with reflected borders and
-    alternating flips, on the EMA incumbent), so the study's model of that candidate is the chapters' old model."""
-    from compat.config import get_profile
-    from compat.experiments.common import old_model
-    from compat.experiments.recipe import candidate_spec
-
-    profile = get_profile("cpu")
-    for seed in profile.recipe.seeds:
-        assert candidate_spec(profile, "translate 2 (reflect), alternating flips", seed).key == old_model(profile, seed).key
-        assert candidate_spec(profile, INCUMBENT, seed).key != old_model(profile, seed).key
-    assert profile.new_train == profile.old_train  # the new models' recipe is the old model's, as in the papers

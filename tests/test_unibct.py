@@ -372,8 +372,7 @@ def test_the_schedule_control_turns_the_prototype_term_on_from_epoch_0_and_chang
             )
             starts.append(terms(ctx)[1].start)
         assert starts == [schedule(spec.train.epochs)[0], 0] and starts[0] > 0
-    cpu = [name for name in model_specs(get_profile("cpu"), seed=0) if "from epoch 0" in name]
-    assert sorted(cpu) == ["open-class/UniBCT (no refinement) from epoch 0", "open-class/UniBCT from epoch 0"]  # one scenario
+    assert not any("from epoch 0" in name for name in model_specs(get_profile("cpu"), seed=0))  # off until the retrain
     assert not any("from epoch 0" in name for name in model_specs(get_profile("smoke"), seed=0, ablation=True))
     with pytest.raises(ConfigError, match="from_start .* applies to method 'unibct' only, not 'bct'"):
         MethodSpec("bct", from_start=True)

@@ -73,11 +73,8 @@ def test_the_study_varies_only_the_prototype_setting_and_shares_the_chapters_mod
     assert len(keys) == 4 and len(set(keys)) == 4  # one file per (scenario, seed)
 
 
-def test_the_cpu_profile_studies_the_two_scenarios_and_its_models_carry_no_schedule_control():
-    profile = get_profile("cpu")
-    assert profile.unibct_study.scenarios == ("open-class", "extended-data") and profile.unibct.schedule_control == ("open-class",)
-    names = [name for seed in profile.unibct_study.seeds for name in STUDY.plan(profile, seed).models]
-    assert len(STUDY.result_keys(profile)) == 4 and not any("epoch 0" in name or "from the start" in name for name in names)
+def test_the_cpu_profile_asks_for_no_study_file_until_the_study_is_part_of_it():
+    assert get_profile("cpu").unibct_study.scenarios == () and STUDY.result_keys(get_profile("cpu")) == []
 
 
 def test_bad_study_settings_are_refused_by_name():

@@ -160,8 +160,7 @@ class UniBCT(Experiment):
     config_class = UniBCTConfig
     profile_configs = {
         "smoke": UniBCTConfig(ablation_taus=(0.05, 0.2), ablation_diffusions=(0.5, 0.9), schedule_control=("open-class",)),
-        # the UniBCT study's choice (unibct_study.chosen_setting): MixBCT's raw prototypes; the schedule control in open-class
-        "cpu": UniBCTConfig(seeds=(0, 1), prototypes="raw", schedule_control=("open-class",)),
+        "cpu": UniBCTConfig(seeds=(0, 1)),
     }
 
     def plan(self, profile, seed: int, ablation: bool = False) -> Plan:

@@ -88,7 +88,7 @@ def _with_sections(profile, **sections):
 class UniBCTStudy(Experiment):
     config_class = UniBCTStudyConfig
     tabulates = False  # a study inside the UniBCT chapter: its rules decide the chapter's setting, the chapter the verdict
-    profile_configs = {"smoke": UniBCTStudyConfig(scenarios=("open-class",)), "cpu": UniBCTStudyConfig(scenarios=("open-class", "extended-data"))}
+    profile_configs = {"smoke": UniBCTStudyConfig(scenarios=("open-class",))}
 
     def plan(self, profile, seed: int, ablation: bool = False) -> Plan:
         cfg = profile.unibct_study
@@ -101,9 +101,7 @@ class UniBCTStudy(Experiment):
                 Case(f"{scenario}: independent new/old", independent, old),
             ]
             for form, scale in cfg.settings:
-                section = dataclasses.replace(
-                    profile.unibct, scenarios=(scenario,), methods=VARIANTS, ablation=False, prototypes=form, scale=scale, schedule_control=()
-                )
+                section = dataclasses.replace(profile.unibct, scenarios=(scenario,), methods=VARIANTS, ablation=False, prototypes=form, scale=scale)
                 chapter = unibct.model_specs(_with_sections(profile, unibct=section), seed)
                 specs[old], specs[independent] = chapter[old], chapter[independent]
                 for method in VARIANTS:
