@@ -16,13 +16,23 @@ from compat.data import make_synthetic
 from compat.errors import ConfigError
 from compat.losses import NTXent, StepOutputs
 from compat.models import EmbeddingModel, ModelConfig
-from compat.store import ADDED_OPTION, Store, config_key
+from compat.store import ADDED_OPTION, Store, canonical, config_key
 from compat.train import TrainConfig, fit
-from compat.transformation import Transformation, TransformationConfig, fit_transformation, freeze_batchnorm, upgrade_gallery
+from compat.transformations import (
+    TRANSFORMATIONS,
+    FCTTransformation,
+    TransformationConfig,
+    VectorTransformation,
+    build_transformation,
+    fit_transformation,
+    freeze_batchnorm,
+    register_transformation,
+    upgrade_gallery,
+)
 
 
 def test_transformation_shapes_follow_the_official_layout():
-    h = Transformation(old_dim=16, side_dim=4, new_dim=12, inner_dim=32)
+    h = FCTTransformation(16, 4, 12, TransformationConfig(inner_dim=32))
     linear = [(m.in_features, m.out_features) for m in h.modules() if isinstance(m, torch.nn.Linear)]
     # old branch d_old -> 2 d_old -> 2 d_new; side branch d_side -> 2 d_side -> 2 d_new; mixer 4 d_new -> inner -> inner -> d_new
     assert linear == [(16, 32), (32, 24), (4, 8), (8, 24), (48, 32), (32, 32), (32, 12)]
@@ -43,7 +53,7 @@ def _regression_data(n=256, seed=0):
 @pytest.mark.parametrize("freeze", [True, False])
 def test_batchnorm_statistics_freeze_for_the_second_half(freeze):
     old, side, target = _regression_data()
-    h = Transformation(8, 3, 6, inner_dim=16)
+    h = FCTTransformation(8, 3, 6, TransformationConfig(inner_dim=16))
     config = TransformationConfig(inner_dim=16, epochs=4, batch_size=64, lr=1e-2, warmup_epochs=1, freeze_bn=freeze)
     log = fit_transformation(h, [(old, side, target)], config, seed=0, validation=(old[:32], side[:32], target[:32]))
     steps = len(old) // config.batch_size
@@ -55,7 +65,7 @@ def test_batchnorm_statistics_freeze_for_the_second_half(freeze):
 
 
 def test_freeze_batchnorm_keeps_statistics_but_not_weights():
-    h = Transformation(4, 4, 4, inner_dim=8).train()
+    h = FCTTransformation(4, 4, 4, TransformationConfig(inner_dim=8)).train()
     freeze_batchnorm(h)
     before = {k: v.clone() for k, v in h.state_dict().items() if "running" in k}
     out = h(torch.randn(10, 4), torch.randn(10, 4))
@@ -67,7 +77,7 @@ def test_freeze_batchnorm_keeps_statistics_but_not_weights():
 def test_gallery_upgrade_takes_stored_vectors_only():
     params = inspect.signature(upgrade_gallery).parameters
     assert list(params) == ["h", "old", "side", "batch_size"]  # no image, no image model
-    h = Transformation(8, 3, 6, inner_dim=16).eval()
+    h = FCTTransformation(8, 3, 6, TransformationConfig(inner_dim=16)).eval()
     old, side, _ = _regression_data(n=50)
     small_batches = upgrade_gallery(h, old, side, batch_size=7)
     with torch.no_grad():
@@ -232,7 +242,7 @@ def test_upgrade_flops_against_hand_counts():
 
     linear = torch.nn.Linear(6, 4, bias=False)
     assert forward_flops(linear, torch.randn(10, 6)) == 2 * 6 * 4  # one multiply-add per weight and row
-    h = Transformation(8, 8, 8, inner_dim=16)
+    h = FCTTransformation(8, 8, 8, TransformationConfig(inner_dim=16))
     branches = 2 * (2 * (8 * 16 + 16 * 16))  # old and side branch: 8 -> 16 -> 16
     mixer = 2 * (32 * 16 + 16 * 16 + 16 * 8)
     assert forward_flops(h, torch.randn(5, 8), torch.randn(5, 8)) == branches + mixer
@@ -268,3 +278,45 @@ def test_every_compared_method_names_cases_its_chapter_measures_as_its_own_basel
         assert {case, ceiling, floor} <= cases, entry.method
         assert floor.endswith("old/old") and ceiling.endswith("new/new")
         assert floor.split(":")[0] == case.split(":")[0] or ":" not in case or entry.experiment == "bict", entry.method
+
+
+@register_transformation("linear")
+class _Linear(VectorTransformation):
+    """A fixture kind: one linear map of (old, side) concatenated, to show that a second architecture needs only this."""
+
+    def __init__(self, old_dim, side_dim, new_dim, config):
+        super().__init__(old_dim, side_dim, new_dim)
+        self.map = torch.nn.Linear(old_dim + side_dim, new_dim)
+
+    def forward(self, old, side):
+        self.check_inputs(old, side)
+        return self.map(torch.cat([old, side], dim=1))
+
+
+def test_a_registered_transformation_kind_is_built_trained_and_upgrades_like_fcts():
+    assert set(TRANSFORMATIONS) >= {"fct", "linear"}
+    assert isinstance(build_transformation(TransformationConfig(inner_dim=16), 8, 3, 6), FCTTransformation)
+    rng = np.random.default_rng(0)
+    old, side = rng.normal(size=(512, 8)).astype(np.float32), rng.normal(size=(512, 3)).astype(np.float32)
+    weights = rng.normal(size=(11, 6)).astype(np.float32)
+    target = np.concatenate([old, side], axis=1) @ weights  # a linear target: the linear kind can reach MSE 0
+    config = TransformationConfig(kind="linear", epochs=40, batch_size=64, lr=0.05, warmup_epochs=1, freeze_bn=False)
+    torch.manual_seed(0)
+    h = build_transformation(config, 8, 3, 6)
+    assert isinstance(h, _Linear)
+    before = float(np.mean((upgrade_gallery(h, old, side) - target) ** 2))
+    log = fit_transformation(h, [(old, side, target)], config, seed=0)
+    after = float(np.mean((upgrade_gallery(h, old, side) - target) ** 2))
+    assert after < 0.01 * before and abs(after - log["epochs"][-1]["mse"]) < 0.05 * before
+    with pytest.raises(ConfigError, match="old embeddings must be N x 8"):
+        upgrade_gallery(h, side, side)
+
+
+def test_the_kind_is_in_a_key_only_when_it_is_not_fcts_and_an_unknown_kind_is_refused_by_name():
+    assert "kind" not in canonical(TransformationConfig()) and canonical(TransformationConfig(kind="linear"))["kind"] == "linear"
+    with pytest.raises(ConfigError, match="transformation kind.*'mlp'.*fct"):
+        TransformationConfig(kind="mlp")
+    with pytest.raises(ConfigError, match="already registered"):
+        register_transformation("fct")(_Linear)
+    with pytest.raises(ConfigError, match="VectorTransformation subclass"):
+        register_transformation("plain module")(torch.nn.Linear)

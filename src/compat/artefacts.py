@@ -30,7 +30,7 @@ from .provenance import environment
 from .splits import SCENARIOS, Subset, make_split
 from .store import ADDED_OPTION, DamagedArtefact, Store, canonical, config_key
 from .train import TrainConfig, embed, fit, pinned_threads
-from .transformation import Transformation, TransformationConfig, fit_transformation, upgrade_gallery
+from .transformations import TransformationConfig, VectorTransformation, build_transformation, fit_transformation, upgrade_gallery
 
 
 @dataclass(frozen=True)
@@ -387,12 +387,12 @@ class TransformationSpec:
         return (self.side or self.old).model.embedding_dim
 
 
-def _build_transformation(spec: TransformationSpec) -> Transformation:
+def _build_transformation(spec: TransformationSpec) -> VectorTransformation:
     torch.manual_seed(10_000 + spec.seed)
-    return Transformation(spec.old.model.embedding_dim, spec.side_dim(), spec.new.model.embedding_dim, spec.config.inner_dim)
+    return build_transformation(spec.config, spec.old.model.embedding_dim, spec.side_dim(), spec.new.model.embedding_dim)
 
 
-def get_transformation(spec: TransformationSpec, store: Store) -> Transformation:
+def get_transformation(spec: TransformationSpec, store: Store) -> VectorTransformation:
     """The trained h of ``spec``: loaded from the store, or trained on the stored embeddings of the new training set."""
     key = spec.key
     with store.lock(key):
@@ -418,7 +418,7 @@ def get_transformation(spec: TransformationSpec, store: Store) -> Transformation
         return h.eval()
 
 
-def upgrade_chain(transformations: list[Transformation], stored: np.ndarray) -> np.ndarray:
+def upgrade_chain(transformations: list[VectorTransformation], stored: np.ndarray) -> np.ndarray:
     """A stored gallery upgraded generation after generation: h_k(... h_2(stored)), each without side-information
     (the gallery's current vectors fill both inputs). Stored vectors in, vectors out: no image enters."""
     gallery = stored

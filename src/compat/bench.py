@@ -26,7 +26,7 @@ from .models import EmbeddingModel
 from .provenance import environment
 from .store import write_json
 from .train import TrainConfig, fit
-from .transformation import Transformation, upgrade_gallery
+from .transformations import build_transformation, upgrade_gallery
 from .upgrade_cost import peak_extra_memory
 
 
@@ -93,8 +93,7 @@ def bench_gallery(sizes=(10_000, 100_000, 1_000_000), queries: int = 1000, dim: 
     full ranking, and the gallery upgrade (FCT's h, the cpu profile's width, without side-information) of all N
     stored vectors; wall seconds and peak resident memory above the inputs for each."""
 
-    inner = get_profile("cpu").fct.transformation.inner_dim
-    h = Transformation(dim, dim, dim, inner_dim=inner)
+    h = build_transformation(get_profile("cpu").fct.transformation, dim, dim, dim)
     rows = []
     for n in sizes:
         gallery, labels = clustered_gallery(n + queries, dim)

@@ -22,7 +22,7 @@ from .intervals import bootstrap, difference_interval
 from .models import EmbeddingModel
 from .results import load_result_files
 from .store import Store
-from .transformation import Transformation
+from .transformations import build_transformation
 from .verdicts import summary
 
 
@@ -126,8 +126,8 @@ def upgrade_flops(profile) -> dict[str, float]:
     d, size = profile.model.embedding_dim, profile.data.image_size
     model = EmbeddingModel(profile.model, 2)
     side = profile.fct.side_dim
-    h_side = Transformation(d, side, d, profile.fct.transformation.inner_dim)
-    h_none = Transformation(d, d, d, profile.fct.transformation.inner_dim)
+    h_side = build_transformation(profile.fct.transformation, d, side, d)
+    h_none = build_transformation(profile.fct.transformation, d, d, d)
     rows = 64
     return {
         "nothing": 0.0,

@@ -15,7 +15,7 @@ import numpy as np
 from .artefacts import get_embeddings, get_model, get_transformation
 from .store import Store
 from .train import embed
-from .transformation import upgrade_gallery
+from .transformations import upgrade_gallery
 
 
 def _rss_bytes() -> int | None:

@@ -26,7 +26,7 @@ from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec, g
 from ..errors import ConfigError, check_choice, check_range, check_seeds
 from ..intervals import difference_interval
 from ..store import Store
-from ..transformation import TransformationConfig
+from ..transformations import TransformationConfig
 from ..verdicts import Outcome, claim_line, decide, headline
 from . import bct, common
 from .base import Case, Claim, Experiment, Plan, case_values, main_results, register_experiment

@@ -22,7 +22,7 @@ from ..errors import check_range
 from ..published import FASTFILL_CIFAR100, FASTFILL_IMAGENET, reference_table
 from ..store import Store
 from ..train import TrainConfig
-from ..transformation import TransformationConfig
+from ..transformations import TransformationConfig
 from ..verdicts import Outcome, claim_line, decide, headline
 from . import bct, common
 from .base import Case, Claim, Experiment, Plan, main_results, register_experiment

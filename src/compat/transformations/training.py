@@ -1,13 +1,9 @@
-"""FCT's forward transformation h(old embedding, side-info) -> new embedding, its training, and the gallery upgrade.
+"""Training a forward transformation h(old embedding, side-info) -> new embedding, and the gallery upgrade.
 
-Ramanujan et al., "Forward Compatible Training for Large-Scale Embedding Retrieval Systems",
-CVPR 2022 (arXiv 2112.02805), Sec. 3; architecture and recipe of the official code
-(apple/ml-fct ``models/transformations.py:MLP_BN_SIDE_PROJECTION``,
-``trainers/transformation_trainer.py``): an old branch and a side branch of Linear + BatchNorm
-+ ReLU blocks, concatenated and mixed by an MLP; trained with MSE to the frozen new model's
-embeddings; Adam with warm-up + cosine; BatchNorm statistics frozen for the second half.
-Without side-information the official code feeds the old embedding into both branches; so
-do we (the side input *is* the old embedding).
+The recipe is FCT's (Ramanujan et al., CVPR 2022, arXiv 2112.02805, Sec. 3; apple/ml-fct
+``trainers/transformation_trainer.py``): MSE to the frozen new model's embeddings over stored vectors, Adam with
+warm-up + cosine, BatchNorm statistics frozen for the second half. It trains any registered architecture
+(:mod:`compat.transformations.registry`; ``kind`` in the config), FCT's by default.
 
 The upgrade needs only stored vectors: :func:`upgrade_gallery` takes no image and no image model.
 """
@@ -23,9 +19,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .errors import ConfigError, check_range
-from .store import ADDED_OPTION
-from .train import lr_factor, show_progress
+from ..errors import ConfigError, check_choice, check_range
+from ..store import ADDED_OPTION
+from ..train import lr_factor, show_progress
+from .registry import TRANSFORMATIONS, VectorTransformation
 
 
 @dataclass(frozen=True)
@@ -43,6 +40,8 @@ class TransformationConfig:
         image; epoch e trains on view e mod this (the official trainer runs the frozen models on freshly
         augmented batches every epoch; stored views keep that variety at a fixed embedding cost).
     :param threads: CPU threads of h's training, pinned (as :class:`compat.train.TrainConfig`'s).
+    :param kind: the architecture, a name in :data:`compat.transformations.registry.TRANSFORMATIONS` (``fct``:
+        FCT's; its ``inner_dim`` is the mixer's width).
     """
 
     inner_dim: int = 2048
@@ -54,6 +53,7 @@ class TransformationConfig:
     freeze_bn: bool = True
     augmented_views: int = 4
     threads: int = field(default=2, metadata=ADDED_OPTION)
+    kind: str = field(default="fct", metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
         check_range("inner_dim", self.inner_dim, 1, 65_536)
@@ -64,38 +64,7 @@ class TransformationConfig:
         check_range("transformation warmup_epochs", self.warmup_epochs, 0, self.epochs)
         check_range("transformation augmented_views", self.augmented_views, 1, 64)
         check_range("transformation threads", self.threads, 1, 1024)
-
-
-def _block(d_in: int, d_out: int) -> nn.Sequential:
-    """Linear (no bias) + BatchNorm + ReLU: the official ConvBlock on N x C x 1 x 1 tensors."""
-    return nn.Sequential(nn.Linear(d_in, d_out, bias=False), nn.BatchNorm1d(d_out), nn.ReLU(inplace=True))
-
-
-class Transformation(nn.Module):
-    """h(old, side): old branch d_old -> 2 d_old -> 2 d_new, side branch d_side -> 2 d_side -> 2 d_new,
-    concatenated (4 d_new) and mixed: -> inner -> inner -> d_new (the last layer a plain linear map with bias)."""
-
-    def __init__(self, old_dim: int, side_dim: int, new_dim: int, inner_dim: int = 2048) -> None:
-        super().__init__()
-        for name, value in (("old_dim", old_dim), ("side_dim", side_dim), ("new_dim", new_dim), ("inner_dim", inner_dim)):
-            check_range(name, value, 1, 65_536)
-        self.old_dim, self.side_dim, self.new_dim = old_dim, side_dim, new_dim
-        self.old_branch = nn.Sequential(_block(old_dim, 2 * old_dim), _block(2 * old_dim, 2 * new_dim))
-        self.side_branch = nn.Sequential(_block(side_dim, 2 * side_dim), _block(2 * side_dim, 2 * new_dim))
-        self.mixer = nn.Sequential(_block(4 * new_dim, inner_dim), _block(inner_dim, inner_dim), nn.Linear(inner_dim, new_dim))
-
-    def check_inputs(self, old: torch.Tensor | np.ndarray, side: torch.Tensor | np.ndarray) -> None:
-        """One clear error for inputs that are not N x d_old and N x d_side vectors."""
-        if old.ndim != 2 or old.shape[1] != self.old_dim:
-            raise ConfigError(f"old embeddings must be N x {self.old_dim} vectors, got shape {tuple(old.shape)}")
-        if side.ndim != 2 or side.shape[1] != self.side_dim:
-            raise ConfigError(f"side-information must be N x {self.side_dim} vectors, got shape {tuple(side.shape)}")
-        if len(old) != len(side):
-            raise ConfigError(f"{len(old)} old embeddings but {len(side)} side-information rows")
-
-    def forward(self, old: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
-        self.check_inputs(old, side)
-        return self.mixer(torch.cat([self.old_branch(old), self.side_branch(side)], dim=1))  # N x d_new
+        check_choice("transformation kind", self.kind, TRANSFORMATIONS)
 
 
 def freeze_batchnorm(module: nn.Module) -> None:
@@ -110,7 +79,7 @@ def _tensors(*arrays: np.ndarray) -> list[torch.Tensor]:
 
 
 def fit_transformation(
-    h: Transformation,
+    h: VectorTransformation,
     views: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     config: TransformationConfig,
     *,
@@ -169,7 +138,7 @@ def fit_transformation(
 
 
 @torch.inference_mode()
-def upgrade_gallery(h: Transformation, old: np.ndarray, side: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+def upgrade_gallery(h: VectorTransformation, old: np.ndarray, side: np.ndarray, batch_size: int = 8192) -> np.ndarray:
     """FCT's gallery upgrade: stored (old embedding, side-information) rows -> new-space embeddings.
 
     Works from the stored N x d_old and N x d_side vectors alone, in batches; no image and no
