@@ -19,8 +19,9 @@ TINY = {**TINY, "bct.ablation": "false"}
 @pytest.fixture
 def example_experiment():
     """A fourth experiment, written as a new module would be: its config section, its plan, nothing else."""
-    from compat.artefacts import MethodSpec, ModelSpec, SubsetSpec
+    from compat.artefacts import ModelSpec, SubsetSpec
     from compat.experiments import EXPERIMENTS, Case, Experiment, Plan, register_experiment
+    from compat.methods import method_options
 
     @dataclass(frozen=True)
     class ExampleConfig:
@@ -36,7 +37,7 @@ def example_experiment():
             new = ModelSpec(
                 subset=SubsetSpec("extended-class", 0.5, "new"),
                 train=profile.new_train,
-                method=MethodSpec("bct", profile.example.weight),
+                method=method_options("bct", profile.example.weight),
                 parent=old,
                 **common,
             )
@@ -123,18 +124,20 @@ def test_the_same_override_reaches_the_same_result_key_from_every_path(tmp_path)
 
 
 def test_methods_are_registered_by_name():
-    from compat.artefacts import MethodSpec, ModelSpec, SubsetSpec
-    from compat.methods import METHODS
+    from compat.artefacts import ModelSpec, SubsetSpec
+    from compat.methods import METHODS, method_options
 
     assert {"plain", "bct", "l2", "simclr"} <= set(METHODS)
     assert METHODS["bct"].needs_parent and not METHODS["plain"].needs_parent and METHODS["simclr"].num_views == 2
     with pytest.raises(ConfigError, match="unknown method 'lwf'; allowed: "):
-        MethodSpec("lwf")
+        method_options("lwf")
     profile = get_profile("smoke")
     with pytest.raises(ConfigError, match="method 'l2' needs a parent"):
-        ModelSpec(profile.data, SubsetSpec(), profile.model, profile.new_train, 0, MethodSpec("l2"))
-    with pytest.raises(ConfigError, match="keep_ce=False .* applies to method 'l2' only"):
-        MethodSpec("bct", keep_ce=False)
+        ModelSpec(profile.data, SubsetSpec(), profile.model, profile.new_train, 0, method_options("l2"))
+    with pytest.raises(ConfigError, match="method 'bct' has no option 'keep_ce'; its options: weight, normalize, label_smoothing"):
+        method_options("bct", keep_ce=False)
+    with pytest.raises(ConfigError, match="a model's method is a method's options"):
+        ModelSpec(profile.data, SubsetSpec(), profile.model, profile.new_train, 0, "plain")
 
 
 @pytest.mark.reliability(
@@ -244,3 +247,38 @@ def test_plumbing_code_goes_behind_a_toggle_and_the_story_stays(tmp_path):
         else:
             assert "hide-input" not in tags  # a call, a table, a figure: the story
     assert any("hide-input" in c["metadata"].get("tags", []) for c in code) and any(not c["metadata"].get("tags") for c in code)
+
+
+def test_each_methods_options_key_as_the_shared_spec_did_and_a_fifth_method_registers_its_own():
+    """The key forms, written out by hand: name, weight and normalize always (1.0 and False where a method has
+    neither), any other option only away from its default, so every stored model keeps its key."""
+    from dataclasses import dataclass
+
+    from compat.methods import MethodOptions, method_options, register_method
+    from compat.store import canonical
+
+    assert canonical(method_options()) == {"name": "plain", "weight": 1.0, "normalize": False}
+    assert canonical(method_options("bct", 2.0, normalize=True)) == {"name": "bct", "weight": 2.0, "normalize": True}
+    assert canonical(method_options("l2", keep_ce=False)) == {"name": "l2", "weight": 1.0, "normalize": False, "keep_ce": False}
+    assert canonical(method_options("simclr", temperature=0.1)) == {"name": "simclr", "weight": 1.0, "normalize": False}
+    assert canonical(method_options("unibct", 0.5, refine=True, prototypes="raw")) == {
+        "name": "unibct",
+        "weight": 0.5,
+        "normalize": False,
+        "refine": True,
+        "prototypes": "raw",
+    }
+
+    @dataclass(frozen=True)
+    class AnchorOptions(MethodOptions):
+        weight: float = 1.0
+        margin: float = 0.1
+
+    register_method("anchor (test)", AnchorOptions, needs_parent=False)(lambda ctx: [])
+    assert canonical(method_options("anchor (test)", margin=0.3)) == {"name": "anchor (test)", "weight": 1.0, "normalize": False, "margin": 0.3}
+    with pytest.raises(ConfigError, match="'anchor \\(test\\)' has no option 'tau'; its options: weight, margin"):
+        method_options("anchor (test)", tau=1.0)
+    with pytest.raises(ConfigError, match="weight 0 and keep_ce=False has no loss left"):
+        method_options("l2", 0.0, keep_ce=False)
+    with pytest.raises(ConfigError, match="must be a MethodOptions dataclass"):
+        register_method("loose (test)", dict, needs_parent=False)(lambda ctx: [])

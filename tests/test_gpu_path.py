@@ -29,7 +29,8 @@ TINY_GPU = {
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_trains_a_step_on_the_gpu_profiles_path(method, tmp_path, monkeypatch):
     from compat import artefacts
-    from compat.artefacts import MethodSpec, ModelSpec, SubsetSpec, get_model
+    from compat.artefacts import ModelSpec, SubsetSpec, get_model
+    from compat.methods import method_options
 
     profile = get_profile("gpu", TINY_GPU)
     assert profile.model.backbone == "resnet18" and profile.data.image_size == 64
@@ -39,7 +40,7 @@ def test_every_method_trains_a_step_on_the_gpu_profiles_path(method, tmp_path, m
     spec = ModelSpec(
         subset=SubsetSpec("extended-class", 0.5, "new"),
         train=profile.new_train,
-        method=MethodSpec(method),
+        method=method_options(method),
         parent=old if METHODS[method].needs_parent else None,
         **common,
     )

@@ -327,11 +327,11 @@ def test_training_logs_the_prototype_share_every_epoch(tmp_path):
     ],
 )
 def test_the_prototype_options_refuse_bad_values_by_name(option, value, message):
-    from compat.artefacts import MethodSpec
     from compat.experiments.unibct import UniBCTConfig
+    from compat.methods import method_options
 
     with pytest.raises(ConfigError, match=message):
-        MethodSpec("unibct", **{option: value})
+        method_options("unibct", **{option: value})
     with pytest.raises(ConfigError, match=message):
         UniBCTConfig(**{option: value})
 
@@ -352,9 +352,9 @@ def test_the_chapters_prototype_form_and_scale_reach_both_unibct_variants():
 
 
 def test_the_schedule_control_turns_the_prototype_term_on_from_epoch_0_and_changes_nothing_else():
-    from compat.artefacts import MethodSpec
     from compat.config import get_profile
     from compat.experiments.unibct import model_specs
+    from compat.methods import method_options
     from compat.methods.registry import TrainingContext
     from compat.methods.unibct import terms
 
@@ -374,8 +374,8 @@ def test_the_schedule_control_turns_the_prototype_term_on_from_epoch_0_and_chang
         assert starts == [schedule(spec.train.epochs)[0], 0] and starts[0] > 0
     assert not any("from epoch 0" in name for name in model_specs(get_profile("cpu"), seed=0))  # off until the retrain
     assert not any("from epoch 0" in name for name in model_specs(get_profile("smoke"), seed=0, ablation=True))
-    with pytest.raises(ConfigError, match="from_start .* applies to method 'unibct' only, not 'bct'"):
-        MethodSpec("bct", from_start=True)
+    with pytest.raises(ConfigError, match="method 'bct' has no option 'from_start'; its options: weight, normalize, label_smoothing"):
+        method_options("bct", from_start=True)
     with pytest.raises(ConfigError, match="unibct.schedule_control item 'closed'; allowed"):
         get_profile("smoke", {"unibct.schedule_control": "closed"})
 

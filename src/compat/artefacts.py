@@ -23,8 +23,7 @@ from . import distributed
 from .augment import fixed_view
 from .data import DataConfig
 from .errors import ConfigError, check_choice, check_range
-from .losses import PROTOTYPE_FORMS
-from .methods import METHODS, TrainingContext, get_method
+from .methods import METHODS, MethodOptions, PlainOptions, TrainingContext, get_method
 from .models import EmbeddingModel, ModelConfig, check_image_size
 from .provenance import environment
 from .splits import SCENARIOS, Subset, make_split
@@ -53,60 +52,6 @@ class SubsetSpec:
 
 
 @dataclass(frozen=True)
-class MethodSpec:
-    """How the model is trained against its parent (old) model.
-
-    :param name: ``plain`` (cross-entropy only), ``bct`` (+ influence loss), ``l2`` (+ L2 compatibility)
-        or ``simclr`` (self-supervised NT-Xent on two views, no labels: FCT's side-information model).
-    :param weight: lambda of the compatibility term.
-    :param normalize: BCT only: cosine logits of normalized embedding and classifier rows (BT-2 code).
-    :param temperature: SimCLR only: of the NT-Xent loss.
-    :param label_smoothing: BCT only: of the influence cross-entropy (openBCT: 0, plain CE; BT-2: 0.1).
-    :param keep_ce: L2 only: keep the new model's own cross-entropy (OpenCompatible) or drop it (openBCT ``--l2``).
-    :param refine: UniBCT only: structural prototype refinement (False: plain class-mean prototypes throughout).
-    :param tau: UniBCT only: temperature of the refinement's affinities (0.05 in the re-implementation).
-    :param diffusion: UniBCT only: lambda of the refinement (0.9 in the re-implementation).
-    :param affinity: UniBCT only: ``row`` or ``column`` softmax of the refinement's affinities (the
-        re-implementation's ``column`` leaves every prototype equal to the plain mean; see
-        :func:`compat.losses.refine_prototype`).
-    :param prototypes: UniBCT only: class means of the ``unit`` (L2-normalized) or ``raw`` old embeddings
-        (MixBCT's ``torch.mean(old_vertices, dim=0)``, whose length acts as a logit scale).
-    :param scale: UniBCT only: s of the cosine logits ``s * <z / |z|, p_c>`` (1: none).
-    :param from_start: UniBCT only: the prototype term on from epoch 0 (the schedule control), not from the
-        re-implementation's epoch 10 of 35 (:func:`compat.methods.unibct.schedule`); refreshes unchanged.
-    """
-
-    name: str = "plain"
-    weight: float = 1.0
-    normalize: bool = False
-    temperature: float = field(default=0.1, metadata=ADDED_OPTION)
-    label_smoothing: float = field(default=0.0, metadata=ADDED_OPTION)
-    keep_ce: bool = field(default=True, metadata=ADDED_OPTION)
-    refine: bool = field(default=False, metadata=ADDED_OPTION)
-    tau: float = field(default=0.05, metadata=ADDED_OPTION)
-    diffusion: float = field(default=0.9, metadata=ADDED_OPTION)
-    affinity: str = field(default="row", metadata=ADDED_OPTION)
-    prototypes: str = field(default="unit", metadata=ADDED_OPTION)
-    scale: float = field(default=1.0, metadata=ADDED_OPTION)
-    from_start: bool = field(default=False, metadata=ADDED_OPTION)
-
-    def __post_init__(self) -> None:
-        get_method(self.name)  # an unknown name fails with the registered ones
-        check_range("method weight", self.weight, 0)
-        check_range("temperature", self.temperature, 0, 10, low_open=True)
-        check_range("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
-        check_range("tau", self.tau, 0, 100, low_open=True)
-        check_range("diffusion", self.diffusion, 0, 1, high_open=True)
-        check_choice("affinity", self.affinity, ("row", "column"))
-        check_choice("prototypes", self.prototypes, PROTOTYPE_FORMS)
-        check_range("prototype scale", self.scale, 0, 1000, low_open=True)
-        if self.from_start and self.name != "unibct":
-            raise ConfigError(f"from_start (the prototype term on from epoch 0) applies to method 'unibct' only, not {self.name!r}")
-        if not self.keep_ce and self.name != "l2":
-            raise ConfigError(f"keep_ce=False (openBCT's L2 without cross-entropy) applies to method 'l2' only, not {self.name!r}")
-
-
-@dataclass(frozen=True)
 class ModelSpec:
     """Everything that determines one trained model.
 
@@ -120,11 +65,13 @@ class ModelSpec:
     model: ModelConfig
     train: TrainConfig
     seed: int
-    method: MethodSpec = field(default_factory=MethodSpec)
+    method: MethodOptions = field(default_factory=PlainOptions)
     parent: ModelSpec | None = None
     init_stream: int = field(default=0, metadata=ADDED_OPTION)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.method, MethodOptions):
+            raise ConfigError(f"a model's method is a method's options (compat.methods.method_options), got {self.method!r}")
         if get_method(self.method.name).needs_parent and self.parent is None:
             raise ConfigError(f"method {self.method.name!r} needs a parent (old) model")
         check_range("init_stream", self.init_stream, 0, 99)
@@ -256,7 +203,7 @@ def _fit(spec: ModelSpec, store: Store, prepared: _Prepared, *, progress: bool |
 
 def plain_twin(spec: ModelSpec) -> ModelSpec:
     """The plain model of the same data, recipe, seed and initialisation as ``spec``."""
-    return dataclasses.replace(spec, method=MethodSpec(), parent=None)
+    return dataclasses.replace(spec, method=PlainOptions(), parent=None)
 
 
 def kept_epochs(spec: ModelSpec) -> set[int]:
@@ -265,7 +212,7 @@ def kept_epochs(spec: ModelSpec) -> set[int]:
     if spec.method.name != "plain":
         return set()
     epochs = spec.train.epochs
-    return {e for m in METHODS.values() if m.plain_until and 0 < (e := m.plain_until(MethodSpec(m.name), epochs)) < epochs}
+    return {e for m in METHODS.values() if m.plain_until and 0 < (e := m.plain_until(m.options(), epochs)) < epochs}
 
 
 def branch_epoch(spec: ModelSpec) -> int:

@@ -48,7 +48,10 @@ def _in_key(obj, f: dataclasses.Field) -> bool:
 
 
 def canonical(obj) -> object:
-    """A JSON-ready form of (nested) dataclasses, tuples and plain values, stable across runs."""
+    """A JSON-ready form of (nested) dataclasses, tuples and plain values, stable across runs; an object with a
+    ``key_form()`` (a method's options) is keyed by the form it returns."""
+    if hasattr(obj, "key_form") and not isinstance(obj, type):
+        return canonical(obj.key_form())
     if dataclasses.is_dataclass(obj):
         return {f.name: canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj) if _in_key(obj, f)}
     if isinstance(obj, dict):

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..artefacts import MethodSpec, ModelSpec, SubsetSpec
+from ..artefacts import ModelSpec, SubsetSpec
 from ..errors import check_range
 from ..intervals import difference_interval
+from ..methods import method_options
 from ..store import Store
 from ..verdicts import Outcome, claim_line, decide, headline
 from .base import Case, Claim, Experiment, Plan, case_values, main_results, register_experiment, row
@@ -74,15 +75,15 @@ def model_specs(profile, seed: int, ablation: bool = False) -> dict[str, ModelSp
     specs = {
         "old": old,
         "independent": ModelSpec(**new),
-        "bct": ModelSpec(**new, method=MethodSpec("bct", cfg.influence_weight), parent=old),
-        "l2": ModelSpec(**new, method=MethodSpec("l2", cfg.l2_weight), parent=old),
+        "bct": ModelSpec(**new, method=method_options("bct", cfg.influence_weight), parent=old),
+        "l2": ModelSpec(**new, method=method_options("l2", cfg.l2_weight), parent=old),
     }
     if ablation:
         normalized = {"normalize": True, "label_smoothing": cfg.normalized_smoothing}
-        specs["bct_heavy"] = ModelSpec(**new, method=MethodSpec("bct", cfg.ablation_weight), parent=old)
-        specs["bct_normalized"] = ModelSpec(**new, method=MethodSpec("bct", cfg.influence_weight, **normalized), parent=old)
-        specs["bct_heavy_normalized"] = ModelSpec(**new, method=MethodSpec("bct", cfg.ablation_weight, **normalized), parent=old)
-        specs["l2_openbct"] = ModelSpec(**new, method=MethodSpec("l2", cfg.l2_weight, keep_ce=False), parent=old)
+        specs["bct_heavy"] = ModelSpec(**new, method=method_options("bct", cfg.ablation_weight), parent=old)
+        specs["bct_normalized"] = ModelSpec(**new, method=method_options("bct", cfg.influence_weight, **normalized), parent=old)
+        specs["bct_heavy_normalized"] = ModelSpec(**new, method=method_options("bct", cfg.ablation_weight, **normalized), parent=old)
+        specs["l2_openbct"] = ModelSpec(**new, method=method_options("l2", cfg.l2_weight, keep_ce=False), parent=old)
     return specs
 
 

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec, get_embeddings, get_transformation, upgrade_chain
+from ..artefacts import ModelSpec, SubsetSpec, TransformationSpec, get_embeddings, get_transformation, upgrade_chain
 from ..errors import ConfigError, check_choice, check_range, check_seeds
 from ..intervals import difference_interval
+from ..methods import method_options
 from ..store import Store
 from ..transformations import TransformationConfig
 from ..verdicts import Outcome, claim_line, decide, headline
@@ -110,7 +111,7 @@ def generation_specs(profile, seed: int, weight: float, anchored: bool = False) 
         if g == 1:
             specs["bct 1"] = specs["independent 1"]
         else:
-            specs[f"bct {g}"] = ModelSpec(subset=subset, train=train, method=MethodSpec("bct", weight), parent=previous, **common)
+            specs[f"bct {g}"] = ModelSpec(subset=subset, train=train, method=method_options("bct", weight), parent=previous, **common)
         previous = specs["bct 1"] if anchored else specs[f"bct {g}"]
     return specs
 

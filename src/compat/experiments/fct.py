@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..artefacts import MethodSpec, ModelSpec, SubsetSpec, TransformationSpec
+from ..artefacts import ModelSpec, SubsetSpec, TransformationSpec
 from ..errors import check_range
+from ..methods import method_options
 from ..published import FASTFILL_CIFAR100, FASTFILL_IMAGENET, reference_table
 from ..store import Store
 from ..train import TrainConfig
@@ -83,7 +84,7 @@ def side_spec(profile, seed: int, dim: int) -> ModelSpec:
         model=dataclasses.replace(profile.model, embedding_dim=dim),
         train=profile.fct.side_train,
         seed=seed,
-        method=MethodSpec("simclr", temperature=profile.fct.temperature),
+        method=method_options("simclr", temperature=profile.fct.temperature),
     )
 
 

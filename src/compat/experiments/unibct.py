@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..artefacts import MethodSpec, ModelSpec, SubsetSpec
+from ..artefacts import ModelSpec, SubsetSpec
 from ..errors import ConfigError, check_choice, check_range, check_seeds
 from ..evaluate import far_threshold, per_query_tar, tar_at_far, verification_scores
 from ..losses import PROTOTYPE_FORMS
+from ..methods import method_options
 from ..splits import SCENARIOS, make_split
 from ..store import Store
 from ..verdicts import Outcome, decide, headline
@@ -131,10 +132,10 @@ def model_specs(profile, seed: int, ablation: bool = False) -> dict[str, ModelSp
         extended = scenario.startswith("extended")
         specs[_name(scenario, "independent")] = bct.model_specs(profile, seed)["independent"] if extended else ModelSpec(**new)
         methods = {
-            "L2": MethodSpec("l2", cfg.l2_weight),
-            "BCT": MethodSpec("bct", cfg.weight),
-            "UniBCT (no refinement)": MethodSpec("unibct", **form),
-            "UniBCT": MethodSpec("unibct", refine=True, **uni),
+            "L2": method_options("l2", cfg.l2_weight),
+            "BCT": method_options("bct", cfg.weight),
+            "UniBCT (no refinement)": method_options("unibct", **form),
+            "UniBCT": method_options("unibct", refine=True, **uni),
         }
         # the ablation varies the refinement; its baselines are the two UniBCT variants
         for method in ("UniBCT (no refinement)", "UniBCT") if ablation else cfg.methods:
@@ -146,11 +147,11 @@ def model_specs(profile, seed: int, ablation: bool = False) -> dict[str, ModelSp
         if ablation:  # the main table's models above are shared; each variant changes one of tau, lambda
             for tau in (t for t in cfg.ablation_taus if t != cfg.tau):
                 specs[_name(scenario, f"UniBCT tau={tau:g}")] = ModelSpec(
-                    **new, method=MethodSpec("unibct", refine=True, **{**uni, "tau": tau}), parent=old
+                    **new, method=method_options("unibct", refine=True, **{**uni, "tau": tau}), parent=old
                 )
             for lam in (d for d in cfg.ablation_diffusions if d != cfg.diffusion):
                 specs[_name(scenario, f"UniBCT lambda={lam:g}")] = ModelSpec(
-                    **new, method=MethodSpec("unibct", refine=True, **{**uni, "diffusion": lam}), parent=old
+                    **new, method=method_options("unibct", refine=True, **{**uni, "diffusion": lam}), parent=old
                 )
     return specs
 
