@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from compat.divergence import TrainingDiverged
 from compat.errors import ConfigError
 from compat.experiments.common import collapsed, evaluate_cases
 from compat.losses import CrossEntropy, LossTerm
 from compat.models import EmbeddingModel, ModelConfig, PatchWhitening
-from compat.train import TrainConfig, TrainingDiverged, embed, fit
+from compat.train import TrainConfig, embed, fit
 
 
 def test_patch_whitening_makes_the_patch_covariance_the_identity():
@@ -160,9 +161,9 @@ def test_loss_terms_follow_the_model_to_its_device():
 
 
 def test_ema_decay_warms_up_as_tensorflow_num_updates():
-    from compat.train import _ema_step
+    from compat.averaging import ema_step
 
-    step = _ema_step(0.999)
+    step = ema_step(0.999)
     avg, new = torch.zeros(1), torch.ones(1)
     assert float(step(avg, new, torch.tensor(0))) == pytest.approx(1 - 1 / 10)  # decay (1 + 0) / (10 + 0)
     assert float(step(avg, new, torch.tensor(90))) == pytest.approx(1 - 91 / 100)

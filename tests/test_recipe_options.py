@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from compat.averaging import Lookahead
 from compat.errors import ConfigError
 from compat.losses import CrossEntropy
 from compat.models import EmbeddingModel, ModelConfig
-from compat.train import Lookahead, TrainConfig, _param_groups, embed, fit
+from compat.train import TrainConfig, _param_groups, embed, fit
 
 
 def _data(n=64, classes=4, size=16, seed=0):

@@ -21,6 +21,7 @@ import torch
 
 from . import distributed
 from .augment import fixed_view
+from .checkpoints import kept_checkpoint
 from .data import DataConfig
 from .errors import ConfigError, check_choice, check_range
 from .methods import METHODS, MethodOptions, PlainOptions, TrainingContext, get_method
@@ -232,7 +233,7 @@ def branch_point(spec: ModelSpec, store: Store) -> tuple[ModelSpec, Path] | None
     if not epoch:
         return None
     twin = plain_twin(spec)
-    path = store.model_dir(twin.key) / "work" / f"epoch-{epoch}.pt"
+    path = kept_checkpoint(store.model_dir(twin.key) / "work", epoch)
     return (twin, path) if path.is_file() else None
 
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch.distributed.nn.functional import all_gather
 
-from .errors import CompatError
+from .errors import CompatError, ConfigError
 
 _STOP = "stop"
 
@@ -55,6 +56,47 @@ def init_from_env() -> bool:
     else:
         dist.init_process_group("gloo")
     return True
+
+
+def from_writer(value):
+    """Rank 0's ``value`` on every rank (a picklable object; itself outside a group)."""
+    if world()[1] == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """How a global batch of a training step splits between the processes: this process (``rank`` of ``size``)
+    holds rows ``[rank * share, (rank + 1) * share)``; BatchNorm statistics are taken over groups of ``group``
+    images, whatever the number of processes (so a model's numbers and key do not depend on it)."""
+
+    rank: int
+    size: int
+    share: int
+    group: int
+
+    @classmethod
+    def of(cls, batch_size: int, bn_batch: int) -> Sharding:
+        """This process's sharding of ``batch_size`` rows with BatchNorm groups of ``bn_batch`` (0: the whole
+        batch); a ConfigError where the batch or the groups do not split evenly between the processes."""
+        rank, size = world()
+        if batch_size % size:
+            raise ConfigError(f"batch_size={batch_size} does not split between {size} processes")
+        share = batch_size // size
+        group = bn_batch or batch_size
+        if group > share or share % group:
+            raise ConfigError(
+                f"{size} processes each hold {share} images of a step, but bn_batch={bn_batch} asks for BatchNorm "
+                f"statistics over {group}: set train.bn_batch to a divisor of {share} (another key), or train on one process"
+            )
+        return cls(rank, size, share, group)
+
+    def local(self, rows: torch.Tensor) -> torch.Tensor:
+        """This process's rows of a global batch."""
+        return rows[self.rank * self.share : (self.rank + 1) * self.share]
 
 
 def announce(job) -> None:

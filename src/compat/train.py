@@ -3,17 +3,14 @@
 The uint8 training set is held in memory as one tensor; each batch is cropped, flipped and
 normalized as a tensor (:mod:`compat.augment`), fed in channels_last memory with bf16
 autocast where the processor supports it. SGD with linear warm-up and cosine decay, per
-step. A checkpoint is written atomically after every epoch and a run resumes from it.
+step (:mod:`compat.schedule`). A checkpoint is written atomically after every epoch and a run resumes
+from it (:mod:`compat.checkpoints`).
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import math
-import os
 import time
-import warnings
 from collections.abc import Callable, Collection, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -30,9 +27,14 @@ from tqdm import tqdm
 
 from . import distributed
 from .augment import alternating_flips, random_crop_flip, to_input
-from .errors import CompatError, ConfigError, check_choice, check_range
+from .averaging import WeightAverage
+from .checkpoints import Checkpoints
+from .divergence import check_finite, divergence_verdict
+from .errors import ConfigError, check_choice, check_range
 from .losses import LossTerm, StepOutputs
-from .store import ADDED_OPTION, read_torch, write_torch
+from .progress import show_progress
+from .schedule import lr_factor, set_learning_rate
+from .store import ADDED_OPTION
 
 PRECISIONS = ("auto", "bf16", "fp32")
 CROP_FILLS = ("zero", "reflect")
@@ -114,22 +116,11 @@ class TrainConfig:
             raise ConfigError(f"bn_batch={self.bn_batch} must divide batch_size={self.batch_size} (or be 0: the whole batch)")
 
 
-class TrainingDiverged(CompatError):
-    """The loss became NaN or infinite: training stopped at once."""
-
-
 def crop_flip_view(
     batch: torch.Tensor, generator: torch.Generator, padding: int, fill: str = "zero", flips: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The supervised training view: random crop with ``padding`` (border ``fill``) and flip, normalized."""
     return to_input(random_crop_flip(batch, padding, generator, fill, flips))
-
-
-def show_progress(progress: bool | None) -> bool:
-    """Whether to draw a progress bar: as asked, else on a terminal outside CI, or when COMPAT_PROGRESS=1."""
-    if progress is not None:
-        return progress
-    return os.environ.get("COMPAT_PROGRESS") == "1" or (os.isatty(2) and not os.environ.get("CI"))
 
 
 @contextmanager
@@ -180,86 +171,6 @@ def freeze_norm_scales(model: nn.Module) -> None:
             with torch.no_grad():
                 m.weight.fill_(1.0)
             m.weight.requires_grad_(False)
-
-
-def _averaged(model: nn.Module) -> list[torch.Tensor]:
-    """What a weight average covers: the parameters and the floating-point buffers (BatchNorm statistics)."""
-    return [*model.parameters(), *(b for b in model.buffers() if b.is_floating_point())]
-
-
-class Lookahead:
-    """airbench's lookahead (Jordan 2024, arXiv 2404.00498, Sec. 3.6; Zhang et al., NeurIPS 2019): a slow copy of
-    the parameters and buffers; every ``every`` steps ``slow += (1 - d) (w - slow)`` and ``w = slow``, with the
-    decay ``d = 0.95^5 (t / T)^3`` rising over the run (no averaging at first); :meth:`finish` sets ``w = slow``."""
-
-    def __init__(self, model: nn.Module, every: int, total: int) -> None:
-        self.model, self.every, self.total = model, every, total
-        self.slow = [t.detach().clone() for t in _averaged(model)]
-
-    @torch.no_grad()
-    def step(self, step: int) -> None:
-        """After optimizer step ``step`` (0-based, counted over the whole run)."""
-        if (step + 1) % self.every == 0:
-            self._pull(0.95**5 * ((step + 1) / self.total) ** 3)
-
-    @torch.no_grad()
-    def _pull(self, decay: float) -> None:
-        fast = _averaged(self.model)
-        torch._foreach_lerp_(self.slow, fast, 1 - decay)
-        torch._foreach_copy_(fast, self.slow)
-
-    @torch.no_grad()
-    def finish(self) -> None:
-        self._pull(1.0)
-
-    def slow_model(self) -> nn.Module:
-        """A copy of the model holding the slow weights (what the run would end on now)."""
-        saved = copy.deepcopy(self.model)
-        with torch.no_grad():
-            torch._foreach_copy_(_averaged(saved), self.slow)
-        return saved
-
-    def state_dict(self) -> dict:
-        return {"slow": self.slow}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.slow = [t.clone() for t in state["slow"]]
-
-
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Share of the peak learning rate at ``step``: linear warm-up over ``warmup`` steps, then cosine to zero at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
-def _load_checkpoint(path: Path, dev: torch.device) -> dict | None:
-    """The checkpoint at ``path``, or None: absent, or damaged (then said, removed, and training starts afresh)."""
-    if not path.exists():
-        return None
-    try:
-        return read_torch(path, map_location=dev)
-    except Exception as exc:  # damaged or unreadable: never resume from it
-        warnings.warn(f"checkpoint {path} is damaged ({exc}); training starts afresh", stacklevel=2)
-        path.unlink(missing_ok=True)
-        return None
-
-
-def _ema_step(decay: float):
-    """EMA update with a warm-up of the decay, min(decay, (1 + n) / (10 + n)) after n updates (as TensorFlow's
-    ``ExponentialMovingAverage(num_updates=n)``), so that a short run's average is not dominated by the initial weights."""
-
-    def step(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
-        n = float(num_averaged)
-        d = min(decay, (1 + n) / (10 + n))
-        return d * averaged + (1 - d) * current
-
-    return step
-
-
-def chance_accuracy(labels: np.ndarray) -> float:
-    """Training accuracy of always guessing the most frequent class."""
-    return float(np.bincount(np.asarray(labels)).max() / len(labels))
 
 
 @contextmanager
@@ -318,17 +229,137 @@ class _Step(nn.Module):
         return logits, {t.name: t(whole if t.couples_batch else out) for t in self.terms}
 
 
-def _as_saved(model: nn.Module, ema, lookahead: Lookahead | None) -> nn.Module:
-    """The model as :func:`fit` would save it now: the EMA's copy, the lookahead's slow weights (a copy), or the model."""
-    if ema is not None:
-        return ema.module
-    return model if lookahead is None else lookahead.slow_model()
-
-
 def _broadcast_buffers(model: nn.Module) -> None:
     """Every rank takes rank 0's BatchNorm running averages (the ones a multi-process run keeps)."""
     for buffer in model.buffers():
         dist.broadcast(buffer, src=0)
+
+
+def _check_arguments(images: np.ndarray, labels: np.ndarray, config: TrainConfig, terms: Sequence[LossTerm], views, num_views: int) -> None:
+    """One clear error for arguments of :func:`fit` that cannot train, before any work."""
+    if len(images) != len(labels):
+        raise ConfigError(f"{len(images)} images but {len(labels)} labels")
+    if not terms:
+        raise ConfigError("no loss terms given")
+    check_range("num_views", num_views, 1, 16)
+    if views is not None and config.flip_mode != "random":
+        raise ConfigError(f"flip_mode={config.flip_mode!r} applies to the crop-and-flip view; this method makes its own views")
+
+
+@dataclass
+class _Loop:
+    """What every epoch of one :func:`fit` call shares: the data on the device, the views, the sharding, the
+    optimizer, the weight average and the schedule (fixed before the first epoch)."""
+
+    model: nn.Module
+    images: np.ndarray
+    data: torch.Tensor
+    targets: torch.Tensor
+    terms: list[LossTerm]
+    config: TrainConfig
+    shard: distributed.Sharding
+    make_view: Callable
+    num_views: int
+    first_flips: torch.Tensor | None
+    optimizer: torch.optim.Optimizer
+    average: WeightAverage
+    precision: str
+    seed: int
+    desc: str
+    show: bool
+
+    def __post_init__(self) -> None:
+        self.classifies = any(t.classifies for t in self.terms)
+        step_module = _Step(self.model, self.terms, self.num_views, self.shard.group)
+        # no classifying term: the classifier is unused
+        ddp = partial(DistributedDataParallel, find_unused_parameters=not self.classifies, broadcast_buffers=False)
+        self.runner = ddp(step_module) if self.shard.size > 1 else step_module
+        self.steps_per_epoch = max(1, len(self.data) // self.config.batch_size)  # drop the last partial batch
+        self.total = self.steps_per_epoch * self.config.epochs
+        self.warmup = int(round(self.config.warmup_epochs * self.steps_per_epoch))
+
+    def _batch(self, order: torch.Tensor, epoch: int, step: int, generator: torch.Generator):
+        """Step ``step``'s views of this process's share of the global batch, its labels, and every rank's labels."""
+        idx = order[step * self.config.batch_size : (step + 1) * self.config.batch_size]
+        flips = {} if self.first_flips is None else {"flips": alternating_flips(self.first_flips[idx.cpu()], epoch)}
+        x = torch.cat([self.shard.local(self.make_view(self.data[idx], generator, **flips)) for _ in range(self.num_views)])
+        return x, self.targets[self.shard.local(idx)].repeat(self.num_views), self.targets[idx].repeat(self.num_views)
+
+    def train_epoch(self, epoch: int) -> dict:
+        """Train epoch ``epoch`` (0-based); its log entry: mean loss terms, the terms' figures, accuracy, speed."""
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)  # resumable: one stream per epoch
+        order = torch.randperm(len(self.data), generator=generator).to(self.data.device)
+        if self.shard.size > 1:
+            _broadcast_buffers(self.model)
+        for t in self.terms:
+            if hasattr(t, "start_epoch"):  # e.g. UniBCT's prototype refresh, from the model as it is now
+                t.start_epoch(epoch, self.config.epochs, lambda: embed(self.model, self.images))
+        self.model.train()
+        sums: dict[str, float] = {}
+        correct = seen = 0
+        epoch_start, epoch_cpu = time.perf_counter(), time.process_time()
+        bar = tqdm(range(self.steps_per_epoch), desc=f"{self.desc} {epoch + 1}/{self.config.epochs}", disable=not self.show, leave=False)
+        for step in bar:
+            x, y, y_all = self._batch(order, epoch, step, generator)
+            global_step = epoch * self.steps_per_epoch + step
+            lr = self.config.lr * lr_factor(global_step, self.warmup, self.total)
+            set_learning_rate(self.optimizer, lr)
+            with torch.autocast(self.data.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                logits, values = self.runner(x, y, y_all)
+                loss = sum(values.values())
+            check_finite(loss, values, desc=self.desc, epoch=epoch, step=step, lr=lr, base_lr=self.config.lr)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.average.update(global_step)
+            for name, v in values.items():
+                sums[name] = sums.get(name, 0.0) + float(v.detach())
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            if self.show and step % 10 == 0:
+                rate = seen / (time.perf_counter() - epoch_start)
+                bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{correct / seen:.3f}" if self.classifies else "-", img_s=f"{rate:.0f}")
+        seconds = time.perf_counter() - epoch_start
+        cpu_share = (time.process_time() - epoch_cpu) / (seconds * torch.get_num_threads())
+        figures = {k: v for t in self.terms if hasattr(t, "epoch_figures") for k, v in t.epoch_figures().items()}
+        if self.shard.size > 1:  # the epoch's figures over every rank: mean of the ranks' losses and terms' figures, all images
+            totals = torch.tensor([*sums.values(), *figures.values(), correct, seen], dtype=torch.float64)
+            dist.all_reduce(totals)
+            sums = {k: float(v) / self.shard.size for k, v in zip(sums, totals)}
+            figures = {k: float(v) / self.shard.size for k, v in zip(figures, totals[len(sums) :])}
+            correct, seen = int(totals[-2]), int(totals[-1])
+        return {
+            "epoch": epoch + 1,
+            **{f"loss_{k}": v / self.steps_per_epoch for k, v in sums.items()},
+            **figures,
+            "train_acc": correct / seen if self.classifies else None,
+            "images_per_s": seen / seconds,  # every view counts: the model's throughput
+            "seconds": seconds,
+            # this process's CPU time over the cores it may use: near 1 on a quiet machine, about half when another
+            # job shares the cores (the budget marks such epochs as contested)
+            "cpu_share": cpu_share,
+        }
+
+    def state(self, epoch: int, log: list[dict], branched: int | None) -> dict:
+        """The checkpoint after ``epoch`` (1-based) epochs: model, optimizer, weight averages, log, stateful terms."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": epoch,
+            "log": json.dumps(log),
+            "branched_at_epoch": branched,
+            "terms": {str(i): t.state_dict() for i, t in enumerate(self.terms) if t.stateful or any(p.requires_grad for p in t.parameters())},
+            **self.average.state_dict(),
+        }
+
+    def restore(self, state: dict) -> tuple[int, list[dict]]:
+        """Load a checkpoint (see :meth:`state`); the epochs it has done and their log."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.average.load_state_dict(state)
+        for i, term_state in state["terms"].items():
+            self.terms[int(i)].load_state_dict(term_state)
+        return state["epoch"], json.loads(state["log"])
 
 
 def fit(
@@ -349,6 +380,11 @@ def fit(
     branch: Path | None = None,
 ) -> dict:
     """Train ``model`` in place on uint8 N x H x W x 3 ``images`` with class ``labels`` 0..C-1.
+
+    The loop is made of parts, each its own unit: the sharding of a batch between processes
+    (:class:`compat.distributed.Sharding`), checkpoints and resuming (:class:`compat.checkpoints.Checkpoints`),
+    weight averages (:class:`compat.averaging.WeightAverage`), the schedule (:mod:`compat.schedule`) and the
+    divergence watch (:mod:`compat.divergence`).
 
     :param terms: the loss terms; the step's loss is their sum (each holds its own weight).
     :param seed: fixes initialisation order, shuffling and augmentation (a CPU run repeats exactly).
@@ -373,194 +409,64 @@ def fit(
         and ``diverged`` (None, or why the run counts as diverged: training accuracy at chance while the loss rose).
     :raises TrainingDiverged: the loss became NaN or infinite (the step, epoch and learning rate named).
     """
-    if len(images) != len(labels):
-        raise ConfigError(f"{len(images)} images but {len(labels)} labels")
-    if not terms:
-        raise ConfigError("no loss terms given")
-    check_range("num_views", num_views, 1, 16)
-    rank, size = distributed.world()
-    if config.batch_size % size:
-        raise ConfigError(f"batch_size={config.batch_size} does not split between {size} processes")
-    share = config.batch_size // size
-    group = config.bn_batch or config.batch_size
-    if group > share or share % group:
-        raise ConfigError(
-            f"{size} processes each hold {share} images of a step, but bn_batch={config.bn_batch} asks for BatchNorm "
-            f"statistics over {group}: set train.bn_batch to a divisor of {share} (another key), or train on one process"
-        )
-    make_view = views or partial(crop_flip_view, padding=config.crop_padding, fill=config.crop_fill)
-    if views is not None and config.flip_mode != "random":
-        raise ConfigError(f"flip_mode={config.flip_mode!r} applies to the crop-and-flip view; this method makes its own views")
-    classifies = any(t.classifies for t in terms)
+    _check_arguments(images, labels, config, terms, views, num_views)
+    shard = distributed.Sharding.of(config.batch_size, config.bn_batch)
     dev = device()
     precision = resolve_precision(config.precision, dev)
     data = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).contiguous().to(dev)  # N x 3 x H x W uint8 (a copy)
     targets = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(dev)
     terms = [t.to(dev) for t in terms]  # frozen old models and classifiers follow the model's device
     model.to(dev).to(memory_format=torch.channels_last)
-    ckpt = workdir / "checkpoint.pt" if workdir else None
-    state = _load_checkpoint(ckpt, dev) if ckpt and rank == 0 else None
-    branched = None
-    if state is None and branch is not None and rank == 0:
-        state = _load_checkpoint(branch, dev)
-        if state is not None:
-            state, branched = {**state, "terms": {}}, state["epoch"]
-    if size > 1:  # the others resume from rank 0's checkpoint, never from the disk themselves
-        box = [state]
-        dist.broadcast_object_list(box, src=0)
-        state = box[0]
+    checkpoints = Checkpoints(workdir, keep_epochs)
+    state, branched = checkpoints.resume(dev, branch)
     if state is None and hasattr(model, "fit_data_layers"):  # patch whitening, where the backbone has it (a resumed run has it in its checkpoint)
         sample = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:5000].to(dev)
         model.fit_data_layers(to_input(data[sample]))
     if config.bn_frozen_scale:
         freeze_norm_scales(model)
     optimizer = torch.optim.SGD(_param_groups([model, *terms], config), lr=config.lr, momentum=config.momentum, nesterov=True)
-    steps_per_epoch = max(1, len(data) // config.batch_size)  # drop the last partial batch
-    total = steps_per_epoch * config.epochs
-    ema = lookahead = None
-    if config.ema_decay:
-        ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_step(config.ema_decay), use_buffers=True)
-    if config.lookahead_every:
-        lookahead = Lookahead(model, config.lookahead_every, total)
+    total = max(1, len(data) // config.batch_size) * config.epochs
     first_flips = None
     if config.flip_mode == "alternating":
         first_flips = torch.rand(len(data), generator=torch.Generator().manual_seed(seed * 100_003 - 1)) < 0.5
-    warmup = int(round(config.warmup_epochs * steps_per_epoch))
-    log: list[dict] = []
-    start_epoch = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        if lookahead is not None:
-            lookahead.load_state_dict(state["lookahead"])
-        for i, term_state in state["terms"].items():
-            terms[int(i)].load_state_dict(term_state)
-        start_epoch, log = state["epoch"], json.loads(state["log"])
-        branched = branched or state.get("branched_at_epoch")  # a resumed branch stays one
-    step_module = _Step(model, terms, num_views, group)
-    runner = (
-        DistributedDataParallel(
-            step_module, find_unused_parameters=not classifies, broadcast_buffers=False
-        )  # no classifying term: the classifier is unused
-        if size > 1
-        else step_module
+    loop = _Loop(
+        model=model,
+        images=images,
+        data=data,
+        targets=targets,
+        terms=terms,
+        config=config,
+        shard=shard,
+        make_view=views or partial(crop_flip_view, padding=config.crop_padding, fill=config.crop_fill),
+        num_views=num_views,
+        first_flips=first_flips,
+        optimizer=optimizer,
+        average=WeightAverage(model, config.ema_decay, config.lookahead_every, total),
+        precision=precision,
+        seed=seed,
+        desc=desc,
+        show=show_progress(progress) and shard.rank == 0,
     )
-    show = show_progress(progress) and rank == 0
+    start_epoch, log = loop.restore(state) if state is not None else (0, [])
     wall_start = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)  # resumable: one stream per epoch
-        order = torch.randperm(len(data), generator=generator).to(dev)
-        if size > 1:
-            _broadcast_buffers(model)
-        for t in terms:
-            if hasattr(t, "start_epoch"):  # e.g. UniBCT's prototype refresh, from the model as it is now
-                t.start_epoch(epoch, config.epochs, lambda: embed(model, images))
-        model.train()
-        sums: dict[str, float] = {}
-        correct = seen = 0
-        epoch_start, epoch_cpu = time.perf_counter(), time.process_time()
-        bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{config.epochs}", disable=not show, leave=False)
-        for step in bar:
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            flips = {} if first_flips is None else {"flips": alternating_flips(first_flips[idx.cpu()], epoch)}
-            x = torch.cat([make_view(data[idx], generator, **flips)[rank * share : (rank + 1) * share] for _ in range(num_views)])
-            y_all = targets[idx].repeat(num_views)
-            y = targets[idx[rank * share : (rank + 1) * share]].repeat(num_views)
-            lr = config.lr * lr_factor(epoch * steps_per_epoch + step, warmup, total)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"]
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                logits, values = runner(x, y, y_all)
-                loss = sum(values.values())
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"{desc}: the loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1} "
-                    f"(terms: {', '.join(f'{k}={float(v.detach()):.4g}' for k, v in values.items())}); the learning rate "
-                    f"was {lr:.4g} (lr={config.lr}): lower lr, or the weight of the largest term"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            if lookahead is not None:
-                lookahead.step(epoch * steps_per_epoch + step)
-            for name, v in values.items():
-                sums[name] = sums.get(name, 0.0) + float(v.detach())
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-            if show and step % 10 == 0:
-                rate = seen / (time.perf_counter() - epoch_start)
-                bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{correct / seen:.3f}" if classifies else "-", img_s=f"{rate:.0f}")
-        seconds = time.perf_counter() - epoch_start
-        cpu_share = (time.process_time() - epoch_cpu) / (seconds * torch.get_num_threads())
-        figures = {k: v for t in terms if hasattr(t, "epoch_figures") for k, v in t.epoch_figures().items()}
-        if size > 1:  # the epoch's figures over every rank: mean of the ranks' losses and terms' figures, all images
-            totals = torch.tensor([*sums.values(), *figures.values(), correct, seen], dtype=torch.float64)
-            dist.all_reduce(totals)
-            sums = {k: float(v) / size for k, v in zip(sums, totals)}
-            figures = {k: float(v) / size for k, v in zip(figures, totals[len(sums) :])}
-            correct, seen = int(totals[-2]), int(totals[-1])
-        entry = {
-            "epoch": epoch + 1,
-            **{f"loss_{k}": v / steps_per_epoch for k, v in sums.items()},
-            **figures,
-            "train_acc": correct / seen if classifies else None,
-            "images_per_s": seen / seconds,  # every view counts: the model's throughput
-            "seconds": seconds,
-            # this process's CPU time over the cores it may use: near 1 on a quiet machine, about half when another
-            # job shares the cores (the budget marks such epochs as contested)
-            "cpu_share": cpu_share,
-        }
+        entry = loop.train_epoch(epoch)
         if on_epoch is not None:
-            averaged = ema is not None or lookahead is not None
-            entry.update(on_epoch(_as_saved(model, ema, lookahead).eval(), epoch + 1, model.eval() if averaged else None))
+            entry.update(on_epoch(loop.average.saved().eval(), epoch + 1, model.eval() if loop.average.kept else None))
         log.append(entry)
-        if workdir and rank == 0:
-            workdir.mkdir(parents=True, exist_ok=True)
-            with open(workdir / "log.jsonl", "a") as f:
-                f.write(json.dumps(entry) + "\n")
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch + 1,
-                "log": json.dumps(log),
-                "branched_at_epoch": branched,
-                "terms": {str(i): t.state_dict() for i, t in enumerate(terms) if t.stateful or any(p.requires_grad for p in t.parameters())},
-            }
-            if ema is not None:
-                state["ema"] = ema.state_dict()
-            if lookahead is not None:
-                state["lookahead"] = lookahead.state_dict()
-            write_torch(ckpt, state)
-            if epoch + 1 in keep_epochs:
-                write_torch(workdir / f"epoch-{epoch + 1}.pt", state)
-    if ema is not None:
-        model.load_state_dict(ema.module.state_dict())
-    if lookahead is not None:
-        lookahead.finish()
+        checkpoints.save(entry, partial(loop.state, epoch + 1, log, branched))
+    loop.average.finish()
     model.eval()
-    final_acc = log[-1]["train_acc"] if log else None
-    chance = chance_accuracy(labels)
-    diverged = None
-    losses = [sum(v for k, v in e.items() if k.startswith("loss_")) for e in log]
-    if classifies and final_acc is not None and final_acc <= 1.5 * chance and len(losses) > 1 and losses[-1] > losses[0]:
-        diverged = (
-            f"final training accuracy {final_acc:.4f} is at chance level ({chance:.4f}) and the loss rose "
-            f"from {losses[0]:.4g} (epoch 1) to {losses[-1]:.4g}"
-        )
     return {
         "epochs": log,
         "branched_at_epoch": branched,
         "precision": precision,
         "device": str(dev),
-        "processes": size,
+        "processes": shard.size,
         "train_seconds": sum(e["seconds"] for e in log[branched or 0 :]),  # a branch's own epochs: its trunk counts the rest
         "this_call_seconds": time.perf_counter() - wall_start,
         "config": asdict(config),
-        "diverged": diverged,
+        "diverged": divergence_verdict(log, labels, loop.classifies),
     }
 
 

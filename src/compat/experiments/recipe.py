@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 
 from ..artefacts import ModelSpec, SubsetSpec, get_embeddings, get_model, read_intact_result
+from ..divergence import TrainingDiverged
 from ..errors import ConfigError, check_choice, check_seeds
 from ..evaluate import retrieval_metrics
 from ..intervals import Interval, difference_interval, per_query_metric
 from ..store import Store, config_key
-from ..train import TrainConfig, TrainingDiverged, embed
+from ..train import TrainConfig, embed
 from .base import Experiment, Job, register_experiment
 from .common import model_record, old_model, write_seed_result
 

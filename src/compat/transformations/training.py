@@ -19,9 +19,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..divergence import check_finite
 from ..errors import ConfigError, check_choice, check_range
+from ..progress import show_progress
+from ..schedule import lr_factor, set_learning_rate
 from ..store import ADDED_OPTION
-from ..train import lr_factor, show_progress
 from .registry import TRANSFORMATIONS, VectorTransformation
 
 
@@ -93,8 +95,9 @@ def fit_transformation(
     :param views: per augmented view of the training images, its (old, side, new) embeddings (N x d each);
         epoch e trains on view e mod len(views).
     :param validation: (old, side, new) embeddings of held-out images: the MSE on them is logged per epoch.
-    :param progress: a tqdm bar over epochs (default: as the training loop decides, :func:`compat.train.show_progress`).
+    :param progress: a tqdm bar over epochs (default: as the training loop decides, :func:`compat.progress.show_progress`).
     :return: the training log: per-epoch training and validation MSE, whether BatchNorm was frozen, wall time.
+    :raises TrainingDiverged: the MSE became NaN or infinite (the step, epoch and learning rate named).
     """
     if not views:
         raise ConfigError("fit_transformation needs at least one view of (old, side, new) embeddings")
@@ -120,9 +123,10 @@ def fit_transformation(
         total_loss = 0.0
         for step in range(steps_per_epoch):
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * lr_factor(epoch * steps_per_epoch + step, warmup, total)
+            lr = config.lr * lr_factor(epoch * steps_per_epoch + step, warmup, total)
+            set_learning_rate(optimizer, lr)
             loss = F.mse_loss(h(old_t[idx], side_t[idx]), target_t[idx])
+            check_finite(loss, {"mse": loss}, desc=desc, epoch=epoch, step=step, lr=lr, base_lr=config.lr)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
