@@ -51,7 +51,7 @@ def trained(tmp_path_factory):
 
 
 def test_sequential_upgrades_end_to_end(trained):
-    from compat.experiments.bict import compatibility_matrix, strategy_intervals, sweep_intervals, sweep_table
+    from compat.experiments.bict_reading import compatibility_matrix, strategy_intervals, sweep_intervals, sweep_table
 
     bict, profile, store, results = trained
     assert [r["kind"] for r in results] == ["main", "ablation"]
@@ -211,7 +211,7 @@ def test_each_upgraded_gallery_records_its_error_against_the_embeddings_it_stand
     ],
 )
 def test_the_thesis_rule_on_constructed_claims(upgraded, helps, costs, label, words):
-    from compat.experiments.bict import thesis
+    from compat.experiments.bict_reading import thesis
 
     got, reading = thesis(upgraded, helps, costs)
     assert got == label and words in reading

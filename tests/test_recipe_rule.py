@@ -1,11 +1,12 @@
-"""The recipe study's decision rule (recipe.decide), fixed before its runs, on constructed result files."""
+"""The recipe study's decision rule (recipe_reading.decide), fixed before its runs, on constructed result files."""
 
 import numpy as np
 import pytest
 
 from compat.config import get_profile
 from compat.errors import ConfigError
-from compat.experiments.recipe import INCUMBENT, RecipeConfig, choose, combined_changes, decide
+from compat.experiments.recipe import INCUMBENT, RecipeConfig, combined_changes
+from compat.experiments.recipe_reading import choose, decide
 from compat.intervals import Interval
 from compat.store import Store
 

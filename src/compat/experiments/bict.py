@@ -20,17 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pandas as pd
-
 from ..artefacts import ModelSpec, SubsetSpec, TransformationSpec, get_embeddings, get_transformation, upgrade_chain
 from ..errors import ConfigError, check_choice, check_range, check_seeds
-from ..intervals import difference_interval
 from ..methods import method_options
 from ..store import Store
 from ..transformations import TransformationConfig
 from ..verdicts import Outcome, claim_line, decide, headline
 from . import bct, common
-from .base import Case, Claim, Experiment, Plan, case_values, main_results, register_experiment
+from .base import Case, Claim, Experiment, Plan, main_results, register_experiment
+from .bict_reading import last_generation, main_variant, sweep_reading, thesis
 
 VARIANT_SUFFIX = {"stepwise": "", "chain": " (chain-trained h)"}  # h's training variant -> its rows' suffix
 ANCHORED = ", BCT to gen 1"  # the control's rows: phi_g BCT-trained against the gallery's own model phi_1
@@ -261,7 +259,7 @@ class BiCT(Experiment):
     def claims(self, results: list[dict] | None = None) -> list[Claim]:
         """The abstract's claims as paired comparisons: the upgraded gallery against the stored one at every
         generation, and, at the last generation, against the old system, FCT alone and backfilling."""
-        last = _last_generation(results or [])
+        last = last_generation(results or [])
         h = VARIANT_SUFFIX[main_variant(results or [])]
         return [
             *(
@@ -303,7 +301,7 @@ class BiCT(Experiment):
         backward or forward retrieval (one seed).
         """
         checked = self.check_claims(results, distance, store).set_index("claim")
-        last = _last_generation(results)
+        last = last_generation(results)
         upgraded = [bool(checked.loc[c, "holds"]) for c in checked.index if "upgraded gallery beats" in c]
         lines = [headline(self.outcome(results, distance, store))]
         lines.append(
@@ -314,7 +312,7 @@ class BiCT(Experiment):
             f"- (3) sequential upgrades beat BCT alone: {'reproduced' if all(upgraded) else 'not reproduced'} "
             f"(the upgraded gallery wins at {sum(upgraded)} of {len(upgraded)} generations)"
         )
-        sweep = sweep_reading(self, results, distance, store)
+        sweep = sweep_reading(results, distance, store)
         if sweep is None:
             lines.append("- (4) the BCT weight matters: not tested (the sweep was not run)")
         else:
@@ -337,10 +335,10 @@ class BiCT(Experiment):
         return "\n".join(lines)
 
     def outcome(self, results: list[dict], distance: str = "l2", store: Store | None = None) -> Outcome:
-        """The thesis by :data:`THESIS_RULE`; the deciding claim is BiCT's forward upgrade against FCT's alone."""
+        """The thesis by :data:`~compat.experiments.bict_reading.THESIS_RULE`; the deciding claim is BiCT's forward upgrade against FCT's alone."""
         checked = self.check_claims(results, distance, store)
         holds = checked.set_index("claim")["holds"]
-        last = _last_generation(results)
+        last = last_generation(results)
         upgraded = [bool(holds[c]) for c in holds.index if "upgraded gallery beats" in c]
         helps = f"gen {last}: a BCT-trained new model helps the forward upgrade (BiCT forward above FCT alone)"
         costs = f"gen {last}: the BCT half costs the forward upgrade (FCT alone above BiCT forward)"
@@ -348,122 +346,8 @@ class BiCT(Experiment):
         return decide("BiCT", distance, label, reading, checked, helps, len(main_results(results)))
 
 
-THESIS_RULE = """The thesis, that BiCT beats both BCT alone and FCT alone over sequential upgrades, is decided by
-the claims at the last generation, each holding only when its 95 % interval lies above 0 and every seed agrees:
-*reproduced* when the upgraded gallery beats the stored one at every generation and BiCT's forward upgrade beats
-FCT's alone; *partly reproduced* when only the first holds (the forward half carries the gain); *not reproduced*
-when the upgraded gallery loses or ties the stored one at some generation. The reading says "the BCT half does not
-help" when BiCT and FCT alone are inside the noise of each other, and "the BCT half costs the forward upgrade"
-when FCT alone is above BiCT."""
-
-
-def thesis(upgraded: list[bool], bct_helps_forward: bool, bct_costs_forward: bool) -> tuple[str, str]:
-    """The label and one sentence of :data:`THESIS_RULE`, from whether the upgraded gallery beats the stored one at
-    each generation (2, 3, ...) and whether BiCT's forward upgrade is above, or below, FCT's alone."""
-    if bct_helps_forward and bct_costs_forward:
-        raise ValueError("BiCT cannot be both above and below FCT alone")
-    half = (
-        "the BCT half helps the forward upgrade"
-        if bct_helps_forward
-        else "the BCT half costs the forward upgrade (FCT alone is above BiCT)"
-        if bct_costs_forward
-        else "the BCT half does not help the forward upgrade measurably (BiCT and FCT alone are inside the noise)"
-    )
-    if upgraded and all(upgraded):
-        label = "reproduced" if bct_helps_forward else "partly reproduced"
-        return label, f"The upgraded gallery beats the stored one at every generation; {half}."
-    lost = [str(g) for g, won in enumerate(upgraded, 2) if not won]
-    return "not reproduced", f"The upgraded gallery does not beat the stored one at generation {', '.join(lost) or '-'}; {half}."
-
-
-def main_variant(results: list[dict]) -> str:
-    """How the main table's h's were trained, from the results' recorded config (``stepwise`` before the option)."""
-    for res in results:
-        return res["config"]["sections"]["bict"].get("transformations", ["stepwise"])[0]
-    return "stepwise"
-
-
-def _last_generation(results: list[dict]) -> int:
-    cases = {r["case"] for res in results for r in res["rows"]}
-    return max((int(c.split(":")[0].removeprefix("gen ")) for c in cases if c.startswith("gen ")), default=2)
-
-
-def sweep_reading(experiment: BiCT, results: list[dict], distance: str = "l2", store: Store | None = None, metric: str = "top1") -> list[dict] | None:
-    """Backward and forward retrieval at the last generation: the sweep's best and worst (non-diverged) BCT weight and
-    the paired interval of their difference (one seed); None without a sweep."""
-    sweep = sweep_table(results, distance, metric)
-    if sweep.empty:
-        return None
-    ablation = [r for r in results if r["kind"] == "ablation"]
-    last = _last_generation(results)
-    out = []
-    directions = sweep["diverged"].isna() & sweep["retrieval"].isin(["BCT only backward", "BiCT forward"])
-    for retrieval, part in sweep[directions].groupby("retrieval"):
-        best, worst = part.loc[part[metric].idxmax(), "BCT weight"], part.loc[part[metric].idxmin(), "BCT weight"]
-        values = {w: case_values(ablation, f"gen {last}: {retrieval} (λ={w:g})", distance, metric, store) for w in (best, worst)}
-        out.append({"retrieval": retrieval, "best": best, "worst": worst, "interval": difference_interval(values[best], values[worst])})
-    return out
-
-
 def upgrade_cost(profile, store: Store | None = None) -> dict:
     """The upgrade cost of the BiCT chain's last h (the ablation seed) at the profile's ``cost_sizes``."""
     n, seed = len(profile.bict.generations), profile.protocol.ablation_seed
     spec = _transformations(profile, seed, generation_specs(profile, seed, profile.bict.weight), "bct", profile.bict.transformations[0])[n - 2]
     return common.upgrade_cost("bict", "bict-cost", profile, spec, profile.bict.cost_sizes, store or Store())
-
-
-CHAIN_NAMES = {"bct": "BCT-trained models", "independent": "independently trained models"}  # what a reader sees
-
-
-def _interval(row: pd.Series, metric: str) -> dict[str, float]:
-    """A row of an interval table as the value, low, high a figure of :func:`compat.plots.interval_lines` reads."""
-    return {"value": row[metric], "low": row[f"{metric} low"], "high": row[f"{metric} high"]}
-
-
-def strategy_intervals(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
-    """Generation x strategy ``metric`` of the main seeds from an interval table, with its 95 % interval, in long form:
-    generation (1, 2, ...), strategy, value, low, high."""
-    records = []
-    for case, row in table.iterrows():
-        if case.startswith("gen ") and "chain" not in case and pd.notna(row.get(metric)):
-            gen, what = case.split(": ", 1)
-            records.append({"generation": int(gen.removeprefix("gen ")), "strategy": what, **_interval(row, metric)})
-    return pd.DataFrame.from_records(records)
-
-
-def sweep_intervals(ablation: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
-    """The sweep's last generation from the ablation's interval table: BCT weight, retrieval, value, low, high."""
-    cases = [c for c in ablation.index if c.startswith("gen ") and "(λ=" in c]
-    last = max((int(c.split(":")[0].removeprefix("gen ")) for c in cases), default=0)
-    records = []
-    for case in cases:
-        if case.startswith(f"gen {last}:") and pd.notna(ablation.loc[case].get(metric)):
-            what, weight = case.split(": ", 1)[1].rsplit(" (λ=", 1)
-            row = ablation.loc[case]
-            records.append({"BCT weight": float(weight.rstrip(")")), "retrieval": what, **_interval(row, metric)})
-    return pd.DataFrame.from_records(records)
-
-
-def compatibility_matrix(table: pd.DataFrame, chain: str, metric: str = "top1") -> pd.DataFrame:
-    """Generation x generation ``metric`` of one model chain (queries by row generation, gallery by column)."""
-    cells = {}
-    for case, row in table.iterrows():
-        if case.startswith(f"{chain} chain: "):
-            q, gal = case.removeprefix(f"{chain} chain: ").split(", ")
-            cells.setdefault(q.replace(" queries", ""), {})[gal.replace(" gallery", "")] = row.get(metric)
-    return pd.DataFrame(cells).T.sort_index().sort_index(axis=1)
-
-
-def sweep_table(results: list[dict], distance: str = "l2", metric: str = "top1") -> pd.DataFrame:
-    """The ablation's BCT weights against backward and forward retrieval at the last generation."""
-    res = next((r for r in results if r["kind"] == "ablation"), None)
-    if res is None:
-        return pd.DataFrame()
-    records = []
-    last = _last_generation([res])
-    for r in res["rows"]:
-        if r["distance"] != distance or not r["case"].startswith(f"gen {last}:") or "λ=" not in r["case"]:
-            continue
-        what, weight = r["case"].split(": ", 1)[1].rsplit(" (λ=", 1)
-        records.append({"BCT weight": float(weight.rstrip(")")), "retrieval": what, metric: r.get(metric), "diverged": r.get("diverged")})
-    return pd.DataFrame.from_records(records)
