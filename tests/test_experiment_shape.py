@@ -21,6 +21,7 @@ def example_experiment():
     """A fourth experiment, written as a new module would be: its config section, its plan, nothing else."""
     from compat.artefacts import ModelSpec, SubsetSpec
     from compat.experiments import EXPERIMENTS, Case, Experiment, Plan, register_experiment
+    from compat.experiments.base import ComparisonEntry
     from compat.methods import method_options
 
     @dataclass(frozen=True)
@@ -30,6 +31,7 @@ def example_experiment():
     @register_experiment("example")
     class Example(Experiment):
         config_class = ExampleConfig
+        comparison = (ComparisonEntry("heavy BCT", "heavy BCT new/old", "d old floats", "nothing", ("bct",)),)
 
         def plan(self, profile, seed, ablation=False):
             common = {"data": profile.data, "model": profile.model, "seed": seed}
@@ -56,7 +58,10 @@ def example_experiment():
 
 
 def test_a_new_experiment_needs_only_its_own_module(example_experiment, tmp_path, capsys, monkeypatch):
+    from compat.compare import comparison_entries
     from compat.results import load_result_files
+
+    assert ("example", example_experiment.comparison[0]) in comparison_entries()  # its comparison row, from its module
 
     profile = get_profile("smoke", {**TINY, "example.weight": "2"})
     assert profile.example.weight == 2.0  # its section is registered with it

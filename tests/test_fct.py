@@ -265,19 +265,32 @@ def test_the_comparison_reads_result_files_and_never_trains(tmp_path, monkeypatc
 def test_every_compared_method_names_cases_its_chapter_measures_as_its_own_baselines(profile_name):
     """Each comparison entry's case, backfill (ceiling) and old-model floor are cases of its chapter's main plan, the
     floor an old/old and the ceiling a new/new of the same protocol (scenario or generation)."""
-    from compat.compare import ENTRIES
+    from compat.compare import comparison_entries
     from compat.config import get_profile
     from compat.experiments import get_experiment
 
     profile = get_profile(profile_name)
     last = len(profile.bict.generations)
-    for entry in ENTRIES:
-        experiment = get_experiment(entry.experiment)
+    for name, entry in comparison_entries():
+        experiment = get_experiment(name)
         cases = {c.label for c in experiment.plan(profile, experiment.seeds(profile)[0]).cases}
         case, ceiling, floor = (c.format(last=last) for c in (entry.case, entry.ceiling, entry.floor))
         assert {case, ceiling, floor} <= cases, entry.method
         assert floor.endswith("old/old") and ceiling.endswith("new/new")
-        assert floor.split(":")[0] == case.split(":")[0] or ":" not in case or entry.experiment == "bict", entry.method
+        assert floor.split(":")[0] == case.split(":")[0] or ":" not in case or name == "bict", entry.method
+
+
+def test_every_compared_row_is_made_with_registered_methods_and_its_upgrade_with_a_registered_transformation():
+    from compat.compare import comparison_entries
+    from compat.methods import METHODS
+    from compat.transformations import TRANSFORMATIONS
+
+    entries = comparison_entries()
+    assert [name for name, _ in entries][:1] == ["bct"] and {name for name, _ in entries} == {"bct", "fct", "unibct", "bict"}
+    for _, entry in entries:
+        assert set(entry.uses) <= set(METHODS) | set(TRANSFORMATIONS), entry.method
+        assert any(u in METHODS for u in entry.uses), entry.method  # every row has image models
+        assert (entry.upgrade == "transformation") == any(u in TRANSFORMATIONS for u in entry.uses), entry.method
 
 
 @register_transformation("linear")

@@ -9,15 +9,12 @@ transformation h for forward-compatible upgrades, a full forward pass of the new
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .experiments import get_experiment
-from .experiments.base import case_values, main_results
-from .experiments.fct import NO_SIDE, SIDE
+from .experiments import EXPERIMENTS, get_experiment
+from .experiments.base import ComparisonEntry, case_values, main_results
 from .intervals import bootstrap, difference_interval
 from .models import EmbeddingModel
 from .results import load_result_files
@@ -26,89 +23,10 @@ from .transformations import build_transformation
 from .verdicts import summary
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One method in the comparison: the chapter and case that measure it, what it stores per gallery item,
-    what its upgrade computes, and its own protocol's baselines: the backfill it is measured against (``ceiling``)
-    and the old model on both sides (``floor``). ``{last}`` in a case stands for the BiCT chapter's last
-    generation; a ``chain`` upgrade runs once per generation after the first."""
-
-    method: str
-    experiment: str
-    case: str
-    stores: str
-    upgrade: str  # "nothing", "transformation" or "re-embedding"
-    side_dim: int = 0
-    ceiling: str = "independent new/new"
-    floor: str = "old/old"
-    chain: bool = False
-
-
-ENTRIES = [
-    Entry("no upgrade (old model on both sides)", "bct", "old/old", "d old floats", "nothing"),
-    Entry("backfill (independent new model)", "bct", "independent new/new", "the images (re-embedded)", "re-embedding"),
-    Entry("independent new model, old gallery", "bct", "independent new/old", "d old floats", "nothing"),
-    Entry("L2 (OpenCompatible)", "bct", "L2 new/old", "d old floats", "nothing"),
-    Entry("BCT", "bct", "BCT new/old", "d old floats", "nothing"),
-    Entry("FCT, no side-information", "fct", NO_SIDE, "d old floats", "transformation"),
-    Entry("FCT, side-information", "fct", SIDE, "d old + d_side floats", "transformation", side_dim=-1),
-    Entry(
-        "BCT only, every upgrade (BiCT chapter)",
-        "bict",
-        "gen {last}: BCT only backward",
-        "d old floats",
-        "nothing",
-        ceiling="gen {last}: backfill new/new",
-        floor="gen 1: old/old",
-    ),
-    Entry(
-        "FCT alone, every upgrade (BiCT chapter)",
-        "bict",
-        "gen {last}: FCT alone forward",
-        "d old floats",
-        "transformation",
-        ceiling="gen {last}: backfill new/new",
-        floor="gen 1: old/old",
-        chain=True,
-    ),
-    Entry(
-        "BCT, open classes (UniBCT chapter)",
-        "unibct",
-        "open-class: BCT new/old",
-        "d old floats",
-        "nothing",
-        ceiling="open-class: independent new/new",
-        floor="open-class: old/old",
-    ),
-    Entry(
-        "UniBCT, open classes",
-        "unibct",
-        "open-class: UniBCT new/old",
-        "d old floats",
-        "nothing",
-        ceiling="open-class: independent new/new",
-        floor="open-class: old/old",
-    ),
-    Entry(
-        "UniBCT, open data",
-        "unibct",
-        "open-data: UniBCT new/old",
-        "d old floats",
-        "nothing",
-        ceiling="open-data: independent new/new",
-        floor="open-data: old/old",
-    ),
-    Entry(
-        "BiCT, every upgrade",
-        "bict",
-        "gen {last}: BiCT forward",
-        "d old floats",
-        "transformation",
-        ceiling="gen {last}: backfill new/new",
-        floor="gen 1: old/old",
-        chain=True,
-    ),
-]
+def comparison_entries() -> list[tuple[str, ComparisonEntry]]:
+    """Every registered experiment's comparison rows (:attr:`Experiment.comparison`), in the book's order, each
+    with the name of the experiment that measures it."""
+    return [(name, entry) for name, experiment in EXPERIMENTS.items() for entry in experiment.comparison]
 
 
 def forward_flops(module: torch.nn.Module, *inputs: torch.Tensor) -> float:
@@ -160,23 +78,23 @@ def comparison_table(profile, store: Store | None = None, distance: str = "l2") 
     flops = upgrade_flops(profile)
     tables, results = {}, {}
     records = []
-    for entry in ENTRIES:
-        if entry.experiment not in tables:
-            experiment = get_experiment(entry.experiment)
-            results[entry.experiment] = main_results(load_result_files(experiment, profile, store))
-            tables[entry.experiment] = experiment.summary_table(results[entry.experiment], distance, store)
-        table = tables[entry.experiment]
+    for name, entry in comparison_entries():
+        if name not in tables:
+            experiment = get_experiment(name)
+            results[name] = main_results(load_result_files(experiment, profile, store))
+            tables[name] = experiment.summary_table(results[name], distance, store)
+        table = tables[name]
         last = len(profile.bict.generations)
         case, ceiling, floor = (c.format(last=last) for c in (entry.case, entry.ceiling, entry.floor))
         row = table.loc[case]
-        top1 = {c: case_values(results[entry.experiment], c, distance, "top1", store) for c in (case, ceiling, floor)}
+        top1 = {c: case_values(results[name], c, distance, "top1", store) for c in (case, ceiling, floor)}
         retained = bootstrap(lambda a, b: 100 * a / b, [top1[case], top1[ceiling]])
         above = difference_interval(top1[case], top1[floor])
         kind = "transformation, side-information" if entry.side_dim else entry.upgrade
         records.append(
             {
                 "method": entry.method,
-                "chapter": entry.experiment,
+                "chapter": name,
                 "case": case,
                 "top1": row["top1"],
                 "top1 low": row["top1 low"],

@@ -104,6 +104,28 @@ def register_experiment(name: str):
     return wrap
 
 
+@dataclass(frozen=True)
+class ComparisonEntry:
+    """One row an experiment gives the comparison chapter (:func:`compat.compare.comparison_table`): the case that
+    measures it, what it stores per gallery item, what its upgrade computes, and its own protocol's baselines: the
+    backfill it is measured against (``ceiling``) and the old model on both sides (``floor``). ``{last}`` in a case
+    stands for the BiCT chapter's last generation; a ``chain`` upgrade runs once per generation after the first.
+
+    :param uses: the registered methods (:data:`compat.methods.METHODS`) and transformations
+        (:data:`compat.transformations.TRANSFORMATIONS`) the row's models and upgrade are made with.
+    """
+
+    method: str
+    case: str
+    stores: str
+    upgrade: str  # "nothing", "transformation" or "re-embedding"
+    uses: tuple[str, ...]
+    side_dim: int = 0
+    ceiling: str = "independent new/new"
+    floor: str = "old/old"
+    chain: bool = False
+
+
 def get_experiment(name: str) -> Experiment:
     """The experiment registered as ``name`` (an unknown name fails with the known ones)."""
     check_choice("experiment", name, EXPERIMENTS)
@@ -119,6 +141,7 @@ class Experiment:
     old_case = "old/old"  # the update gain's references (see :meth:`references`)
     new_case = "independent new/new"
     tabulates = True  # its result files hold (query, gallery) case rows for the results loader
+    comparison: tuple[ComparisonEntry, ...] = ()  # its rows in the comparison chapter
 
     # configuration -------------------------------------------------------------------------------
     def section_config(self, profile_name: str):

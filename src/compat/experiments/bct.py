@@ -18,7 +18,7 @@ from ..intervals import difference_interval
 from ..methods import method_options
 from ..store import Store
 from ..verdicts import Outcome, claim_line, decide, headline
-from .base import Case, Claim, Experiment, Plan, case_values, main_results, register_experiment, row
+from .base import Case, Claim, ComparisonEntry, Experiment, Plan, case_values, main_results, register_experiment, row
 from .common import old_model
 
 CASES = [
@@ -87,8 +87,18 @@ def model_specs(profile, seed: int, ablation: bool = False) -> dict[str, ModelSp
     return specs
 
 
+COMPARISON = (  # the chapter's rows in the comparison chapter
+    ComparisonEntry("no upgrade (old model on both sides)", "old/old", "d old floats", "nothing", ("plain",)),
+    ComparisonEntry("backfill (independent new model)", "independent new/new", "the images (re-embedded)", "re-embedding", ("plain",)),
+    ComparisonEntry("independent new model, old gallery", "independent new/old", "d old floats", "nothing", ("plain",)),
+    ComparisonEntry("L2 (OpenCompatible)", "L2 new/old", "d old floats", "nothing", ("l2",)),
+    ComparisonEntry("BCT", "BCT new/old", "d old floats", "nothing", ("bct",)),
+)
+
+
 @register_experiment("bct")
 class BCT(Experiment):
+    comparison = COMPARISON
     config_class = BCTConfig
     profile_configs = {"smoke": BCTConfig(), "cpu": BCTConfig(), "gpu": BCTConfig()}
 

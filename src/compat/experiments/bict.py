@@ -27,7 +27,7 @@ from ..store import Store
 from ..transformations import TransformationConfig
 from ..verdicts import Outcome, claim_line, decide, headline
 from . import bct, common
-from .base import Case, Claim, Experiment, Plan, main_results, register_experiment
+from .base import Case, Claim, ComparisonEntry, Experiment, Plan, main_results, register_experiment
 from .bict_reading import last_generation, main_variant, sweep_reading, thesis
 
 VARIANT_SUFFIX = {"stepwise": "", "chain": " (chain-trained h)"}  # h's training variant -> its rows' suffix
@@ -231,8 +231,21 @@ def _sweep_plan(profile, seed: int) -> Plan:
 OLD_CASE = "gen 1: old/old"
 
 
+COMPARISON = tuple(  # the chapter's rows in the comparison chapter, at its last generation, against its own baselines
+    ComparisonEntry(
+        label, f"gen {{last}}: {case}", "d old floats", upgrade, uses, ceiling="gen {last}: backfill new/new", floor="gen 1: old/old", chain=chain
+    )
+    for label, case, upgrade, uses, chain in (
+        ("BCT only, every upgrade (BiCT chapter)", "BCT only backward", "nothing", ("bct",), False),
+        ("FCT alone, every upgrade (BiCT chapter)", "FCT alone forward", "transformation", ("plain", "fct"), True),
+        ("BiCT, every upgrade", "BiCT forward", "transformation", ("bct", "fct"), True),
+    )
+)
+
+
 @register_experiment("bict")
 class BiCT(Experiment):
+    comparison = COMPARISON
     config_class = BiCTConfig
     profile_configs = {
         "smoke": BiCTConfig(

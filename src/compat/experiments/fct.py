@@ -26,7 +26,7 @@ from ..train import TrainConfig
 from ..transformations import TransformationConfig
 from ..verdicts import Outcome, claim_line, decide, headline
 from . import bct, common
-from .base import Case, Claim, Experiment, Plan, main_results, register_experiment
+from .base import Case, Claim, ComparisonEntry, Experiment, Plan, main_results, register_experiment
 
 NO_SIDE = "FCT (no side-info) new/old"
 SIDE = "FCT (side-info) new/old"
@@ -120,8 +120,15 @@ def _picture(embeddings: dict[str, np.ndarray], labels: np.ndarray, cases: list,
     return {"queries": queries, "top5": top}
 
 
+COMPARISON = (  # the chapter's rows in the comparison chapter
+    ComparisonEntry("FCT, no side-information", NO_SIDE, "d old floats", "transformation", ("plain", "fct")),
+    ComparisonEntry("FCT, side-information", SIDE, "d old + d_side floats", "transformation", ("plain", "simclr", "fct"), side_dim=-1),
+)
+
+
 @register_experiment("fct")
 class FCT(Experiment):
+    comparison = COMPARISON
     config_class = FCTConfig
     profile_configs = {
         "smoke": FCTConfig(

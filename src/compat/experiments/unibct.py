@@ -27,7 +27,7 @@ from ..splits import SCENARIOS, make_split
 from ..store import Store
 from ..verdicts import Outcome, decide, headline
 from . import bct
-from .base import Case, Claim, Experiment, Plan, main_results, register_experiment
+from .base import Case, Claim, ComparisonEntry, Experiment, Plan, main_results, register_experiment
 
 METHODS = ("independent", "L2", "BCT", "UniBCT (no refinement)", "UniBCT")
 FROM_START = " from epoch 0"  # the schedule control's rows: "UniBCT (no refinement) from epoch 0", "UniBCT from epoch 0"
@@ -156,8 +156,21 @@ def model_specs(profile, seed: int, ablation: bool = False) -> dict[str, ModelSp
     return specs
 
 
+COMPARISON = tuple(  # the chapter's rows in the comparison chapter, each against its own scenario's baselines
+    ComparisonEntry(
+        label, f"{scenario}: {case}", "d old floats", "nothing", uses, ceiling=f"{scenario}: independent new/new", floor=f"{scenario}: old/old"
+    )
+    for label, scenario, case, uses in (
+        ("BCT, open classes (UniBCT chapter)", "open-class", "BCT new/old", ("bct",)),
+        ("UniBCT, open classes", "open-class", "UniBCT new/old", ("unibct",)),
+        ("UniBCT, open data", "open-data", "UniBCT new/old", ("unibct",)),
+    )
+)
+
+
 @register_experiment("unibct")
 class UniBCT(Experiment):
+    comparison = COMPARISON
     config_class = UniBCTConfig
     profile_configs = {
         "smoke": UniBCTConfig(ablation_taus=(0.05, 0.2), ablation_diffusions=(0.5, 0.9), schedule_control=("open-class",)),
