@@ -161,9 +161,10 @@ def test_unibct_experiment_end_to_end_on_a_tiny_profile(tmp_path):
     denominator = ref["open-class: independent new/new"]["top1"] - ref["open-class: old/old"]["top1"]
     if denominator:
         assert row["gain_top1"] == pytest.approx((row["top1"] - ref["open-class: old/old"]["top1"]) / denominator)
-    tar = verification_table(results)
+    tar = verification_table(results, store)
     assert ((tar["TAR (%)"] >= 0) & (tar["TAR (%)"] <= 100)).all() and len(tar) == len(results[0]["rows"]) // 2
-    assert list(tar.columns) == ["TAR (%)"]  # one seed: no spread column (the book refuses NaN cells)
+    assert list(tar.columns) == ["TAR (%)", "low", "high"]  # the per-query shares give each TAR its interval
+    assert ((tar["low"] <= tar["TAR (%)"] + 1e-9) & (tar["TAR (%)"] <= tar["high"] + 1e-9)).all()
     per_query = store.read_per_query("unibct", profile.name, results[0]["key"])  # each query's share of accepted mates
     for case, value in results[0]["verification"]["tar"].items():  # equal class sizes: the shares average to the TAR
         assert float(np.mean(per_query[f"tar|{case}"])) == pytest.approx(value, abs=1e-4)
@@ -246,6 +247,37 @@ def test_verification_table_averages_the_main_seeds_and_gives_their_spread():
     table = verification_table(results)
     assert table.loc["a", "TAR (%)"] == 2.0 and table.loc["a", "sd over seeds"] == pytest.approx(math.sqrt(2))
     assert table.loc["b", "sd over seeds"] == 0.0
+
+
+class _PerQueryStore:
+    """A store that holds only per-query files: result key -> arrays."""
+
+    def __init__(self, files):
+        self.files = files
+
+    def read_per_query(self, experiment, profile, key):
+        assert experiment == "unibct"
+        return self.files[key]
+
+
+def test_verification_table_gives_each_tar_its_interval_from_the_per_query_shares():
+    from compat.experiments.unibct import verification_table
+
+    rng = np.random.default_rng(0)
+    shares = {seed: {"a": rng.choice([0.0, 50.0, 100.0], 400), "b": np.full(400, 20.0)} for seed in (0, 1)}
+    results = [
+        {"kind": "main", "profile": "cpu", "key": f"k{seed}", "verification": {"tar": {c: float(v.mean()) for c, v in shares[seed].items()}}}
+        for seed in (0, 1)
+    ]
+    store = _PerQueryStore({f"k{seed}": {f"tar|{c}": v for c, v in shares[seed].items()} for seed in (0, 1)})
+    table = verification_table(results, store)
+    pooled = np.concatenate([shares[0]["a"], shares[1]["a"]])
+    assert table.loc["a", "TAR (%)"] == pytest.approx(pooled.mean())
+    assert table.loc["a", "low"] < pooled.mean() < table.loc["a", "high"]
+    assert table.loc["a", "high"] - table.loc["a", "low"] < 4 * 1.96 * pooled.std() / math.sqrt(len(pooled))  # about 2 x 1.96 standard errors
+    assert table.loc["b", "low"] == pytest.approx(20.0) and table.loc["b", "high"] == pytest.approx(20.0)  # every query alike
+    store.files["k1"] = {"tar|a": shares[1]["a"]}  # a file written before the shares of case b: the seeds' spread instead
+    assert list(verification_table(results, store).columns) == ["TAR (%)", "sd over seeds"]
 
 
 def _mixbct_bct_fc_loss(embedding: np.ndarray, prototypes: np.ndarray, labels: np.ndarray) -> float:

@@ -21,6 +21,7 @@ import pandas as pd
 from ..artefacts import ModelSpec, SubsetSpec
 from ..errors import ConfigError, check_choice, check_range, check_seeds
 from ..evaluate import far_threshold, per_query_tar, tar_at_far, verification_scores
+from ..intervals import mean_interval
 from ..losses import PROTOTYPE_FORMS
 from ..methods import method_options
 from ..splits import SCENARIOS, make_split
@@ -285,14 +286,35 @@ def _listed(scenarios: list[str]) -> str:
     return ", ".join(scenarios) if scenarios else "none"
 
 
-def verification_table(results: list[dict]) -> pd.DataFrame:
-    """TAR (%) at the configured FAR per case: mean over the main seeds, and their spread where there are two or more."""
+def verification_table(results: list[dict], store: Store | None = None) -> pd.DataFrame:
+    """TAR (%) at the configured FAR per case, the mean over the main seeds, with its 95 % interval over queries and
+    seeds (:func:`compat.intervals.mean_interval`) where every main file holds each query's share of its genuine pairs
+    accepted (``tar|case``, :func:`compat.evaluate.per_query_tar`: with equal class sizes they average to the TAR);
+    files written before those shares give the seeds' spread instead, where there are two or more."""
     main = main_results(results)
     frame = pd.DataFrame([r["verification"]["tar"] for r in main])
+    shares = _tar_shares(main, list(frame.columns), store)
+    if shares is not None:
+        intervals = {case: mean_interval(values) for case, values in shares.items()}
+        return pd.DataFrame(
+            {"TAR (%)": frame.mean(), "low": {c: iv.low for c, iv in intervals.items()}, "high": {c: iv.high for c, iv in intervals.items()}}
+        )
     table = pd.DataFrame({"TAR (%)": frame.mean()})
     if len(main) > 1:
         table["sd over seeds"] = frame.std(ddof=1)
     return table
+
+
+def _tar_shares(main: list[dict], cases: list[str], store: Store | None) -> dict[str, np.ndarray] | None:
+    """Case -> seeds x queries per-query TAR shares of the main files, or None where a file lacks them (or any is NaN)."""
+    if not main or any("key" not in r for r in main):
+        return None
+    store = store or Store()
+    files = [store.read_per_query("unibct", r["profile"], r["key"]) for r in main]
+    if not all(f"tar|{c}" in f for f in files for c in cases):
+        return None
+    shares = {c: np.stack([np.asarray(f[f"tar|{c}"], np.float64) for f in files]) for c in cases}
+    return shares if all(np.isfinite(v).all() for v in shares.values()) else None
 
 
 def ablation_curve(profile, ablation: pd.DataFrame, parameter: str, case: str = "new/old") -> pd.DataFrame:
