@@ -9,6 +9,7 @@ a few lines (plumbing) show their output with their input behind a toggle.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -103,3 +104,35 @@ def execute(source: Path, output: Path, parameters: dict[str, object], *, prepar
     finally:
         tmp.unlink(missing_ok=True)
     return output
+
+
+REPOSITORY_URL = re.compile(r"https://[A-Za-z0-9.-]+/[A-Za-z0-9._/-]+")
+
+
+def with_repository(config_text: str, url: str, branch: str = "main") -> str:
+    """``_config.yml``'s text with the theme's repository and issues buttons on, pointing at ``url`` (the publishing
+    workflow passes its own repository, so the deployed book links to where it is built from; a local build has
+    no URL and no buttons). Launch buttons stay off: the pages are papermill's executed copies under ``book/``,
+    which git ignores, so a Binder or Colab launch would open a file the repository does not hold."""
+    if not REPOSITORY_URL.fullmatch(url):
+        raise ConfigError(f"repository URL {url!r} is not of the form https://HOST/OWNER/REPO")
+    if "\nrepository:" in config_text:
+        raise ConfigError("the book's config already names a repository: edit _config.yml's repository section instead")
+    lines = []
+    for line in config_text.splitlines():
+        if line.strip() in ("use_repository_button: false", "use_issues_button: false"):
+            line = line.replace("false", "true")
+        lines.append(line)
+    section = [
+        "",
+        "# written by `python -m compat book repository URL` (the publishing workflow)",
+        "repository:",
+        f"  url: {url}",
+        f"  branch: {branch}",
+    ]
+    return "\n".join([*lines, *section]) + "\n"
+
+
+def set_repository(config: Path, url: str) -> None:
+    """Write :func:`with_repository` into the book's config file ``config`` (in the workflow's throwaway checkout)."""
+    config.write_text(with_repository(config.read_text(), url))

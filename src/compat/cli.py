@@ -12,7 +12,7 @@ from pathlib import Path
 from . import distributed
 from .artefacts import help_train
 from .bench import EVALUATE_SIZES, bench_evaluate, bench_gallery, bench_step_profile, bench_train
-from .booktools import execute
+from .booktools import execute, set_repository
 from .budget import AIM_HOURS, artefact_table, book_jobs, budget_table, measured_speeds
 from .config import get_profile, value_at
 from .config_text import read_parameter
@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--param", action="append", default=[], help="extra papermill parameter key=value")
     p.add_argument("--prepare-only", action="store_true", help="inject parameters without executing (for nbval)")
     p.set_defaults(func=_book_execute)
+    p = book.add_parser("repository", help="turn on the book's repository buttons, pointing at URL (the publishing workflow)")
+    p.add_argument("url")
+    p.add_argument("--config", type=Path, default=Path("_config.yml"))
+    p.set_defaults(func=lambda args: set_repository(args.config, args.url))
     return parser
 
 
