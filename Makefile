@@ -91,6 +91,7 @@ bench: $(STAMP) data
 	$(BIN)/python -m compat bench profile --out results/bench/profile.json
 	$(BIN)/python -m compat bench upgrade fct --profile $(PROFILE)
 	$(BIN)/python -m compat bench upgrade bict --profile $(PROFILE)
+	$(BIN)/python -m compat bench backfill --profile $(PROFILE)
 
 clean:
 	rm -rf _build $(SMOKE_DIR) book/*.ipynb

@@ -1,5 +1,6 @@
 """Command line: ``python -m compat run EXPERIMENT --profile cpu --set key=value``, ``data prepare``,
-``bench evaluate``, ``bench gallery``, ``bench train``, ``bench profile``, ``bench upgrade``, ``book execute``."""
+``bench evaluate``, ``bench gallery``, ``bench train``, ``bench profile``, ``bench upgrade``, ``bench backfill``,
+``book execute``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import distributed
+from . import backfill, distributed
 from .artefacts import help_train
 from .bench import EVALUATE_SIZES, bench_evaluate, bench_gallery, bench_step_profile, bench_train
 from .booktools import execute, set_repository
@@ -110,6 +111,17 @@ def _bench_upgrade(args: argparse.Namespace) -> None:
         )
 
 
+def _bench_backfill(args: argparse.Namespace) -> None:
+    profile = get_profile(args.profile, _parse_sets(args.set))
+    payload = backfill.measure(profile)
+    print(f"partial backfill, profile {profile.name} (stored as a result file; measured once per configuration):")
+    for row in payload["rows"]:
+        print(
+            f"{row['strategy']:22s} {row['distance']:6s} {row['order']:19s} {100 * row['fraction']:3.0f} % re-embedded: "
+            f"top-1 {row['top1']:5.1f} [{row['top1 low']:5.1f}, {row['top1 high']:5.1f}]"
+        )
+
+
 def _bench_evaluate(args: argparse.Namespace) -> None:
     check_range("--repeats", args.repeats, 1, 1000)
     check_range("--n", args.n, *EVALUATE_SIZES)
@@ -189,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="cpu")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.set_defaults(func=_bench_upgrade)
+    p = bench.add_parser("backfill", help="top-1 against the share of the stored gallery re-embedded (BCT, FCT, BiCT)")
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.set_defaults(func=_bench_backfill)
 
     book = verbs.add_parser("book", help="notebooks into the book").add_subparsers(dest="action", required=True)
     p = book.add_parser("execute", help="run a source notebook with papermill into book/")

@@ -246,3 +246,32 @@ def training_curves(curves: pd.DataFrame, models: Sequence[str] | None = None):
     axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.tight_layout()
     return fig
+
+
+def backfill_curves(curve: pd.DataFrame):
+    """Top-1 against the share of the gallery re-embedded (:func:`compat.backfill.curves`): one colour per strategy,
+    a solid line for the random order and a dashed one for the far-from-class-mean order, 95 % intervals as bars."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    strategies = list(dict.fromkeys(curve["strategy"]))
+    orders = list(dict.fromkeys(curve["order"]))
+    for k, strategy in enumerate(strategies):
+        colour = f"C{k}"
+        for j, (order, style) in enumerate(zip(orders, ("-", "--", ":"))):
+            rows = curve[(curve["strategy"] == strategy) & (curve["order"] == order)].sort_values("fraction")
+            x = 100 * rows["fraction"] + 0.6 * (j - (len(orders) - 1) / 2)  # nudged apart: the bars do not hide each other
+            ax.errorbar(
+                x,
+                rows["top1"],
+                yerr=[rows["top1"] - rows["top1 low"], rows["top1 high"] - rows["top1"]],
+                color=colour,
+                ls=style,
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=f"{strategy}, {order}",
+            )
+    ax.set(xlabel="gallery re-embedded by the new model (%)", ylabel="top-1 (%), 95% CI")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

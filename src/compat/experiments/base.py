@@ -56,6 +56,20 @@ class Plan:
     artefacts: dict[str, TransformationSpec] = field(default_factory=dict)
     targets: dict[str, str] = field(default_factory=dict)
 
+    def names(self) -> tuple[str, ...]:
+        """Every embedding the plan makes, in the order it makes them (models first: they train what is missing)."""
+        return (*self.models, *self.transformations, *self.galleries)
+
+    def embedding(self, name: str, store: Store, flip: bool) -> np.ndarray:
+        """The val embeddings of ``name``: a model's, a stored gallery upgraded by a transformation, or a gallery
+        made from stored vectors."""
+        if name in self.models:
+            return get_embeddings(self.models[name], store, flip=flip)
+        if name in self.transformations:
+            return get_upgraded_gallery(self.transformations[name], store, flip=flip)
+        check_choice("embedding", name, self.galleries)
+        return self.galleries[name](store, flip)
+
 
 @dataclass(frozen=True)
 class Job:
@@ -236,9 +250,7 @@ class Experiment:
         plan = self.plan(profile, seed, ablation)
         started = time.perf_counter()
         flip = profile.protocol.test_flip
-        embeddings = {name: get_embeddings(spec, store, flip=flip) for name, spec in plan.models.items()}  # trains what is missing
-        embeddings.update({name: get_upgraded_gallery(t, store, flip=flip) for name, t in plan.transformations.items()})
-        embeddings.update({name: make(store, flip) for name, make in plan.galleries.items()})
+        embeddings = {name: plan.embedding(name, store, flip) for name in plan.names()}  # trains what is missing
         train_done = time.perf_counter()
         labels = profile.data.load().val.labels
         diverged = diverged_models(store, {name: spec.key for name, spec in plan.models.items()})
