@@ -99,7 +99,7 @@ def test_the_reading_says_where_the_ordered_backfill_is_above_or_below_random_by
     text = backfill.reading({"rows": rows, "order_differences": differences})
     assert text == (
         "* **BCT**: top-1 10.0 % with nothing re-embedded, 20.0 % with everything; ordering by distance to the class mean is "
-        "above random at 10 % re-embedded; below random at 50 %."
+        "above random at 10 % and below random at 50 % re-embedded."
     )
     for d in differences:
         d.update(low=-1.0, high=1.0)

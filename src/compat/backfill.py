@@ -184,12 +184,8 @@ def reading(payload: dict, distance: str = "l2") -> str:
         d = differences[differences["strategy"] == strategy]
         above = [f"{100 * f:g} %" for f, low in zip(d["fraction"], d["low"]) if low > 0]
         below = [f"{100 * f:g} %" for f, high in zip(d["fraction"], d["high"]) if high < 0]
-        verdict = (
-            "; ".join(
-                [f"ordering by distance to the class mean is above random at {', '.join(above)} re-embedded"] * bool(above)
-                + [f"below random at {', '.join(below)}"] * bool(below)
-            )
-            or "ordering by distance to the class mean is inside the noise of random at every fraction"
-        )
+        sides = [f"{side} random at {', '.join(at)}" for side, at in (("above", above), ("below", below)) if at]
+        where = f"{' and '.join(sides)} re-embedded" if sides else "inside the noise of random at every fraction"
+        verdict = f"ordering by distance to the class mean is {where}"
         lines.append(f"* **{strategy}**: top-1 {ends.iloc[0]:.1f} % with nothing re-embedded, {ends.iloc[-1]:.1f} % with everything; {verdict}.")
     return "\n".join(lines)
