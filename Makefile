@@ -89,6 +89,7 @@ bench: $(STAMP) data
 	$(BIN)/python -m compat bench gallery --out results/bench/gallery.json
 	$(BIN)/python -m compat bench train --out results/bench/train.json
 	$(BIN)/python -m compat bench profile --out results/bench/profile.json
+	$(BIN)/python -m compat bench levers --out results/bench/levers.json
 	$(BIN)/python -m compat bench upgrade fct --profile $(PROFILE)
 	$(BIN)/python -m compat bench upgrade bict --profile $(PROFILE)
 	$(BIN)/python -m compat bench backfill --profile $(PROFILE)

@@ -72,6 +72,7 @@ def test_the_evaluator_refuses_a_single_item():
         (["bench", "evaluate", "--n", "100000"], "--n=100000 is out of range"),  # the n x n ranking would not fit
         (["bench", "train", "--steps", "0"], "--steps=0 is out of range"),
         (["bench", "profile", "--steps", "0"], "--steps=0 is out of range"),
+        (["bench", "levers", "--steps", "1"], "--steps=1 is out of range; allowed: [2, 100000]"),  # the conventional run needs a step
         (["bench", "profile", "--top", "0"], "--top=0 is out of range"),
         (["bench", "gallery", "--sizes", "1000", "0"], "--sizes item=0 is out of range"),
     ],

@@ -219,7 +219,7 @@ def bench_train(profile_name: str = "cpu", steps: int = 40, workers: int = 2, ou
 
     recipe = TrainConfig(epochs=2, batch_size=profile.old_train.batch_size, warmup_epochs=0)
     log = fit(factory(), images, labels, recipe, [CrossEntropy()], seed=0, progress=False)
-    engine = log["epochs"][-1]["images_per_s"]  # the second epoch: warmed up
+    engine = _second_epoch_rate(log)
     conventional = _conventional_rate(factory, images, labels, recipe.batch_size, steps // 2, workers)
     flops = training_flops_per_image(factory(), data.image_size)
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
@@ -247,6 +247,50 @@ def bench_train(profile_name: str = "cpu", steps: int = 40, workers: int = 2, ou
         f"matmul peak here: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
         f"share of the {log['precision']} peak: {100 * figures['share_of_peak']:.0f}%"
     )
+    if out is not None:
+        write_json(out, figures)
+        print(f"wrote {out}")
+    return figures
+
+
+def _second_epoch_rate(log: dict) -> float:
+    """Images/s of a two-epoch training log's second epoch (the first pays the warm-up, or the compilation)."""
+    return log["epochs"][-1]["images_per_s"]
+
+
+def bench_levers(profile_name: str = "cpu", steps: int = 40, workers: int = 2, out: Path | None = None) -> dict:
+    """The throughput levers the step profile points at, each training the profile's old model with this engine in
+    one run beside the conventional pipeline (issue 29 item 3): the engine as the book trains, the backbone compiled
+    by ``torch.compile`` (the CPU inductor, which fuses BatchNorm and activation into the convolutions' neighbours),
+    and half and twice the batch. The weight average already updates with foreach ops (:mod:`compat.averaging`)."""
+    profile = get_profile(profile_name)
+    _, images, labels = _training_sample(profile, steps)
+    classes = int(labels.max()) + 1
+    batch = profile.old_train.batch_size
+
+    def rate(batch_size: int, compiled: bool = False) -> float:
+        torch.manual_seed(0)
+        model = EmbeddingModel(profile.model, classes)
+        recipe = TrainConfig(epochs=2, batch_size=batch_size, warmup_epochs=0)
+        return _second_epoch_rate(fit(torch.compile(model) if compiled else model, images, labels, recipe, [CrossEntropy()], seed=0, progress=False))
+
+    levers = {
+        f"engine, batch {batch} (as the book trains)": rate(batch),
+        f"torch.compile, batch {batch}": rate(batch, compiled=True),
+        f"engine, batch {batch // 2}": rate(batch // 2),
+        f"engine, batch {2 * batch}": rate(2 * batch),
+    }
+    conventional = _conventional_rate(lambda: EmbeddingModel(profile.model, classes), images, labels, batch, steps // 2, workers)
+    figures = {
+        "profile": profile_name,
+        "images": len(images),
+        "rows": [{"lever": name, "images_per_s": v, "x_conventional": v / conventional} for name, v in levers.items()],
+        "conventional_images_per_s": conventional,
+        "environment": environment(),
+    }
+    for row in figures["rows"]:
+        print(f"{row['lever']:40s} {row['images_per_s']:8.0f} img/s  {row['x_conventional']:4.2f}x the conventional pipeline")
+    print(f"{'conventional (JPEG + PIL + DataLoader x' + str(workers) + ', fp32)':40s} {conventional:8.0f} img/s")
     if out is not None:
         write_json(out, figures)
         print(f"wrote {out}")

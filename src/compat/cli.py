@@ -1,6 +1,6 @@
 """Command line: ``python -m compat run EXPERIMENT --profile cpu --set key=value``, ``data prepare``,
-``bench evaluate``, ``bench gallery``, ``bench train``, ``bench profile``, ``bench upgrade``, ``bench backfill``,
-``book execute``."""
+``bench evaluate``, ``bench gallery``, ``bench train``, ``bench profile``, ``bench levers``, ``bench upgrade``,
+``bench backfill``, ``book execute``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import backfill, distributed
 from .artefacts import help_train
-from .bench import EVALUATE_SIZES, bench_evaluate, bench_gallery, bench_step_profile, bench_train
+from .bench import EVALUATE_SIZES, bench_evaluate, bench_gallery, bench_levers, bench_step_profile, bench_train
 from .booktools import execute, set_repository
 from .budget import AIM_HOURS, artefact_table, book_jobs, budget_table, measured_speeds
 from .config import get_profile, value_at
@@ -92,6 +92,12 @@ def _bench_train(args: argparse.Namespace) -> None:
     check_range("--steps", args.steps, 1, 100_000)
     check_range("--workers", args.workers, 0, 64)
     bench_train(args.profile, steps=args.steps, workers=args.workers, out=args.out)
+
+
+def _bench_levers(args: argparse.Namespace) -> None:
+    check_range("--steps", args.steps, 2, 100_000)
+    check_range("--workers", args.workers, 0, 64)
+    bench_levers(args.profile, steps=args.steps, workers=args.workers, out=args.out)
 
 
 def _bench_profile(args: argparse.Namespace) -> None:
@@ -190,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     p.set_defaults(func=_bench_train)
+    p = bench.add_parser("levers", help="training images/s with torch.compile and other batch sizes, beside the conventional pipeline")
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
+    p.set_defaults(func=_bench_levers)
     p = bench.add_parser("profile", help="torch.profiler's table of a training step: the top operators and their share")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--steps", type=int, default=20)
