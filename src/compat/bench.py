@@ -259,8 +259,8 @@ def _second_epoch_rate(log: dict) -> float:
 
 
 def bench_levers(profile_name: str = "cpu", steps: int = 40, workers: int = 2, out: Path | None = None) -> dict:
-    """The throughput levers the step profile points at, each training the profile's old model with this engine in
-    one run beside the conventional pipeline (issue 29 item 3): the engine as the book trains, the backbone compiled
+    """The throughput levers the step profile points at, each training the profile's old model (its recipe, two
+    epochs) with this engine in one run beside the conventional pipeline (issue 29 item 3): the engine as the book trains, the backbone compiled
     by ``torch.compile`` (the CPU inductor, which fuses BatchNorm and activation into the convolutions' neighbours),
     and half and twice the batch. The weight average already updates with foreach ops (:mod:`compat.averaging`)."""
     profile = get_profile(profile_name)
@@ -271,7 +271,8 @@ def bench_levers(profile_name: str = "cpu", steps: int = 40, workers: int = 2, o
     def rate(batch_size: int, compiled: bool = False) -> float:
         torch.manual_seed(0)
         model = EmbeddingModel(profile.model, classes)
-        recipe = TrainConfig(epochs=2, batch_size=batch_size, warmup_epochs=0)
+        # the old model's recipe for two epochs, its learning rate scaled with the batch (the speed is what counts here)
+        recipe = dataclasses.replace(profile.old_train, epochs=2, batch_size=batch_size, lr=profile.old_train.lr * batch_size / batch)
         return _second_epoch_rate(fit(torch.compile(model) if compiled else model, images, labels, recipe, [CrossEntropy()], seed=0, progress=False))
 
     levers = {
