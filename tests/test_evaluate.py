@@ -322,3 +322,25 @@ def test_the_step_profile_ranks_operators_by_their_own_time_within_the_steps_wal
     assert any("convolution" in r["operator"] for r in rows[:5])  # a convolutional network's step
     assert rows[0]["ms_per_step"] == pytest.approx(shares[0] * figures["ms_per_step"])
     assert json.loads((tmp_path / "profile.json").read_text())["rows"] == rows
+
+
+def test_the_levers_train_each_variant_and_compare_it_with_the_conventional_pipeline(tmp_path, monkeypatch):
+    import json
+
+    from compat import bench
+
+    compiled = []
+    compile_ = bench.torch.compile
+    monkeypatch.setattr(bench.torch, "compile", lambda m: compiled.append(m) or compile_(m))
+    figures = bench.bench_levers("smoke", steps=2, workers=0, out=tmp_path / "levers.json")
+    batch = bench.get_profile("smoke").old_train.batch_size
+    assert [r["lever"] for r in figures["rows"]] == [
+        f"engine, batch {batch} (as the book trains)",
+        f"torch.compile, batch {batch}",
+        f"engine, batch {batch // 2}",
+        f"engine, batch {2 * batch}",
+    ]
+    assert len(compiled) == 1  # the compiled row trains a compiled module, the others do not
+    for r in figures["rows"]:
+        assert r["images_per_s"] > 0 and r["x_conventional"] == pytest.approx(r["images_per_s"] / figures["conventional_images_per_s"])
+    assert json.loads((tmp_path / "levers.json").read_text())["rows"] == figures["rows"]
