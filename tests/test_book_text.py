@@ -85,6 +85,33 @@ def test_no_chapter_types_a_number_that_neither_the_config_nor_a_named_source_ho
     )
 
 
+PICTURES = {"fig-image-grid", "fig-splits", "fig-fct-retrieval"}  # images and maps, not measured values
+# how a caption declares its figure's uncertainty: an interval, the seeds' range, or that it has none
+UNCERTAINTY = re.compile(r"95 % (bootstrap )?intervals?|the seeds' range|the range of the seeds|without intervals")
+
+
+def _figure_captions() -> dict[str, str]:
+    captions = {}
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            figure = cell.metadata.get("mystnb", {}).get("figure")
+            if figure:
+                captions[figure["name"]] = figure.get("caption", "")
+    return captions
+
+
+def test_every_figure_of_measured_values_declares_its_error_bars_in_its_caption():
+    captions = _figure_captions()
+    assert PICTURES <= set(captions) and len(captions) > len(PICTURES)
+    undeclared = {name: text for name, text in captions.items() if name not in PICTURES and not UNCERTAINTY.search(text)}
+    assert not undeclared, f"figures whose caption says neither their interval nor that they have none: {undeclared}"
+
+
+def test_the_check_finds_an_undeclared_caption():
+    assert UNCERTAINTY.search("Top-1 at L2; bars: 95 % bootstrap intervals over queries.")
+    assert not UNCERTAINTY.search("Top-1 retrieval (L2, mean over seeds) of each strategy at each generation.")
+
+
 def test_the_check_finds_a_typed_result():
     assert _numbers("BCT reaches 16.9 top-1 against $M = 3.2$ and `0.5`") == ["16.9"]
 
