@@ -30,6 +30,14 @@ from .transformations import build_transformation, upgrade_gallery
 from .upgrade_cost import peak_extra_memory
 
 
+def _written(figures: dict, out: Path | None) -> dict:
+    """A benchmark's figures, also written to ``out`` (JSON) when it is given."""
+    if out is not None:
+        write_json(out, figures)
+        print(f"wrote {out}")
+    return figures
+
+
 def _timed(fn, repeats: int) -> float:
     """Best wall time of ``repeats`` calls, in seconds."""
     best = float("inf")
@@ -70,10 +78,7 @@ def bench_evaluate(n: int = 10_000, dim: int = 128, classes: int = EVALUATE_CLAS
     )
     print(f"raw faiss IndexFlatL2 search, k=7:               {figures['faiss_top7_s']:.2f} s")
     print(f"raw faiss IndexFlatL2 search, k={n} (full rank): {figures['faiss_full_ranking_s']:.2f} s")
-    if out is not None:
-        write_json(out, figures)
-        print(f"wrote {out}")
-    return figures
+    return _written(figures, out)
 
 
 def clustered_gallery(n: int, dim: int = 128, classes: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -122,10 +127,7 @@ def bench_gallery(sizes=(10_000, 100_000, 1_000_000), queries: int = 1000, dim: 
         rows[-3]["recall_at_k"] = recall
         print(f"N={n:>9,d}  IVF-Flat recall@{k} against exact: {recall:.3f}; exact mAP {found['metrics']['mAP']:.1f} %")
     figures = {"queries": queries, "dim": dim, "k": k, "gallery_mb_per_million": 1e6 * dim * 4 / 2**20, "rows": rows, "environment": environment()}
-    if out is not None:
-        write_json(out, figures)
-        print(f"wrote {out}")
-    return figures
+    return _written(figures, out)
 
 
 def matmul_peak(dtype, size: int = 2048, repeats: int = 5) -> float:
@@ -247,10 +249,7 @@ def bench_train(profile_name: str = "cpu", steps: int = 40, workers: int = 2, ou
         f"matmul peak here: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
         f"share of the {log['precision']} peak: {100 * figures['share_of_peak']:.0f}%"
     )
-    if out is not None:
-        write_json(out, figures)
-        print(f"wrote {out}")
-    return figures
+    return _written(figures, out)
 
 
 def _second_epoch_rate(log: dict) -> float:
@@ -291,10 +290,7 @@ def bench_levers(profile_name: str = "cpu", steps: int = 40, workers: int = 2, o
     for row in figures["rows"]:
         print(f"{row['lever']:40s} {row['images_per_s']:8.0f} img/s  {row['x_conventional']:4.2f}x the conventional pipeline")
     print(f"{'conventional (JPEG + PIL + DataLoader x' + str(workers) + ', fp32)':40s} {conventional:8.0f} img/s")
-    if out is not None:
-        write_json(out, figures)
-        print(f"wrote {out}")
-    return figures
+    return _written(figures, out)
 
 
 def bench_step_profile(profile_name: str = "cpu", steps: int = 20, top: int = 15, out: Path | None = None) -> dict:
@@ -352,7 +348,4 @@ def bench_step_profile(profile_name: str = "cpu", steps: int = 20, top: int = 15
     print(f"model: {figures['model']}, batch {recipe.batch_size}: {figures['ms_per_step']:.1f} ms a step over {steps} steps")
     for r in rows:
         print(f"{r['operator'][:40]:40s} {100 * r['share_of_step']:5.1f} %  {r['ms_per_step']:7.2f} ms/step")
-    if out is not None:
-        write_json(out, figures)
-        print(f"wrote {out}")
-    return figures
+    return _written(figures, out)

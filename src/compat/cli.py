@@ -190,18 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     p.set_defaults(func=_bench_gallery)
-    p = bench.add_parser("train", help="training images/s: this engine against a conventional pipeline")
-    p.add_argument("--profile", default="cpu")
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
-    p.set_defaults(func=_bench_train)
-    p = bench.add_parser("levers", help="training images/s with torch.compile and other batch sizes, beside the conventional pipeline")
-    p.add_argument("--profile", default="cpu")
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
-    p.set_defaults(func=_bench_levers)
+    for name, func, what in (
+        ("train", _bench_train, "training images/s: this engine against a conventional pipeline"),
+        ("levers", _bench_levers, "training images/s with torch.compile and other batch sizes, beside the conventional pipeline"),
+    ):
+        p = bench.add_parser(name, help=what)
+        p.add_argument("--profile", default="cpu")
+        p.add_argument("--steps", type=int, default=40)
+        p.add_argument("--workers", type=int, default=2)
+        p.add_argument("--out", type=Path, help="also write the figures to this JSON file")
+        p.set_defaults(func=func)
     p = bench.add_parser("profile", help="torch.profiler's table of a training step: the top operators and their share")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--steps", type=int, default=20)
