@@ -104,3 +104,16 @@ def test_the_reading_says_where_the_ordered_backfill_is_above_or_below_random_by
     for d in differences:
         d.update(low=-1.0, high=1.0)
     assert "inside the noise of random at every fraction" in backfill.reading({"rows": rows, "order_differences": differences})
+
+
+def test_a_damaged_measurement_is_measured_again_not_used(tmp_path):
+    from compat.experiments import get_experiment
+
+    profile, store = get_profile("smoke", TINY), Store(tmp_path / "c", tmp_path / "r")
+    get_experiment("bct").run(profile, store)
+    first = backfill.measure(profile, store, ("BCT",))
+    path = store.result_path(backfill.NAME, profile.name, first["key"])
+    path.write_text(path.read_text().replace('"top1"', '"top5"', 1))  # its sha256 no longer matches
+    with pytest.warns(UserWarning, match="making it again"):
+        again = backfill.measure(profile, store, ("BCT",))
+    assert again["rows"] == first["rows"] and backfill.read(profile, store, ("BCT",))["rows"] == first["rows"]

@@ -22,6 +22,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from .artefacts import read_intact_result
 from .compare import comparison_entries
 from .errors import ConfigError, check_choice
 from .evaluate import retrieval_metrics
@@ -107,7 +108,7 @@ def measure(profile, store: Store | None = None, strategies=STRATEGIES) -> dict:
     """
     store = store or Store()
     key = measurement_key(profile, strategies)
-    stored_file = store.read_result(NAME, profile.name, key)
+    stored_file = read_intact_result(store, NAME, profile.name, key)  # a damaged file is measured again, never used
     if stored_file is not None:
         return stored_file
     store.check_result_writable()
