@@ -210,13 +210,49 @@ def test_the_provenance_table_lists_each_artefact_once_and_leaves_out_empty_colu
             "trained_at_revision": "0123456789abcdef",
         }
 
-    seed0 = {"seed": 0, "models": {"old": record("a", 1501.37, 0.4), "new": record("b", 1499.5, 0.35)}}
-    seed1 = {"seed": 1, "models": {"old": record("a", 1501.37, 0.4)}}  # the same model named again
+    seed0 = {"experiment": "recipe", "seed": 0, "models": {"old": record("a", 1501.37, 0.4), "new": record("b", 1499.5, 0.35)}}
+    seed1 = {"experiment": "recipe", "seed": 1, "models": {"old": record("a", 1501.37, 0.4)}}  # the same model named again
     table = provenance_table([seed0, seed1])
     assert list(table.index) == [(0, "old"), (0, "new")] and "final MSE" not in table.columns
     assert table.loc[(0, "old"), "img/s"] == "1501" and table.loc[(0, "new"), "trained at"] == "0123456789ab"
-    with_h = provenance_table([{"seed": 0, "models": {"h": record("c", None, None, mse=0.25)}}])
+    with_h = provenance_table([{"experiment": "recipe", "seed": 0, "models": {"h": record("c", None, None, mse=0.25)}}])
     assert with_h.loc[(0, "h"), "final MSE"] == 0.25 and "img/s" not in with_h.columns
+
+
+def test_the_reader_meets_no_stored_artefact_name():
+    """Issue 26: the store's names (``bct_heavy``, ``h_1``, "bct h 2") are part of the result keys; the provenance
+    tables and training curves show the glossary's words instead, for every committed result file."""
+    import re
+
+    from compat.experiments import get_experiment
+    from compat.paths import project_root
+    from compat.store import Store
+
+    store, labels = Store(results_root=project_root() / "results"), {}
+    # the chapters whose provenance and curves name models one by one (UniBCT's read "scenario/method")
+    for path in sorted(p for e in ("bct", "fct", "bict") for p in store.results.glob(f"{e}/cpu/*.json")):
+        res = store.read_result(path.parts[-3], "cpu", path.stem)
+        if "models" in res:
+            labels.update({(res["experiment"], n): get_experiment(res["experiment"]).artefact_label(n, res) for n in res["models"]})
+    internal = re.compile(r"_|^(bct|independent)( h)? \d|^(old|independent|bct|l2)$")
+    assert {e for e, _ in labels} == {"bct", "fct", "bict"}
+    assert not {k: v for k, v in labels.items() if internal.search(v)}
+    assert labels[("bct", "bct_heavy")] == "BCT λ=10" and labels[("fct", "h_side")] == "h, side-info"
+
+
+def test_the_artefact_labels_follow_the_glossary():
+    from compat.experiments import get_experiment
+
+    bict, fct = get_experiment("bict"), get_experiment("fct")
+    assert bict.artefact_label("bct h 2 (chain-trained h)", {}) == "h of BiCT forward, gen 2 (chain-trained h)"
+    assert bict.artefact_label("independent h 3", {}) == "h of FCT alone, gen 3"
+    assert bict.artefact_label("bct 3, BCT to gen 1", {}) == "BCT model, gen 3, BCT to gen 1"
+    assert bict.artefact_label("bct 2 (λ=0.3)", {}) == "BCT model, gen 2 (λ=0.3)"
+    assert bict.artefact_label("independent 1", {}) == bict.artefact_label("bct 1", {}) == "old model, gen 1"
+    ablation = {"rows": [{"case": "FCT side-info 32, BatchNorm not frozen new/old", "query": "independent", "gallery": "h_4"}]}
+    assert fct.artefact_label("h_4", ablation) == "h, side-info 32, BatchNorm not frozen"
+    assert fct.artefact_label("side-info 8-d", ablation) == "side-info 8-d"  # no row reads it: its own name
+    assert get_experiment("unibct").artefact_label("open-class/old", {}) == "open-class/old"
 
 
 def test_training_curves_read_every_image_models_log_and_leave_out_transformations():
@@ -226,11 +262,12 @@ def test_training_curves_read_every_image_models_log_and_leave_out_transformatio
     from compat.experiments.base import training_curves
 
     epochs = [{"epoch": 1, "loss_ce": 3.0, "loss_influence": 1.0, "train_acc": 0.1}, {"epoch": 2, "loss_ce": 2.0, "train_acc": 0.3}]
-    results = [{"kind": "main", "seed": s, "models": {"bct": {"epochs": epochs}, "h": {"epochs": [{"epoch": 1, "mse": 0.2}]}}} for s in (0, 1)] + [
-        {"kind": "ablation", "seed": 0, "models": {"other": {"epochs": epochs}}}
-    ]
+    results = [
+        {"experiment": "bct", "kind": "main", "seed": s, "models": {"bct": {"epochs": epochs}, "h": {"epochs": [{"epoch": 1, "mse": 0.2}]}}}
+        for s in (0, 1)
+    ] + [{"experiment": "bct", "kind": "ablation", "seed": 0, "models": {"other": {"epochs": epochs}}}]
     curves = training_curves(results)
-    assert set(curves["model"]) == {"bct"} and len(curves) == 4  # two seeds x two epochs; no h, no ablation
+    assert set(curves["model"]) == {"BCT"} and len(curves) == 4  # two seeds x two epochs, by the reader's name; no h, no ablation
     first = curves[(curves["seed"] == 0) & (curves["epoch"] == 1)].iloc[0]
     assert first["loss"] == 4.0 and first["train accuracy (%)"] == pytest.approx(10.0)  # the terms summed
     fig = plots.training_curves(curves)

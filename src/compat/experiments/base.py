@@ -156,6 +156,7 @@ class Experiment:
     new_case = "independent new/new"
     tabulates = True  # its result files hold (query, gallery) case rows for the results loader
     comparison: tuple[ComparisonEntry, ...] = ()  # its rows in the comparison chapter
+    artefact_names: dict[str, str] = {}  # stored artefact name -> the name the reader meets (the glossary's words)
 
     # configuration -------------------------------------------------------------------------------
     def section_config(self, profile_name: str):
@@ -195,6 +196,11 @@ class Experiment:
         """The verdict's label at ``distance`` with its reason and deciding claim (:mod:`compat.verdicts`); every
         chapter that reproduces a paper decides it by the rule its docstring states."""
         raise NotImplementedError(f"experiment {self.name!r} states no verdict")
+
+    def artefact_label(self, name: str, result: dict) -> str:
+        """The reader's name of the model or transformation stored as ``name`` in ``result`` (the store's names are
+        part of the result keys, so they stay as they are): :attr:`artefact_names`, else the stored name."""
+        return self.artefact_names.get(name, name)
 
     def references(self, case: str) -> tuple[str, str]:
         """The (old/old, independent new/new) cases whose metrics define ``case``'s update gain."""
@@ -344,7 +350,7 @@ def provenance_table(results: list[dict]) -> pd.DataFrame:
             records.append(
                 {
                     "seed": res["seed"],
-                    "artefact": name,
+                    "artefact": get_experiment(res["experiment"]).artefact_label(name, res),
                     "train min": m["train_seconds"] / 60,
                     "img/s": f"{m['images_per_s']:.0f}" if m["images_per_s"] is not None else "",
                     "final train acc (%)": 100 * m["final_train_acc"] if m["final_train_acc"] is not None else "",
@@ -431,7 +437,7 @@ def training_curves(results: list[dict]) -> pd.DataFrame:
                     continue
                 records.append(
                     {
-                        "model": name,
+                        "model": get_experiment(res["experiment"]).artefact_label(name, res),
                         "seed": res["seed"],
                         "epoch": entry["epoch"],
                         "loss": sum(v for k, v in entry.items() if k.startswith("loss_")),

@@ -41,6 +41,18 @@ ABLATION_CASES = [
     Case("L2 without CE (openBCT) new/new", "l2_openbct", "l2_openbct"),
 ]
 
+# the stored names of the chapter's models -> the reader's (the case labels' and the glossary's words)
+ARTEFACT_NAMES = {
+    "old": "old model",
+    "independent": "independent model",
+    "bct": "BCT",
+    "l2": "L2 baseline",
+    "bct_heavy": "BCT λ=10",
+    "bct_normalized": "BCT normalized",
+    "bct_heavy_normalized": "BCT λ=10 normalized",
+    "l2_openbct": "L2 without CE (openBCT)",
+}
+
 
 @dataclass(frozen=True)
 class BCTConfig:
@@ -99,6 +111,7 @@ COMPARISON = (  # the chapter's rows in the comparison chapter
 @register_experiment("bct")
 class BCT(Experiment):
     comparison = COMPARISON
+    artefact_names = ARTEFACT_NAMES
     config_class = BCTConfig
     profile_configs = {"smoke": BCTConfig(), "cpu": BCTConfig(), "gpu": BCTConfig()}
 

@@ -18,6 +18,7 @@ same way) and *backfill* (every gallery image re-embedded by the independent phi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..artefacts import ModelSpec, SubsetSpec, TransformationSpec, get_embeddings, get_transformation, upgrade_chain
@@ -32,6 +33,8 @@ from .bict_reading import last_generation, main_variant, sweep_reading, thesis
 
 VARIANT_SUFFIX = {"stepwise": "", "chain": " (chain-trained h)"}  # h's training variant -> its rows' suffix
 ANCHORED = ", BCT to gen 1"  # the control's rows: phi_g BCT-trained against the gallery's own model phi_1
+# a stored artefact's name: its chain ("bct" or "independent"), " h" for a transformation, the generation, a suffix
+ARTEFACT_NAME = re.compile(r"(?P<chain>bct|independent)(?P<h> h)? (?P<g>\d+)(?P<rest>.*)")
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,17 @@ class BiCT(Experiment):
         "cpu": BiCTConfig(seeds=(0, 1)),
     }
     old_case = OLD_CASE
+
+    def artefact_label(self, name: str, result: dict) -> str:
+        """The glossary's words: "bct 2" is the BCT model of generation 2, "bct h 2" the h that BiCT forward applies
+        at generation 2 ("independent h 2": FCT alone's); the suffixes (weight, h's training, control) stay."""
+        m = ARTEFACT_NAME.fullmatch(name)
+        if m is None:
+            return name
+        if m["h"]:
+            return f"h of {'BiCT forward' if m['chain'] == 'bct' else 'FCT alone'}, gen {m['g']}{m['rest']}"
+        model = "old model" if m["g"] == "1" else ("BCT model" if m["chain"] == "bct" else "independent model")
+        return f"{model}, gen {m['g']}{m['rest']}"
 
     def references(self, case: str) -> tuple[str, str]:
         """Generation g's gains: against generation 1's old/old and generation g's backfill."""

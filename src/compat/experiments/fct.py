@@ -129,6 +129,7 @@ COMPARISON = (  # the chapter's rows in the comparison chapter
 @register_experiment("fct")
 class FCT(Experiment):
     comparison = COMPARISON
+    artefact_names = {**bct.ARTEFACT_NAMES, "h_none": "h, no side-info", "h_side": "h, side-info"}
     config_class = FCTConfig
     profile_configs = {
         "smoke": FCTConfig(
@@ -160,6 +161,13 @@ class FCT(Experiment):
             transforms[f"h_{i}"] = transformation_spec(profile, seed, dim, freeze)
             cases.append(Case(case, "independent", f"h_{i}"))
         return Plan(specs, cases, transforms, key_extra)
+
+    def artefact_label(self, name: str, result: dict) -> str:
+        """The ablation's transformations (stored as ``h_<i>``) by the row that reads them: "h, side-info 8"."""
+        if name in self.artefact_names:
+            return self.artefact_names[name]
+        case = next((r["case"] for r in result["rows"] if r["gallery"] == name), None)
+        return "h, " + case.removeprefix("FCT ").removesuffix(" new/old") if case else name
 
     def extra(self, profile, seed, ablation, plan, embeddings, labels) -> dict:
         cases = [(c.label, c.query, c.gallery) for c in plan.cases]
