@@ -30,17 +30,6 @@ CASES = [
     Case("L2 new/old", "l2", "old"),
     Case("L2 new/new", "l2", "l2"),
 ]
-ABLATION_CASES = [
-    Case("BCT λ=10 new/old", "bct_heavy", "old"),
-    Case("BCT λ=10 new/new", "bct_heavy", "bct_heavy"),
-    Case("BCT normalized new/old", "bct_normalized", "old"),
-    Case("BCT normalized new/new", "bct_normalized", "bct_normalized"),
-    Case("BCT λ=10 normalized new/old", "bct_heavy_normalized", "old"),
-    Case("BCT λ=10 normalized new/new", "bct_heavy_normalized", "bct_heavy_normalized"),
-    Case("L2 without CE (openBCT) new/old", "l2_openbct", "old"),
-    Case("L2 without CE (openBCT) new/new", "l2_openbct", "l2_openbct"),
-]
-
 # the stored names of the chapter's models -> the reader's (the case labels' and the glossary's words)
 ARTEFACT_NAMES = {
     "old": "old model",
@@ -52,6 +41,12 @@ ARTEFACT_NAMES = {
     "bct_heavy_normalized": "BCT λ=10 normalized",
     "l2_openbct": "L2 without CE (openBCT)",
 }
+# each ablation model against the old gallery and against its own, named as the reader meets it
+ABLATION_CASES = [
+    Case(f"{ARTEFACT_NAMES[model]} {pair}", model, gallery)
+    for model in ("bct_heavy", "bct_normalized", "bct_heavy_normalized", "l2_openbct")
+    for pair, gallery in (("new/old", "old"), ("new/new", model))
+]
 
 
 @dataclass(frozen=True)
